@@ -1,0 +1,109 @@
+"""The command line: the same operations as the app, one clear line on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tlcore(*args: str, workspace: Path, env: dict | None = None, timeout: float = 300):
+    return subprocess.run(
+        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace)],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env={**os.environ, "TLCORE_OFFLINE": "1", **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_zip(tmp_path_factory, demo_zip_bytes) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "demo.zip"
+    path.write_bytes(demo_zip_bytes)
+    return path
+
+
+def test_help_documents_every_subcommand(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tlcore", "--help"], capture_output=True, text=True, cwd=ROOT)
+    for command in ("inspect", "layers", "train", "runs", "stop", "datasets", "backbones"):
+        assert command in result.stdout
+
+
+def test_inspect_reports_classes_and_counts(demo_zip, tmp_path):
+    result = tlcore("inspect", str(demo_zip), "--json", workspace=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["classes"]) == 3
+
+
+def test_inspect_of_a_file_that_is_not_a_zip_exits_2_with_one_line(tmp_path):
+    bogus = tmp_path / "photos.zip"
+    bogus.write_bytes(b"this is not a zip file at all")
+    result = tlcore("inspect", str(bogus), workspace=tmp_path / "ws")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "zip" in result.stderr.lower()
+    assert not any((tmp_path / "ws" / "datasets").iterdir())
+
+
+def test_layers_of_the_article_setup(tmp_path):
+    result = tlcore("layers", "--backbone", "resnet50", "--head", "flatten", "--strategy", "finetune",
+                    "--frozen", "168", "--json", workspace=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["base_layers"] == 175 and data["frozen_base_layers"] == 168
+    trainable = sum(row["trainable_params"] for row in data["layers"])
+    assert data["parameters"]["trainable"] == trainable
+    # conv5_block3's last two convolutions and batch norms plus the Dense(2) on 7*7*2048 features
+    expected = (3 * 3 * 512 * 512 + 512) + 2 * 512 + (512 * 2048 + 2048) + 2 * 2048 + (7 * 7 * 2048 * 2 + 2)
+    assert data["parameters"]["trainable"] == expected
+
+
+def test_layers_with_too_many_frozen_layers_exits_2(tmp_path):
+    result = tlcore("layers", "--backbone", "resnet50", "--strategy", "finetune", "--frozen", "999",
+                    workspace=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: frozen_layers must be a whole number from 0 to 175 (ResNet50 has 175 layers); received 999."
+    ]
+
+
+def test_train_then_runs_reports_best_val_accuracy(demo_zip, tmp_path):
+    result = tlcore("train", "--data", str(demo_zip), "--backbone", "mobilenet_0.25", "--weights", "none",
+                    "--strategy", "transfer", "--image-size", "32", "--epochs", "2", "--batch-size", "8",
+                    "--json", workspace=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["status"] == "completed"
+    listed = json.loads(tlcore("runs", "--json", workspace=tmp_path).stdout)
+    assert [r["id"] for r in listed] == [run["id"]]
+    assert listed[0]["best_val_accuracy"] == run["best_val_accuracy"]
+    assert 0.0 <= run["best_val_accuracy"] <= 1.0
+
+
+def test_train_with_unavailable_imagenet_weights_says_where_to_put_the_file(demo_zip, tmp_path):
+    keras_home = tmp_path / "kh"
+    result = tlcore("train", "--data", str(demo_zip), "--backbone", "resnet50", "--epochs", "1",
+                    workspace=tmp_path / "ws", env={"KERAS_HOME": str(keras_home), "HOME": str(tmp_path)})
+    assert result.returncode == 2
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in result.stderr
+    assert str(keras_home / "models") in result.stderr
+    runs_dir = tmp_path / "ws" / "runs"
+    assert not runs_dir.exists() or not any(runs_dir.iterdir()), "a refused run leaves no folder"
+
+
+def test_stop_of_an_unknown_run_exits_2(tmp_path):
+    result = tlcore("stop", "20990101-nothing", workspace=tmp_path)
+    assert result.returncode == 2
+    assert "no run" in result.stderr
+
+
+def test_bad_flag_values_exit_2_with_one_line(tmp_path, demo_zip):
+    result = tlcore("train", "--data", str(demo_zip), "--epochs", "zero", workspace=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,349 @@
+"""`python -m tlcore`: the app's operations for scripts, servers and bigger machines.
+
+Every subcommand takes `--workspace DIR` and `--json` (machine-readable output on stdout). Bad input
+ends with exit status 2 and one line on stderr saying what was wrong; a training run that fails
+ends with exit status 1. TensorFlow is imported only by the subcommands that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from tlcore.errors import TLCoreError
+from tlcore.workspace import Workspace
+
+EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of this CLI."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    # Subcommands repeat the global options so they can be given after the subcommand too;
+    # SUPPRESS keeps a subcommand from overwriting a value given before it.
+    parent = _Parser(add_help=False)
+    default: Any = None if defaults else argparse.SUPPRESS
+    parent.add_argument("--workspace", metavar="DIR", default=default,
+                        help="workspace folder (default: $TLCORE_WORKSPACE or ./workspace)")
+    parent.add_argument("--json", action="store_true", default=False if defaults else argparse.SUPPRESS,
+                        help="print machine-readable JSON on stdout")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tlcore.backbones import list_backbones
+    from tlcore.models import POOLINGS, STRATEGIES
+    from tlcore.spec import OPTIMIZERS
+
+    parser = _Parser(prog="python -m tlcore", parents=[_common(True)],
+                     description="Transfer learning and fine-tuning of image classifiers, without a UI.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    common = _common(False)
+
+    p = sub.add_parser("inspect", parents=[common], help="ingest a dataset zip and print its report")
+    p.add_argument("data", metavar="DATA.zip", help="zip of class folders (or train/ and val/ folders)")
+    p.add_argument("--val", metavar="VAL.zip", help="a separate zip of validation images")
+    _split_options(p)
+
+    sub.add_parser("datasets", parents=[common], help="list ingested datasets")
+    sub.add_parser("backbones", parents=[common], help="list the available backbones")
+
+    p = sub.add_parser("layers", parents=[common], help="show a model's layers and which ones learn")
+    _model_options(p, list_backbones(), STRATEGIES, POOLINGS)
+    p.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
+
+    p = sub.add_parser("train", parents=[common], help="train a model (in the foreground)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", metavar="TRAIN.zip", help="dataset zip to ingest and train on")
+    source.add_argument("--dataset", metavar="ID", help="an already ingested dataset")
+    source.add_argument("--spec", metavar="SPEC.json", help="reproduce a run from its spec.json")
+    source.add_argument("--run", metavar="RUN", help="train an existing queued run (used by the app)")
+    p.add_argument("--val", metavar="VAL.zip", help="a separate zip of validation images (with --data)")
+    _split_options(p)
+    _model_options(p, list_backbones(), STRATEGIES, POOLINGS)
+    p.add_argument("--epochs", type=int, default=5, help="epochs (of the first phase with --two-phase)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    p.add_argument("--two-phase", action="store_true",
+                   help="train the head on a frozen base first, then fine-tune at --finetune-lr")
+    p.add_argument("--finetune-epochs", type=int, default=5)
+    p.add_argument("--finetune-lr", type=float, default=1e-5)
+    p.add_argument("--flip", action="store_true", help="augment: random horizontal flips")
+    p.add_argument("--rotation", type=float, default=0.0, help="augment: max rotation, fraction of a turn")
+    p.add_argument("--zoom", type=float, default=0.0, help="augment: max zoom, fraction")
+    p.add_argument("--contrast", type=float, default=0.0, help="augment: max contrast change, fraction")
+    p.add_argument("--name", default="", help="a display name for the run")
+    p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
+
+    sub.add_parser("runs", parents=[common], help="list runs with status and best validation accuracy")
+
+    p = sub.add_parser("stop", parents=[common], help="ask a running or queued run to stop")
+    p.add_argument("run", metavar="RUN", help="run id")
+    return parser
+
+
+def _split_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of images held out for validation when the zip has no val/ folder")
+    p.add_argument("--seed", type=int, default=0, help="seed for the split, weights and shuffling")
+
+
+def _model_options(p: argparse.ArgumentParser, backbones: list[str], strategies: Sequence[str],
+                   poolings: Sequence[str]) -> None:
+    p.add_argument("--backbone", choices=backbones, default="mobilenet_v2_0.35", metavar="NAME",
+                   help=f"one of: {', '.join(backbones)} (default mobilenet_v2_0.35)")
+    p.add_argument("--weights", default=None,
+                   help="imagenet, none, or a weights file path (default: imagenet; none for scratch)")
+    p.add_argument("--strategy", choices=strategies, default="transfer")
+    p.add_argument("--frozen", type=int, default=None, help="frozen base layers, for --strategy finetune")
+    p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the backbone's)")
+    p.add_argument("--head", choices=poolings, default="avg",
+                   help="avg: global average pooling; flatten: as in the original article")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--hidden", type=int, default=0, help="units of an extra dense layer in the head")
+
+
+def _weights(args: argparse.Namespace) -> str:
+    if args.weights is None:
+        return "none" if args.strategy == "scratch" else "imagenet"
+    if args.weights in ("imagenet", "none"):
+        return args.weights
+    return str(Path(args.weights).expanduser().resolve())
+
+
+def _model_spec(args: argparse.Namespace, num_classes: int) -> Any:
+    from tlcore.models import ModelSpec
+
+    return ModelSpec(backbone=args.backbone, weights=_weights(args), image_size=args.image_size,
+                     num_classes=num_classes, pooling=args.head, dropout=args.dropout,
+                     hidden_units=args.hidden, strategy=args.strategy, frozen_layers=args.frozen)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up banner (oneDNN, CPU features) kept off stderr.
+
+    Those lines are printed before TensorFlow's logging is configured, so `TF_CPP_MIN_LOG_LEVEL` does
+    not silence them, and they would bury the one line a failing command prints.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in NEEDS_TENSORFLOW:
+        import_tensorflow_quietly()
+    workspace_arg = getattr(args, "workspace", None)
+    try:
+        workspace = Workspace(workspace_arg)
+        result = COMMANDS[args.command](args, workspace)
+    except TLCoreError as exc:
+        return _fail(args, str(exc))
+    except KeyboardInterrupt:
+        return _fail(args, "Interrupted.")
+    if isinstance(result, int):
+        return result
+    return 0
+
+
+def _fail(args: argparse.Namespace, message: str, code: int = EXIT_BAD_INPUT) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}, ensure_ascii=False))
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2, default=_json_default))
+    else:
+        print(text)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def cmd_inspect(args: argparse.Namespace, workspace: Workspace) -> None:
+    from tlcore.datasets import ingest_zip
+
+    dataset = ingest_zip(Path(args.data), Path(args.val) if args.val else None, workspace=workspace,
+                         val_fraction=args.val_fraction, seed=args.seed)
+    _emit(args, dataset.report(), dataset.summary())
+
+
+def cmd_datasets(args: argparse.Namespace, workspace: Workspace) -> None:
+    from tlcore.datasets import list_datasets
+
+    found = list_datasets(workspace)
+    rows = [{"id": d.id, "name": d.name, "classes": list(d.classes), "images": len(d.items),
+             "created": d.created} for d in found]
+    lines = [f"{r['id']}  {r['images']:>6} images  {len(r['classes'])} classes  {r['name']}" for r in rows]
+    _emit(args, rows, "\n".join(lines) or "No datasets yet: ingest one with `python -m tlcore inspect DATA.zip`.")
+
+
+def cmd_backbones(args: argparse.Namespace, workspace: Workspace) -> None:
+    from tlcore.backbones import BACKBONES, find_cached_weights
+
+    rows = []
+    for b in BACKBONES.values():
+        cached = find_cached_weights(b, b.default_size, workspace)
+        rows.append({"name": b.name, "label": b.label, "params": b.params, "default_size": b.default_size,
+                     "speed": b.speed, "preprocessing": b.preprocessing.mode,
+                     "weights_file": b.weights_file(b.default_size),
+                     "imagenet_weights_cached": str(cached) if cached else None})
+    lines = [f"{r['name']:<20} {r['params'] / 1e6:6.2f}M params  {r['speed']:<6}  "
+             f"imagenet weights: {'cached' if r['imagenet_weights_cached'] else 'not cached'}" for r in rows]
+    _emit(args, rows, "\n".join(lines))
+
+
+def cmd_layers(args: argparse.Namespace, workspace: Workspace) -> None:
+    from tlcore.models import build_model, get_base, layer_table, parameter_counts
+
+    spec = _model_spec(args, args.classes).validated()
+    model = build_model(spec, load_weights=False)
+    table = layer_table(model)
+    counts = parameter_counts(model)
+    base_layers = len(get_base(model).layers)
+    frozen = int((~table["trainable"] & (table["part"] == "base")).sum())
+    data = {"model": spec.to_dict(), "base_layers": base_layers, "frozen_base_layers": frozen,
+            "parameters": counts,
+            "layers": json.loads(table.to_json(orient="records"))}
+    text = table.to_string(index=False, max_rows=None) + (
+        f"\n\nbase layers: {base_layers}, frozen: {frozen}\n"
+        f"parameters: total {counts['total']:,}, trainable {counts['trainable']:,}, "
+        f"non-trainable {counts['non_trainable']:,}"
+    )
+    _emit(args, data, text)
+
+
+def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tlcore import runs, training
+
+    if args.run:
+        info = training.train_run(workspace, args.run, lock_fd=args.lock_fd)
+        return 0 if info.status != "failed" else EXIT_RUN_FAILED
+    spec = _train_spec(args, workspace)
+    info = runs.create_run(spec, workspace)
+    if not args.json:
+        print(f"run {info.id}: training {spec.model.backbone} ({spec.model.strategy}) "
+              f"for {spec.total_epochs} epoch(s) in {info.dir}", flush=True)
+    report = None if args.json else _print_epoch
+    info = training.train_run(workspace, info.id, report=report)
+    text = (f"run {info.id}: {info.status}"
+            + (f", best val_accuracy {info.best_val_accuracy:.4f} at epoch {info.best_epoch}"
+               if info.best_val_accuracy is not None else "")
+            + (f"\n{info.error}" if info.error else ""))
+    _emit(args, info.to_dict(), text)
+    return EXIT_RUN_FAILED if info.status == "failed" else 0
+
+
+def _print_epoch(row: dict[str, Any]) -> None:
+    def fmt(value: Any) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    print(f"epoch {row['epoch']:>3} [{row['phase']}]  loss {fmt(row.get('loss'))}  "
+          f"accuracy {fmt(row.get('accuracy'))}  val_loss {fmt(row.get('val_loss'))}  "
+          f"val_accuracy {fmt(row.get('val_accuracy'))}  ({row['elapsed']:.1f}s)", flush=True)
+
+
+def _train_spec(args: argparse.Namespace, workspace: Workspace) -> Any:
+    from tlcore.datasets import ingest_zip, load_dataset
+    from tlcore.spec import Augmentation, RunSpec
+    from tlcore.training import read_spec_file
+
+    if args.spec:
+        return RunSpec.from_dict(read_spec_file(Path(args.spec)))
+    if args.data:
+        dataset = ingest_zip(Path(args.data), Path(args.val) if args.val else None, workspace=workspace,
+                             val_fraction=args.val_fraction, seed=args.seed)
+        if not args.json:
+            print(dataset.summary(), flush=True)
+    else:
+        dataset = load_dataset(workspace, args.dataset)
+    return RunSpec(
+        dataset=dataset.id,
+        model=_model_spec(args, len(dataset.classes)),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        two_phase=args.two_phase,
+        finetune_epochs=args.finetune_epochs,
+        finetune_learning_rate=args.finetune_lr,
+        augmentation=Augmentation(flip=args.flip, rotation=args.rotation, zoom=args.zoom, contrast=args.contrast),
+        seed=args.seed,
+        name=args.name,
+    )
+
+
+def cmd_runs(args: argparse.Namespace, workspace: Workspace) -> None:
+    from tlcore import runs
+
+    found = runs.list_runs(workspace)
+    rows = [_run_row(info) for info in found]
+    lines = [f"{r['id']:<50} {r['status']:<11} best val_accuracy "
+             f"{'-' if r['best_val_accuracy'] is None else format(r['best_val_accuracy'], '.4f')}"
+             f"  {r['name']}" for r in rows]
+    _emit(args, rows, "\n".join(lines) or "No runs yet.")
+
+
+def _run_row(info: Any) -> dict[str, Any]:
+    spec = info.spec
+    return {
+        "id": info.id, "name": info.name, "status": info.status, "error": info.error,
+        "backbone": spec.model.backbone if spec else None, "strategy": spec.model.strategy if spec else None,
+        "epoch": info.epoch, "total_epochs": info.total_epochs, "progress": info.progress,
+        "best_val_accuracy": info.best_val_accuracy, "best_epoch": info.best_epoch,
+        "trainable_params": info.trainable_params, "frozen_layers": info.frozen_layers,
+        "seconds_per_epoch": info.seconds_per_epoch, "elapsed_seconds": info.elapsed_seconds,
+        "created": info.created, "dir": str(info.dir),
+    }
+
+
+def cmd_stop(args: argparse.Namespace, workspace: Workspace) -> None:
+    from tlcore import runs
+
+    info = runs.stop(workspace, args.run)
+    _emit(args, _run_row(info), f"run {info.id}: stop requested ({info.status})")
+
+
+NEEDS_TENSORFLOW = ("layers", "train")
+
+COMMANDS = {
+    "inspect": cmd_inspect,
+    "datasets": cmd_datasets,
+    "backbones": cmd_backbones,
+    "layers": cmd_layers,
+    "train": cmd_train,
+    "runs": cmd_runs,
+    "stop": cmd_stop,
+}

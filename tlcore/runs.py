@@ -1,0 +1,395 @@
+"""Runs: one folder per training run, and the operations on it.
+
+A run is data on disk (see `docs/architecture.md`): `spec.json` says what to train, `status.json`
+where it stands, `metrics.jsonl` how it went, `best.keras` what it learned. The app, the CLI and the
+tests all read the same files, so a browser refresh or a server restart loses nothing.
+
+Training happens in its own process (`python -m tlcore train --run DIR`), started by `start`. That
+process holds an exclusive `flock` on the run's `run.lock` for its whole life, so anyone can tell a
+live run from one whose process died (the lock is free): such runs are listed as `interrupted`.
+Only the trainer writes `status.json` while it lives; `stop` drops a `STOP` file that the trainer
+honours at its next batch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from tlcore.errors import RunError, SpecError, TLCoreError
+from tlcore.spec import RunSpec
+from tlcore.workspace import Workspace, read_json, write_bytes_atomic, write_json_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ACTIVE_STATUSES = ("queued", "running", "stopping")
+FINISHED_STATUSES = ("stopped", "completed", "failed", "interrupted")
+MAX_CONCURRENT_ENV = "TLCORE_MAX_CONCURRENT"
+
+SPEC_FILE = "spec.json"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.jsonl"
+BEST_MODEL_FILE = "best.keras"
+LABELS_FILE = "labels.txt"
+NAME_FILE = "name.txt"
+STOP_FILE = "STOP"
+LOCK_FILE = "run.lock"
+LOG_FILE = "trainer.log"
+
+METRIC_COLUMNS = ("kind", "phase", "epoch", "step", "global_step", "loss", "accuracy", "val_loss",
+                  "val_accuracy", "elapsed")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as people see it: what it is, where it stands, how well it did."""
+
+    id: str
+    dir: Path
+    name: str
+    spec: RunSpec | None
+    status: str
+    created: str | None = None
+    started: str | None = None
+    ended: str | None = None
+    error: str | None = None
+    phase: str | None = None
+    epoch: int = 0
+    total_epochs: int = 0
+    steps_per_epoch: int | None = None
+    step: int = 0
+    progress: float = 0.0
+    eta_seconds: float | None = None
+    elapsed_seconds: float | None = None
+    seconds_per_epoch: float | None = None
+    best_val_accuracy: float | None = None
+    best_epoch: int | None = None
+    trainable_params: int | None = None
+    frozen_layers: int | None = None
+    path_note: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {key: getattr(self, key) for key in self.__dataclass_fields__}
+        data["dir"] = str(self.dir)
+        data["spec"] = self.spec.to_dict() if self.spec is not None else None
+        return data
+
+
+def is_active(info: RunInfo) -> bool:
+    return info.active
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _new_run_id(spec: RunSpec) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{spec.model.backbone}-{spec.model.strategy}-{secrets.token_hex(2)}"
+
+
+def library_versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("tensorflow", "tensorflow-cpu", "keras", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def create_run(spec: RunSpec, workspace: Workspace) -> RunInfo:
+    """Validate `spec` and write a new run folder in state `queued`. No process is started."""
+    from tlcore.backbones import check_weights_available, get_backbone
+    from tlcore.datasets import load_dataset
+
+    spec = spec.validated()
+    dataset = load_dataset(workspace, spec.dataset)
+    check_weights_available(get_backbone(spec.model.backbone), spec.model.weights, spec.model.image_size, workspace)
+    if spec.model.num_classes != len(dataset.classes):
+        raise SpecError(
+            f"The model has {spec.model.num_classes} outputs but dataset {dataset.name!r} has "
+            f"{len(dataset.classes)} classes."
+        )
+    run_id = _new_run_id(spec)
+    staging = workspace.tmp_dir / f"run-{run_id}"
+    staging.mkdir(parents=True)
+    try:
+        write_json_atomic(staging / SPEC_FILE, {**spec.to_dict(), "versions": library_versions()})
+        write_bytes_atomic(staging / LABELS_FILE, ("\n".join(dataset.classes) + "\n").encode("utf-8"))
+        write_json_atomic(staging / STATUS_FILE, {"status": "queued", "created": now_iso(),
+                                                  "total_epochs": spec.total_epochs})
+        (staging / METRICS_FILE).touch()
+        (staging / LOCK_FILE).touch()
+        os.replace(staging, workspace.run_dir(run_id))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return load_run(workspace, run_id)
+
+
+def start(spec: RunSpec, workspace: Workspace) -> RunInfo:
+    """Create a run and start its trainer process; it queues behind any run already training.
+
+    The run's lock is taken here and handed to the child, so there is no moment at which a started
+    run looks dead to `list_runs`.
+    """
+    info = create_run(spec, workspace)
+    lock_fd = os.open(info.dir / LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with open(info.dir / LOG_FILE, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tlcore", "--workspace", str(workspace.root), "train",
+                 "--run", info.id, "--lock-fd", str(lock_fd)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                pass_fds=(lock_fd,), start_new_session=True, cwd=_project_root(),
+                env={**os.environ, "PYTHONPATH": _pythonpath()},
+            )
+        update_status(info.dir, pid=process.pid)
+    except OSError as exc:
+        update_status(info.dir, status="failed", ended=now_iso(),
+                       error=f"The training process could not be started: {exc}")
+    finally:
+        os.close(lock_fd)
+    return load_run(workspace, info.id)
+
+
+def _project_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def _pythonpath() -> str:
+    existing = os.environ.get("PYTHONPATH")
+    return _project_root() + (os.pathsep + existing if existing else "")
+
+
+def update_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
+    status = read_status(run_dir)
+    status.update(changes)
+    write_json_atomic(run_dir / STATUS_FILE, status)
+    return status
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        status = read_json(run_dir / STATUS_FILE)
+    except (OSError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def lock_is_held(run_dir: Path) -> bool:
+    """True while some process holds the run's lock, i.e. its trainer is alive."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def load_run(workspace: Workspace, run_id: str) -> RunInfo:
+    """Read one run folder. A folder that cannot be read is returned with status `damaged`."""
+    run_dir = workspace.run_dir(run_id)
+    if not run_dir.is_dir():
+        raise RunError(f"There is no run {run_id!r} in {workspace.runs_dir}.")
+    name = _read_name(run_dir)
+    try:
+        spec = RunSpec.from_dict(read_json(run_dir / SPEC_FILE))
+    except (OSError, ValueError, TLCoreError) as exc:
+        reason = "spec.json is missing" if isinstance(exc, FileNotFoundError) else f"spec.json is unreadable ({exc})"
+        return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=None, status="damaged", error=reason)
+    status = read_status(run_dir)
+    state = status.get("status")
+    if state not in ACTIVE_STATUSES + FINISHED_STATUSES:
+        return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=spec, status="damaged",
+                       error="status.json is missing or unreadable")
+    if state in ACTIVE_STATUSES and _process_died(run_dir, status):
+        status = update_status(run_dir, status="interrupted", ended=now_iso(),
+                                error="The training process ended unexpectedly (killed, or the machine restarted).")
+        state = "interrupted"
+    if state in ("queued", "running") and (run_dir / STOP_FILE).exists():
+        state = "stopping"
+    return _info_from_status(run_id, run_dir, name or spec.name or run_id, spec, state, status)
+
+
+def _process_died(run_dir: Path, status: dict[str, Any]) -> bool:
+    # A run created without a process (no pid yet) is waiting to be started, not dead.
+    if status.get("status") == "queued" and "pid" not in status:
+        return False
+    return not lock_is_held(run_dir)
+
+
+def _info_from_status(
+    run_id: str, run_dir: Path, name: str, spec: RunSpec, state: str, status: dict[str, Any]
+) -> RunInfo:
+    total_epochs = int(status.get("total_epochs") or spec.total_epochs)
+    total_steps = status.get("total_steps")
+    if state == "completed":
+        progress = 1.0
+    elif total_steps:
+        progress = min(1.0, int(status.get("global_step") or 0) / total_steps)
+    else:
+        progress = 0.0
+    elapsed = status.get("elapsed_seconds")
+    eta = None
+    if state in ("running", "stopping") and elapsed and 0 < progress < 1:
+        eta = elapsed * (1 - progress) / progress
+    return RunInfo(
+        id=run_id, dir=run_dir, name=name, spec=spec, status=state,
+        created=status.get("created"), started=status.get("started"), ended=status.get("ended"),
+        error=status.get("error"), phase=status.get("phase"), epoch=int(status.get("epoch") or 0),
+        total_epochs=total_epochs, steps_per_epoch=status.get("steps_per_epoch"), step=int(status.get("step") or 0), progress=progress, eta_seconds=eta, elapsed_seconds=elapsed,
+        seconds_per_epoch=status.get("seconds_per_epoch"), best_val_accuracy=status.get("best_val_accuracy"),
+        best_epoch=status.get("best_epoch"), trainable_params=status.get("trainable_params"),
+        frozen_layers=status.get("frozen_layers"), path_note=status.get("path_note"),
+    )
+
+
+def _read_name(run_dir: Path) -> str:
+    try:
+        return (run_dir / NAME_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def list_runs(workspace: Workspace) -> list[RunInfo]:
+    """Every run in the workspace, newest first; unreadable folders are listed as `damaged`."""
+    runs = []
+    for run_dir in sorted(workspace.runs_dir.iterdir(), reverse=True):
+        if not run_dir.is_dir() or run_dir.name.startswith("."):
+            continue
+        try:
+            runs.append(load_run(workspace, run_dir.name))
+        except TLCoreError:
+            continue
+    return runs
+
+
+def read_metrics(workspace: Workspace, run_id: str) -> pd.DataFrame:
+    """The run's metrics, one row per logged batch or epoch; a torn last line is ignored."""
+    import pandas as pd
+
+    return pd.DataFrame(list(iter_metrics(workspace.run_dir(run_id) / METRICS_FILE)),
+                        columns=list(METRIC_COLUMNS))
+
+
+def iter_metrics(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError:
+        return
+    with handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                yield {key: _nan_if_none(row.get(key)) for key in METRIC_COLUMNS}
+
+
+def _nan_if_none(value: Any) -> Any:
+    return math.nan if value is None else value
+
+
+def stop(workspace: Workspace, run_id: str) -> RunInfo:
+    """Ask a queued or running run to stop; it keeps the best model learned so far."""
+    info = load_run(workspace, run_id)
+    if not info.active:
+        raise RunError(f"Run {run_id!r} is not running (it is {info.status}); there is nothing to stop.")
+    (info.dir / STOP_FILE).touch()
+    return load_run(workspace, run_id)
+
+
+def stop_requested(run_dir: Path) -> bool:
+    return (run_dir / STOP_FILE).exists()
+
+
+def rename(workspace: Workspace, run_id: str, name: str) -> RunInfo:
+    """Give a run a display name (its id, the folder name, stays the same)."""
+    name = " ".join(str(name).split())
+    if not name or len(name) > 200:
+        raise RunError("A run name must have between 1 and 200 characters.")
+    run_dir = workspace.run_dir(run_id)
+    if not run_dir.is_dir():
+        raise RunError(f"There is no run {run_id!r} in {workspace.runs_dir}.")
+    write_bytes_atomic(run_dir / NAME_FILE, name.encode("utf-8"))
+    return load_run(workspace, run_id)
+
+
+def delete(workspace: Workspace, run_id: str) -> None:
+    """Delete a finished run's folder. Active runs must be stopped first."""
+    info = load_run(workspace, run_id)
+    if info.active:
+        raise RunError(f"Run {info.name!r} is still {info.status}; stop it before deleting it.")
+    trash = workspace.tmp_dir / f"deleted-{run_id}-{secrets.token_hex(3)}"
+    os.replace(info.dir, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def max_concurrent() -> int:
+    try:
+        return max(1, int(os.environ.get(MAX_CONCURRENT_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+def wait_for_slot(workspace: Workspace, run_dir: Path, poll_seconds: float = 0.5) -> int | None:
+    """Block until this run may train; return the slot lock's fd, or None if a stop came first.
+
+    Runs train in creation order, at most `TLCORE_MAX_CONCURRENT` at a time. Slots are `flock`s, so a
+    trainer that dies frees its slot at once.
+    """
+    slots = [workspace.runs_dir / f".slot-{k}" for k in range(max_concurrent())]
+    while True:
+        if stop_requested(run_dir):
+            return None
+        if _first_in_queue(workspace, run_dir):
+            for slot in slots:
+                fd = os.open(slot, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return fd
+                except BlockingIOError:
+                    os.close(fd)
+        time.sleep(poll_seconds)
+
+
+def _first_in_queue(workspace: Workspace, run_dir: Path) -> bool:
+    """True if no older queued run with a live process is waiting."""
+    mine = read_status(run_dir).get("created", "")
+    for other in workspace.runs_dir.iterdir():
+        if other == run_dir or not other.is_dir() or other.name.startswith("."):
+            continue
+        status = read_status(other)
+        if status.get("status") != "queued" or "pid" not in status:
+            continue
+        if (status.get("created", ""), other.name) < (mine, run_dir.name) and lock_is_held(other):
+            return False
+    return True

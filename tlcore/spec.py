@@ -1,0 +1,162 @@
+"""The run spec: everything needed to reproduce a training run, saved as the run's `spec.json`.
+
+A spec is plain data. The app's forms, the CLI's flags and `--spec FILE` all produce one, and
+`tlcore.training` needs nothing else (plus the dataset it names) to train. `phases()` turns it into
+the list of training phases: one for a plain run, two for the Keras guide's recipe (train the new
+head on a frozen base until it converges, then fine-tune the top of the base at a much lower
+learning rate, so large gradients from a random head never wreck the pretrained features).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from tlcore.errors import SpecError
+from tlcore.models import ModelSpec
+
+SPEC_FORMAT = 1
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes applied to training images only, each off by default.
+
+    flip: mirror images left-right.
+    rotation: maximum rotation as a fraction of a full turn (0.1 is ±36°).
+    zoom: maximum zoom in or out as a fraction of the image size.
+    contrast: maximum contrast change as a fraction.
+    """
+
+    flip: bool = False
+    rotation: float = 0.0
+    zoom: float = 0.0
+    contrast: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.flip or self.rotation or self.zoom or self.contrast)
+
+    def validated(self) -> Augmentation:
+        for name in ("rotation", "zoom", "contrast"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 0.5:
+                raise SpecError(f"Augmentation {name} must be between 0 and 0.5; received {value!r}.")
+        return replace(self, flip=bool(self.flip), rotation=float(self.rotation), zoom=float(self.zoom),
+                       contrast=float(self.contrast))
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One `fit` call: which strategy is applied and at which learning rate, for how many epochs."""
+
+    name: str
+    strategy: str
+    frozen_layers: int | None
+    epochs: int
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A training run.
+
+    dataset: id of an ingested dataset (`tlcore.datasets`).
+    model: the model to build and its strategy.
+    epochs: epochs of the (first) phase.
+    batch_size: images per training step.
+    optimizer: one of `OPTIMIZERS`.
+    learning_rate: learning rate of the (first) phase.
+    two_phase: train the head on a frozen base for `epochs`, then apply the model's fine-tuning
+        strategy for `finetune_epochs` at `finetune_learning_rate`. Needs `model.strategy == "finetune"`.
+    augmentation: random changes to training images.
+    seed: seeds weights, shuffling and augmentation; the same spec on the same machine trains the same.
+    name: a label for people; runs are identified by their folder's id, not by this.
+    """
+
+    dataset: str
+    model: ModelSpec
+    epochs: int = 5
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    two_phase: bool = False
+    finetune_epochs: int = 5
+    finetune_learning_rate: float = 1e-5
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    seed: int = 0
+    name: str = ""
+
+    def validated(self) -> RunSpec:
+        """Return the spec with defaults filled in, or raise `SpecError` naming the bad value."""
+        model = self.model.validated()
+        _check_int("epochs", self.epochs, 1, 1000)
+        _check_int("batch_size", self.batch_size, 1, 4096)
+        _check_int("seed", self.seed, 0, 2**31 - 1)
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError(f"Unknown optimizer {self.optimizer!r}. Choose one of: {', '.join(OPTIMIZERS)}.")
+        _check_rate("learning_rate", self.learning_rate)
+        if self.two_phase:
+            if model.strategy != "finetune":
+                raise SpecError(
+                    "The two-phase recipe ends in fine-tuning: choose strategy 'finetune' (with the "
+                    f"number of frozen layers) to use it; received strategy {model.strategy!r}."
+                )
+            _check_int("finetune_epochs", self.finetune_epochs, 1, 1000)
+            _check_rate("finetune_learning_rate", self.finetune_learning_rate)
+        if not isinstance(self.name, str) or len(self.name) > 200:
+            raise SpecError("A run name must be text of at most 200 characters.")
+        return replace(self, model=model, augmentation=self.augmentation.validated(),
+                       learning_rate=float(self.learning_rate),
+                       finetune_learning_rate=float(self.finetune_learning_rate))
+
+    def phases(self) -> list[Phase]:
+        model = self.model
+        if not self.two_phase:
+            return [Phase(model.strategy, model.strategy, model.frozen_layers, self.epochs, self.learning_rate)]
+        return [
+            Phase("transfer", "transfer", None, self.epochs, self.learning_rate),
+            Phase("finetune", "finetune", model.frozen_layers, self.finetune_epochs,
+                  self.finetune_learning_rate),
+        ]
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(phase.epochs for phase in self.phases())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": SPEC_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        """Parse a spec as written by `to_dict`, raising `SpecError` on anything unexpected."""
+        if not isinstance(data, dict):
+            raise SpecError("A run spec must be a JSON object.")
+        data = dict(data)
+        fmt = data.pop("format", SPEC_FORMAT)
+        if fmt != SPEC_FORMAT:
+            raise SpecError(f"This spec has format {fmt!r}; this version of tlcore reads format {SPEC_FORMAT}.")
+        data.pop("versions", None)
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"Unknown run setting(s): {', '.join(unknown)}.")
+        if "dataset" not in data or "model" not in data:
+            raise SpecError("A run spec needs at least 'dataset' and 'model'.")
+        try:
+            data["model"] = ModelSpec.from_dict(data["model"])
+            data["augmentation"] = Augmentation(**data.get("augmentation", {}))
+            return cls(**data)
+        except TypeError as exc:
+            raise SpecError(f"Malformed run spec: {exc}.") from None
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"{name} must be a whole number from {low} to {high}; received {value!r}.")
+
+
+def _check_rate(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10:
+        raise SpecError(f"{name} must be a number above 0 and at most 10; received {value!r}.")
