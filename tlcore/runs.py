@@ -96,11 +96,12 @@ def is_active(info: RunInfo) -> bool:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # Milliseconds, so runs started within the same second still queue in the order they came.
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _new_run_id(spec: RunSpec) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")[:-3]
     return f"{stamp}-{spec.model.backbone}-{spec.model.strategy}-{secrets.token_hex(2)}"
 
 

@@ -1,0 +1,157 @@
+"""Model: backbone, head, weights and strategy, and the layer table showing what will learn.
+
+The page builds a `ModelSpec` (kept in `st.session_state["model_spec"]` for the Train page). The
+layer table comes from the same architecture with random weights (`ui.cached`), so it is quick,
+works offline for every backbone, and never loads weights into the Streamlit process.
+"""
+
+from dataclasses import replace
+from typing import Any
+
+import streamlit as st
+
+from tlcore import backbones
+from tlcore.errors import TLCoreError
+from tlcore.models import POOLINGS, STRATEGIES, ModelSpec
+from ui import cached, i18n, state, tables
+from ui.i18n import t
+
+
+WEIGHT_SOURCES = ("imagenet", "none", "file")
+ARTICLE_PRESET = {
+    state.MODEL_BACKBONE: "resnet50",
+    state.MODEL_IMAGE_SIZE: 224,
+    state.MODEL_POOLING: "flatten",
+    state.MODEL_WEIGHTS: "imagenet",
+    state.MODEL_STRATEGY: "finetune",
+    state.MODEL_FROZEN: 168,
+    state.MODEL_SNAP: False,
+}
+DEFAULTS = {
+    state.MODEL_BACKBONE: "mobilenet_v2_0.35",
+    state.MODEL_IMAGE_SIZE: 224,
+    state.MODEL_POOLING: "avg",
+    state.MODEL_DROPOUT: 0.2,
+    state.MODEL_HIDDEN: 0,
+    state.MODEL_WEIGHTS: "imagenet",
+    state.MODEL_WEIGHTS_PATH: "",
+    state.MODEL_STRATEGY: "transfer",
+    state.MODEL_SNAP: True,
+}
+KEEP = {"persist_state": "session"}
+
+
+def apply_article_preset() -> None:
+    st.session_state.update(ARTICLE_PRESET)
+
+
+def architecture() -> dict[str, Any]:
+    """Backbone, input size and head widgets; returns the matching ModelSpec fields."""
+    names = i18n.labelled(backbones.list_backbones(), lambda name: i18n.backbone_label(backbones.get_backbone(name)))
+    backbone = st.selectbox(t("model.backbone"), list(names), format_func=names.get, key=state.MODEL_BACKBONE, **KEEP)
+    image_size = st.number_input(t("model.image_size"), min_value=backbones.get_backbone(backbone).min_size,
+                                 max_value=1024, step=16, key=state.MODEL_IMAGE_SIZE, help=t("model.image_size_help"),
+                                 **KEEP)
+    pooling = st.segmented_control(t("model.pooling"), POOLINGS, required=True, key=state.MODEL_POOLING,
+                                   format_func=i18n.labelled(POOLINGS, i18n.pooling_label).get, **KEEP)
+    dropout = st.slider(t("model.dropout"), 0.0, 0.9, step=0.05, key=state.MODEL_DROPOUT, **KEEP)
+    hidden_units = st.number_input(t("model.hidden_units"), min_value=0, max_value=8192, step=64,
+                                   key=state.MODEL_HIDDEN, help=t("model.hidden_units_help"), **KEEP)
+    return {"backbone": backbone, "image_size": int(image_size), "pooling": pooling, "dropout": float(dropout),
+            "hidden_units": int(hidden_units)}
+
+
+def strategy_and_weights(backbone: backbones.Backbone, image_size: int) -> tuple[str, str]:
+    """Strategy and weights widgets, with a word on whether the weights are there; returns both."""
+    strategy = st.segmented_control(t("model.strategy"), STRATEGIES, required=True, key=state.MODEL_STRATEGY,
+                                    format_func=i18n.labelled(STRATEGIES, i18n.strategy_label).get, **KEEP)
+    st.caption(i18n.strategy_hint(strategy))
+    source = st.radio(t("model.weights"), WEIGHT_SOURCES, key=state.MODEL_WEIGHTS, horizontal=True,
+                      format_func=i18n.labelled(WEIGHT_SOURCES, i18n.weights_label).get,
+                      disabled=strategy == "scratch", **KEEP)
+    if strategy == "scratch":
+        st.caption(t("model.scratch_weights"))
+        return strategy, "none"
+    if source == "imagenet":
+        found = backbones.find_cached_weights(backbone, image_size, workspace)
+        if found is not None:
+            st.success(t("model.weights_found", path=str(found)))
+        elif cached.offline():
+            st.warning(backbones.missing_weights_message(backbone, image_size))
+            st.caption(t("model.weights_offline_hint"))
+        else:
+            st.info(t("model.weights_download"))
+        return strategy, "imagenet"
+    if source == "none":
+        return strategy, "none"
+    path = st.text_input(t("model.weights_path"), key=state.MODEL_WEIGHTS_PATH, placeholder="/path/to/weights.h5",
+                         **KEEP).strip()
+    if not path:
+        st.info(t("model.weights_path_needed"))
+        return strategy, "none"
+    try:
+        backbones.resolve_weights(backbone, path, image_size, workspace)
+    except TLCoreError as exc:
+        st.error(i18n.error_text(exc))
+    return strategy, path
+
+
+def frozen_slider(strategy: str, structure: cached.Structure) -> int | None:
+    """The frozen-layers slider: fixed at all (transfer) or 0 (scratch), free for fine-tuning."""
+    label = t("model.frozen_layers", total=structure.base_layers)
+    if strategy != "finetune":
+        fixed = structure.base_layers if strategy == "transfer" else 0
+        st.slider(label, 0, structure.base_layers, value=fixed, disabled=True, help=t("model.frozen_fixed_help"))
+        return None
+    snap = st.toggle(t("model.snap"), key=state.MODEL_SNAP, help=t("model.snap_help"), **KEEP)
+    options = structure.boundaries if snap else list(range(structure.base_layers + 1))
+    current = st.session_state.get(state.MODEL_FROZEN)
+    if current is None:
+        current = structure.boundaries[-2] if len(structure.boundaries) > 1 else 0
+    # A new backbone or the snap switch can leave the value off the options: take the nearest one.
+    st.session_state[state.MODEL_FROZEN] = min(options, key=lambda option: abs(option - current))
+    return st.select_slider(label, options=options, key=state.MODEL_FROZEN, help=t("model.frozen_help"), **KEEP)
+
+
+def layers(spec: ModelSpec) -> None:
+    """Parameter counts and the layer table, coloured by what learns."""
+    view = cached.layer_view(spec)
+    total_col, trainable_col, frozen_col = st.columns(3)
+    total_col.metric(t("model.params_total"), f"{view.counts['total']:,}")
+    trainable_col.metric(t("model.params_trainable"), f"{view.counts['trainable']:,}")
+    frozen_col.metric(t("model.params_frozen"), f"{view.counts['non_trainable']:,}",
+                      help=t("model.params_frozen_help"))
+    st.subheader(t("model.layers"))
+    st.caption(t("model.layers_legend"))
+    st.dataframe(tables.styled_layer_table(view.table), column_config=tables.layer_columns(), hide_index=True,
+                 height=480, placeholder="–")
+
+
+workspace = state.workspace()
+for key, value in DEFAULTS.items():
+    state.default(key, value)
+
+st.title(t("model.title"))
+st.caption(t("model.intro"))
+st.button(t("model.preset"), on_click=apply_article_preset, help=t("model.preset_help"), icon=":material/article:")
+
+arch_col, strategy_col = st.columns(2)
+with arch_col:
+    fields = architecture()
+with strategy_col:
+    strategy, weights = strategy_and_weights(backbones.get_backbone(fields["backbone"]), fields["image_size"])
+
+dataset = state.current_dataset(workspace)
+if dataset is None:
+    st.caption(t("model.no_dataset"))
+spec = ModelSpec(**fields, weights=weights, strategy=strategy,
+                 num_classes=len(dataset.classes) if dataset is not None else 2)
+try:
+    with st.spinner(t("model.building", label=backbones.get_backbone(spec.backbone).label)):
+        structure = cached.structure(spec)
+except TLCoreError as exc:
+    st.error(i18n.error_text(exc))
+else:
+    spec = replace(spec, frozen_layers=frozen_slider(strategy, structure))
+    st.session_state[state.MODEL_SPEC] = spec
+    layers(spec)

@@ -1,0 +1,156 @@
+"""The Compare page: runs side by side, renaming, and deleting only after a confirmation."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tlcore import datasets, runs
+from tlcore.models import ModelSpec
+from tlcore.spec import RunSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def dataset(workspace, demo_zip_bytes) -> datasets.Dataset:
+    return datasets.ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
+
+
+@pytest.fixture
+def app(workspace, monkeypatch) -> AppTest:
+    monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+
+
+def make_run(workspace, dataset, name: str, strategy: str = "transfer", status: str | None = "completed",
+             val_accuracy: tuple[float, ...] = (0.4, 0.6)) -> runs.RunInfo:
+    """A run made with `runs.create_run`, moved to `status` with one metrics line per epoch."""
+    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy=strategy,
+                      frozen_layers=20 if strategy == "finetune" else None)
+    info = runs.create_run(RunSpec(dataset=dataset.id, model=model, epochs=len(val_accuracy), name=name), workspace)
+    lines = [{"kind": "epoch", "phase": strategy, "epoch": epoch, "step": 2, "global_step": 2 * epoch,
+              "loss": 1.0 / epoch, "accuracy": acc, "val_loss": 1.1 / epoch, "val_accuracy": acc, "elapsed": epoch}
+             for epoch, acc in enumerate(val_accuracy, start=1)]
+    (info.dir / runs.METRICS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    if status is not None:
+        best = max(val_accuracy)
+        runs.update_status(info.dir, status=status, best_val_accuracy=best, best_epoch=val_accuracy.index(best) + 1,
+                           elapsed_seconds=12.0, seconds_per_epoch=6.0, frozen_layers=20, trainable_params=771)
+    return runs.load_run(workspace, info.id)
+
+
+def open_compare_page(at: AppTest) -> AppTest:
+    return at.run().switch_page("app_pages/compare.py").run()
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def chart_runs(at: AppTest) -> set[str]:
+    chart = at.get("vega_lite_chart")[0]
+    frame = pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets])
+    return set(frame["run"])
+
+
+def test_without_runs_the_page_says_where_to_start(app):
+    at = open_compare_page(app)
+    assert at.info[0].value == "No runs yet: start one on the Train page."
+
+
+def test_runs_are_overlaid_and_tabulated(app, workspace, dataset):
+    make_run(workspace, dataset, "frozen base", "transfer", val_accuracy=(0.5, 0.7))
+    make_run(workspace, dataset, "random start", "scratch", val_accuracy=(0.3, 0.35, 0.4))
+    make_run(workspace, dataset, "still waiting", status=None)
+    at = open_compare_page(app)
+    assert not at.exception
+    assert len(at.multiselect(key="compare.runs").value) == 3
+    assert chart_runs(at) == {"frozen base", "random start", "still waiting"}
+    table = at.dataframe[0].value.set_index("name")
+    assert table.loc["frozen base", "best_val_accuracy"] == pytest.approx(0.7)
+    assert table.loc["frozen base", "best_epoch"] == 2
+    assert table.loc["random start", "strategy"] == "From scratch"
+    assert table.loc["frozen base", "seconds_per_epoch"] == 6.0
+    assert table.loc["still waiting", "status"] == "Queued"
+
+
+def test_choosing_fewer_runs_narrows_the_curves_and_the_table(app, workspace, dataset):
+    keep = make_run(workspace, dataset, "keep")
+    make_run(workspace, dataset, "drop")
+    at = open_compare_page(app)
+    at.multiselect(key="compare.runs").set_value([keep.id]).run()
+    assert chart_runs(at) == {"keep"}
+    assert at.dataframe[0].value["name"].tolist() == ["keep"]
+
+
+def test_a_run_is_renamed_everywhere(app, workspace, dataset):
+    info = make_run(workspace, dataset, "run 1")
+    at = open_compare_page(app)
+    at.selectbox(key="compare.target").set_value(info.id).run()
+    assert at.text_input(key="compare.new_name").value == "run 1"
+    at.text_input(key="compare.new_name").set_value("ImageNet, frozen base")
+    button(at.run(), "Rename").click().run()
+    assert at.success[0].value == "Renamed to ImageNet, frozen base."
+    assert runs.load_run(workspace, info.id).name == "ImageNet, frozen base"
+    assert at.dataframe[0].value["name"].tolist() == ["ImageNet, frozen base"]
+
+
+def test_an_empty_name_is_refused_with_a_message(app, workspace, dataset):
+    info = make_run(workspace, dataset, "keeps its name")
+    at = open_compare_page(app)
+    at.text_input(key="compare.new_name").set_value("   ")
+    button(at.run(), "Rename").click().run()
+    assert not at.exception
+    assert at.error[0].value.startswith("Error:")
+    assert runs.load_run(workspace, info.id).name == "keeps its name"
+
+
+def test_delete_asks_for_confirmation_and_cancel_keeps_the_run(app, workspace, dataset):
+    info = make_run(workspace, dataset, "precious")
+    at = open_compare_page(app)
+    button(at, "Delete").click().run()
+    assert at.warning[0].value.startswith("Delete the run **precious**")
+    assert info.dir.exists()
+    button(at, "Cancel").click().run()
+    assert not at.warning
+    assert [run.id for run in runs.list_runs(workspace)] == [info.id]
+
+
+def test_a_confirmed_delete_removes_the_run(app, workspace, dataset):
+    doomed = make_run(workspace, dataset, "doomed")
+    kept = make_run(workspace, dataset, "kept")
+    at = open_compare_page(app)
+    at.selectbox(key="compare.target").set_value(doomed.id).run()
+    button(at, "Delete").click().run()
+    button(at, "Yes, delete").click().run()
+    assert at.success[0].value == "Deleted doomed."
+    assert [run.id for run in runs.list_runs(workspace)] == [kept.id]
+    assert at.dataframe[0].value["name"].tolist() == ["kept"]
+
+
+def test_an_active_run_cannot_be_deleted(app, workspace, dataset):
+    queued = make_run(workspace, dataset, "in the queue", status=None)
+    at = open_compare_page(app)
+    at.selectbox(key="compare.target").set_value(queued.id).run()
+    assert button(at, "Delete").disabled
+
+
+def test_the_compare_page_speaks_japanese(app, workspace, dataset):
+    make_run(workspace, dataset, "run")
+    app.session_state["lang"] = "ja"
+    at = open_compare_page(app)
+    assert at.title[0].value == "実行の比較"
+    assert at.dataframe[0].value["status"].tolist() == ["完了"]
+
+
+def test_a_damaged_run_folder_is_listed_not_fatal(app, workspace, dataset):
+    make_run(workspace, dataset, "fine")
+    (workspace.runs_dir / "broken-run").mkdir()
+    at = open_compare_page(app)
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc["broken-run", "status"] == "Damaged"

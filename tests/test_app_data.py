@@ -1,0 +1,110 @@
+"""The Data page: uploads refused with a message or ingested with a report, the demo, picking a dataset."""
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tlcore import datasets
+from tlcore.demo import demo_zip
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def app(workspace, monkeypatch) -> AppTest:
+    monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    return at.switch_page("app_pages/data.py").run()
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def class_chart(at: AppTest) -> pd.DataFrame:
+    chart = at.get("vega_lite_chart")[0]
+    return pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets])
+
+
+def test_a_file_that_is_not_a_zip_is_refused_with_a_message_and_nothing_is_kept(app, workspace):
+    app.file_uploader(key="data.train_zip").set_value(("photos.zip", b"these are not zip bytes", "application/zip"))
+    button(app.run(), "Add dataset").click().run()
+    assert not app.exception
+    assert len(app.error) == 1
+    assert app.error[0].value.startswith("Error:") and "photos.zip" in app.error[0].value
+    assert datasets.list_datasets(workspace) == []
+    assert app.session_state["dataset_id"] is None
+
+
+def test_add_is_disabled_until_a_zip_is_uploaded(app):
+    assert button(app, "Add dataset").disabled
+
+
+def test_demo_dataset_is_ingested_and_its_classes_are_charted(app, workspace):
+    button(app, "Demo dataset").click().run()
+    assert not app.exception
+    (dataset,) = datasets.list_datasets(workspace)
+    assert app.session_state["dataset_id"] == dataset.id
+    assert app.success[0].value.startswith("Added demo.zip")
+    counts = dataset.counts()
+    chart = class_chart(app)
+    assert chart.groupby("class")["images"].sum().to_dict() == dict(zip(counts["class"], counts["total"]))
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Classes"] == str(len(dataset.classes))
+    assert metrics["Training images"] == str(counts["train"].sum())
+    assert metrics["Validation images"] == str(counts["val"].sum())
+    # Sample images: one row per class.
+    assert len(app.get("image")) == len(dataset.classes)
+
+
+def test_a_train_zip_and_a_val_zip_become_one_dataset(app, workspace):
+    app.file_uploader(key="data.train_zip").set_value(("train.zip", demo_zip(per_class=6, size=32), "application/zip"))
+    app.file_uploader(key="data.val_zip").set_value(
+        ("val.zip", demo_zip(per_class=3, size=32, seed=1), "application/zip"))
+    button(app.run(), "Add dataset").click().run()
+    assert not app.exception and not app.error
+    (dataset,) = datasets.list_datasets(workspace)
+    assert dataset.counts()["val"].tolist() == [3, 3, 3]
+    assert {m.label: m.value for m in app.metric}["Validation images"] == "9"
+
+
+def test_an_earlier_dataset_can_be_picked_again(app, workspace):
+    first = datasets.ingest_zip(demo_zip(classes=2, per_class=4, size=32), workspace=workspace, name="two.zip")
+    second = datasets.ingest_zip(demo_zip(classes=4, per_class=4, size=32), workspace=workspace, name="four.zip")
+    app.run()
+    picker = app.selectbox(key="data.pick")
+    assert sorted(option.split(" · ")[0] for option in picker.options) == ["four.zip", "two.zip"]
+    picker.set_value(first.id).run()
+    assert app.session_state["dataset_id"] == first.id
+    assert {m.label: m.value for m in app.metric}["Classes"] == "2"
+    assert "two.zip" in app.sidebar.markdown[-1].value
+    picker = app.selectbox(key="data.pick")
+    picker.set_value(second.id).run()
+    assert {m.label: m.value for m in app.metric}["Classes"] == "4"
+
+
+def test_skipped_files_are_listed_with_their_reason(app, workspace):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, zipfile.ZipFile(io.BytesIO(demo_zip(per_class=4, size=32))) as demo:
+        for info in demo.infolist():
+            archive.writestr(info, demo.read(info))
+        archive.writestr("circles/notes.txt", "not an image")
+    app.file_uploader(key="data.train_zip").set_value(("with-notes.zip", buffer.getvalue(), "application/zip"))
+    button(app.run(), "Add dataset").click().run()
+    assert app.expander[0].label == "Skipped files (1)"
+    skipped = app.expander[0].dataframe[0].value
+    assert skipped["path"].str.contains("notes.txt").any()
+    assert skipped["reason"].str.len().min() > 0
+
+
+def test_the_data_page_speaks_japanese(app):
+    app.session_state["lang"] = "ja"
+    button(app.run(), "デモデータセット").click().run()
+    assert app.title[0].value == "データ"
+    assert {m.label for m in app.metric} == {"クラス数", "学習用画像", "検証用画像"}

@@ -1,0 +1,246 @@
+"""The Train page: settings become a RunSpec, Start and Stop, and the live view of a run read from disk.
+
+Runs are made with `runs.create_run` (a folder, no process) and moved along by writing the run folder
+as the trainer would; one test starts a real training process and waits for it.
+"""
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tlcore import datasets, runs
+from tlcore.errors import RunError
+from tlcore.models import ModelSpec
+from tlcore.spec import Augmentation, RunSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy="transfer")
+
+
+@pytest.fixture
+def dataset(workspace, demo_zip_bytes) -> datasets.Dataset:
+    return datasets.ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
+
+
+@pytest.fixture
+def app(workspace, monkeypatch) -> AppTest:
+    monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+
+
+def open_train_page(at: AppTest, dataset: datasets.Dataset | None = None, model: ModelSpec | None = MODEL) -> AppTest:
+    at.run()
+    if dataset is not None:
+        at.session_state["dataset_id"] = dataset.id
+        at.session_state["model_spec"] = model
+    return at.switch_page("app_pages/train.py").run()
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def write_metrics(info: runs.RunInfo, epochs: int, steps: int) -> None:
+    """Metrics lines for `epochs` epochs of `steps` batches, as the trainer appends them."""
+    lines = []
+    for epoch in range(1, epochs + 1):
+        for step in range(1, steps + 1):
+            global_step = (epoch - 1) * steps + step
+            lines.append({"kind": "batch", "phase": "transfer", "epoch": epoch, "step": step,
+                          "global_step": global_step, "loss": 1.0 / global_step, "accuracy": 0.3,
+                          "elapsed": global_step})
+        lines.append({"kind": "epoch", "phase": "transfer", "epoch": epoch, "step": steps,
+                      "global_step": epoch * steps, "loss": 0.9 / epoch, "accuracy": 0.3 * epoch,
+                      "val_loss": 1.0 / epoch, "val_accuracy": 0.25 * epoch, "elapsed": epoch * steps})
+    (info.dir / runs.METRICS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def trained_run(workspace, dataset, status: str, epochs: int = 2, steps: int = 3, **fields) -> runs.RunInfo:
+    """A run whose folder says it trained `epochs` epochs of `steps` batches and is now `status`."""
+    info = runs.create_run(RunSpec(dataset=dataset.id, model=MODEL, epochs=epochs, name=f"{status} run"), workspace)
+    write_metrics(info, epochs, steps)
+    runs.update_status(info.dir, status=status, steps_per_epoch=steps, total_steps=steps * epochs, epoch=epochs,
+                       best_val_accuracy=0.25 * epochs, best_epoch=epochs, **fields)
+    return info
+
+
+def test_the_train_page_asks_for_a_dataset_first(app):
+    at = open_train_page(app)
+    assert at.info[0].value == "Choose a dataset first."
+    assert at.get("page_link")[0].proto.label == "Data"
+    assert at.info[-1].value == "No runs yet."
+
+
+def test_the_settings_become_the_run_spec_that_is_started(app, workspace, dataset, monkeypatch):
+    started = []
+
+    def fake_start(spec, ws):  # the folder without the process
+        started.append(spec)
+        return runs.create_run(spec, ws)
+
+    monkeypatch.setattr(runs, "start", fake_start)
+    at = open_train_page(app, dataset)
+    at.number_input(key="train.epochs").set_value(3)
+    at.selectbox(key="train.batch_size").set_value(16)
+    at.select_slider(key="train.learning_rate").set_value(3e-4)
+    at.selectbox(key="train.optimizer").set_value("sgd")
+    at.slider(key="train.rotation").set_value(0.1)
+    at.text_input(key="train.name").set_value("  first try ")
+    button(at.run(), "Start training").click().run()
+    assert not at.exception and not at.error
+    assert started == [RunSpec(dataset=dataset.id, model=MODEL, epochs=3, batch_size=16, optimizer="sgd",
+                               learning_rate=3e-4, augmentation=Augmentation(flip=True, rotation=0.1),
+                               name="first try")]
+    (info,) = runs.list_runs(workspace)
+    assert at.session_state["run_id"] == info.id
+    assert at.query_params["run"] == info.id
+    assert any(m.value.startswith("### first try") for m in at.markdown)
+
+
+def test_the_model_gets_as_many_outputs_as_the_dataset_has_classes(app, dataset, monkeypatch):
+    started = []
+    monkeypatch.setattr(runs, "start", lambda spec, ws: started.append(spec) or runs.create_run(spec, ws))
+    at = open_train_page(app, dataset, model=ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32))
+    button(at, "Start training").click().run()
+    assert started[0].model.num_classes == len(dataset.classes)
+
+
+def test_the_two_phase_recipe_needs_fine_tuning_and_sets_its_own_rate(app, dataset, monkeypatch):
+    at = open_train_page(app, dataset)
+    assert at.toggle(key="train.two_phase").disabled
+    assert at.main.caption[-1].value.startswith("The two-phase recipe ends in fine-tuning")
+
+    started = []
+    monkeypatch.setattr(runs, "start", lambda spec, ws: started.append(spec) or runs.create_run(spec, ws))
+    finetune = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3,
+                         strategy="finetune", frozen_layers=40)
+    at = open_train_page(AppTest.from_file(str(ROOT / "app.py"), default_timeout=60), dataset, model=finetune)
+    at.toggle(key="train.two_phase").set_value(True).run()
+    at.number_input(key="train.finetune_epochs").set_value(2)
+    at.select_slider(key="train.finetune_learning_rate").set_value(1e-5)
+    button(at.run(), "Start training").click().run()
+    (spec,) = started
+    assert (spec.two_phase, spec.finetune_epochs, spec.finetune_learning_rate) == (True, 2, 1e-5)
+    assert spec.total_epochs == 5 + 2
+
+
+def test_a_refused_start_says_why_and_keeps_the_settings(app, dataset, monkeypatch):
+    def refuse(spec, ws):
+        raise RunError("The trainer could not be started: no more processes.")
+
+    monkeypatch.setattr(runs, "start", refuse)
+    at = open_train_page(app, dataset)
+    at.number_input(key="train.epochs").set_value(7)
+    button(at.run(), "Start training").click().run()
+    assert not at.exception
+    assert at.error[0].value == "Error: The trainer could not be started: no more processes."
+    assert at.number_input(key="train.epochs").value == 7
+
+
+def test_a_queued_run_shows_as_queued_and_is_found_again_from_its_url(app, workspace, dataset):
+    info = runs.create_run(RunSpec(dataset=dataset.id, model=MODEL, name="waiting"), workspace)
+    app.query_params["run"] = info.id
+    at = open_train_page(app)
+    assert at.session_state["run_id"] == info.id
+    assert any(m.value == "### waiting  \n:gray-badge[Queued]" for m in at.markdown)
+    assert at.info[-1].value.startswith("Queued:")
+    assert button(at, "Stop")
+
+
+def test_a_running_run_shows_progress_with_eta_and_can_be_stopped(app, workspace, dataset):
+    info = runs.create_run(RunSpec(dataset=dataset.id, model=MODEL, epochs=2, name="busy"), workspace)
+    with open(info.dir / runs.LOCK_FILE, "r+") as lock:  # stands in for the trainer process
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_metrics(info, epochs=1, steps=3)
+        runs.update_status(info.dir, status="running", pid=os.getpid(), epoch=2, step=0, steps_per_epoch=3,
+                           total_steps=6, global_step=3, elapsed_seconds=30.0)
+        at = open_train_page(app)
+        progress = at.get("progress")[0].proto
+        assert progress.value == 50
+        assert "about 30s left" in progress.text
+        button(at, "Stop").click().run()
+        assert (info.dir / "STOP").exists()
+        assert runs.load_run(workspace, info.id).status == "stopping"
+        assert any(":orange-badge[Stopping]" in m.value for m in at.markdown)
+        at.run()  # the next poll
+        assert button(at, "Stop").disabled
+
+
+def test_a_finished_run_shows_its_curves_and_best_accuracy(app, workspace, dataset):
+    info = trained_run(workspace, dataset, "completed")
+    at = open_train_page(app)
+    assert at.session_state["run_id"] == info.id
+    assert at.get("progress")[0].proto.value == 100
+    assert {m.label: m.value for m in at.metric}["Best validation accuracy"] == "50.0%"
+    titles = [json.loads(chart.proto.spec)["title"]["text"] for chart in at.get("vega_lite_chart")]
+    assert titles == ["loss", "accuracy"]
+
+
+def test_a_failed_run_shows_its_error(app, workspace, dataset):
+    trained_run(workspace, dataset, "failed", error="Training failed: out of memory")
+    at = open_train_page(app)
+    assert at.error[0].value == "Message from the run: Training failed: out of memory"
+
+
+def test_the_run_selector_switches_the_run_shown_and_the_url(app, workspace, dataset):
+    trained_run(workspace, dataset, "completed")
+    trained_run(workspace, dataset, "stopped")
+    newest, other = runs.list_runs(workspace)
+    at = open_train_page(app)
+    assert at.session_state["run_id"] == newest.id  # nothing running: the newest
+    at.selectbox(key="train.run").set_value(other.id).run()
+    assert at.session_state["run_id"] == other.id
+    assert at.query_params["run"] == other.id
+    assert f"{other.name} ({other.status.capitalize()})" in at.sidebar.markdown[-1].value
+
+
+def test_a_real_run_trains_to_the_end_while_the_page_polls_it(app, workspace, dataset):
+    at = open_train_page(app, dataset)
+    at.number_input(key="train.epochs").set_value(2)
+    at.toggle(key="train.flip").set_value(False)
+    button(at.run(), "Start training").click().run()
+    assert not at.error
+    run_id = at.session_state["run_id"]
+    deadline = time.monotonic() + 240
+    while runs.is_active(runs.load_run(workspace, run_id)) and time.monotonic() < deadline:
+        time.sleep(1)
+        started = time.monotonic()
+        at.run()
+        assert time.monotonic() - started < 2.0  # a poll stays quick while training runs
+    info = runs.load_run(workspace, run_id)
+    assert info.status == "completed", info.error
+    at.run()
+    assert any(":green-badge[Completed]" in m.value for m in at.markdown)
+    assert len(at.get("vega_lite_chart")) == 2
+    assert info.best_val_accuracy is not None
+    at.switch_page("app_pages/compare.py").run()
+    table = at.dataframe[0].value
+    assert table["id"].tolist() == [run_id]
+    assert table["best_val_accuracy"].iloc[0] == pytest.approx(info.best_val_accuracy)
+
+
+def test_a_damaged_run_shows_what_is_wrong_with_it(app, workspace):
+    (workspace.runs_dir / "broken-run").mkdir()
+    at = open_train_page(app)
+    assert not at.exception
+    assert at.error[0].value == "Message from the run: spec.json is missing"
+
+
+def test_missing_imagenet_weights_offline_refuse_the_start_with_the_fix(app, workspace, dataset, tmp_path,
+                                                                        monkeypatch):
+    from tlcore import backbones
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
+    backbone = backbones.get_backbone("mobilenet_0.5")
+    if backbones.find_cached_weights(backbone, 32, workspace) is not None:
+        pytest.skip("this machine has the MobileNet ×0.5 weights cached")
+    at = open_train_page(app, dataset, model=ModelSpec(backbone="mobilenet_0.5", weights="imagenet", image_size=32,
+                                                       num_classes=3))
+    button(at, "Start training").click().run()
+    assert at.error[0].value == "Error: " + backbones.missing_weights_message(backbone, 32)
+    assert runs.list_runs(workspace) == []

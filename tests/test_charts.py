@@ -1,0 +1,152 @@
+"""The app's charts: built from tlcore's DataFrames, checked as Altair specs (no browser needed)."""
+
+import math
+
+import altair as alt
+import pandas as pd
+
+from tlcore.runs import METRIC_COLUMNS
+from ui import charts
+from ui.charts import ChartLabels
+
+
+def metrics(epochs: int = 2, steps: int = 4, phase: str = "transfer") -> pd.DataFrame:
+    """Metrics as `tlcore.runs.read_metrics` returns them: per-batch rows, then an epoch row."""
+    rows = []
+    global_step = 0
+    for epoch in range(1, epochs + 1):
+        for step in range(1, steps + 1):
+            global_step += 1
+            rows.append({"kind": "batch", "phase": phase, "epoch": epoch, "step": step, "global_step": global_step,
+                         "loss": 2.0 / global_step, "accuracy": 0.1 * epoch, "val_loss": math.nan,
+                         "val_accuracy": math.nan, "elapsed": float(global_step)})
+        rows.append({"kind": "epoch", "phase": phase, "epoch": epoch, "step": steps, "global_step": global_step,
+                     "loss": 1.0 / epoch, "accuracy": 0.3 * epoch, "val_loss": 1.2 / epoch,
+                     "val_accuracy": 0.25 * epoch, "elapsed": float(global_step)})
+    return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+
+
+def layers_of(chart: alt.LayerChart) -> list[dict]:
+    return chart.to_dict()["layer"]
+
+
+def test_class_counts_chart_stacks_train_and_val_per_class():
+    counts = pd.DataFrame({"class": ["roses", "daisy"], "train": [8, 5], "val": [2, 1], "total": [10, 6]})
+    spec = charts.class_counts_chart(counts).to_dict()
+    data = pd.DataFrame(next(iter(spec["datasets"].values())))
+    assert data.groupby("class")["images"].sum().to_dict() == {"roses": 10, "daisy": 6}
+    assert spec["encoding"]["y"]["field"] == "class"
+    assert spec["encoding"]["y"]["sort"] == ["roses", "daisy"]  # the dataset's order, not alphabetical
+    assert spec["encoding"]["x"]["stack"] == "zero"
+    assert spec["encoding"]["color"]["scale"]["domain"] == ["train", "validation"]
+
+
+def test_class_counts_chart_speaks_the_given_language():
+    counts = pd.DataFrame({"class": ["a", "b"], "train": [1, 1], "val": [1, 1], "total": [2, 2]})
+    labels = ChartLabels(train="学習", val="検証", images="画像数")
+    spec = charts.class_counts_chart(counts, labels).to_dict()
+    assert spec["encoding"]["color"]["scale"]["domain"] == ["学習", "検証"]
+    assert spec["encoding"]["x"]["title"] == "画像数"
+
+
+def test_curve_frame_places_batches_between_epochs_and_epochs_on_whole_numbers():
+    frame = charts.curve_frame(metrics(epochs=2, steps=4), steps_per_epoch=4)
+    batches = frame[(frame["kind"] == "batch") & (frame["metric"] == "loss")]
+    assert batches["x"].tolist() == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+    epochs = frame[(frame["kind"] == "epoch") & (frame["metric"] == "accuracy")]
+    assert sorted(epochs["x"].unique()) == [1.0, 2.0]
+    assert set(epochs["split"]) == {"train", "val"}
+    # Validation is only measured once per epoch: no validation points on batch rows.
+    assert set(frame.loc[frame["kind"] == "batch", "split"]) == {"train"}
+
+
+def test_curve_frame_infers_steps_per_epoch_when_unknown():
+    frame = charts.curve_frame(metrics(epochs=1, steps=5))
+    batches = frame[(frame["kind"] == "batch") & (frame["metric"] == "loss")]
+    assert batches["x"].iloc[-1] == 1.0
+
+
+def test_curve_frame_of_a_run_without_metrics_is_empty():
+    frame = charts.curve_frame(pd.DataFrame(columns=list(METRIC_COLUMNS)))
+    assert frame.empty and {"x", "metric", "split", "kind", "value"} <= set(frame.columns)
+
+
+def test_long_runs_are_thinned_but_keep_their_last_batch():
+    long = metrics(epochs=1, steps=charts.MAX_BATCH_POINTS * 3 + 7)
+    frame = charts.curve_frame(long)
+    batches = frame[(frame["kind"] == "batch") & (frame["metric"] == "loss")]
+    assert len(batches) <= charts.MAX_BATCH_POINTS
+    assert batches["x"].iloc[-1] == 1.0
+
+
+def test_training_curve_shows_batches_thin_and_epochs_as_points_with_val_dashed():
+    chart = charts.training_curve(metrics(), "loss", steps_per_epoch=4)
+    batch_layer, line_layer, point_layer, _phases = layers_of(chart)
+    assert batch_layer["mark"]["type"] == "line" and batch_layer["mark"]["strokeWidth"] == 1
+    assert line_layer["mark"]["type"] == "line"
+    dash = line_layer["encoding"]["strokeDash"]
+    assert dash["scale"]["domain"] == ["train", "validation"]
+    assert dash["scale"]["range"][0] != dash["scale"]["range"][1]
+    assert point_layer["mark"]["type"] == "point"
+    assert line_layer["encoding"]["x"]["title"] == "epoch"
+    assert line_layer["encoding"]["y"]["title"] == "loss"
+
+
+def test_accuracy_curve_is_drawn_on_zero_to_one():
+    chart = charts.training_curve(metrics(), "accuracy")
+    assert layers_of(chart)[1]["encoding"]["y"]["scale"]["domain"] == [0, 1]
+
+
+def test_training_curve_data_holds_only_the_chosen_metric():
+    spec = charts.training_curve(metrics(), "accuracy").to_dict()
+    data = pd.DataFrame(next(iter(spec["datasets"].values())))
+    assert set(data["metric"]) == {"accuracy"}
+    val = data[data["split"] == "val"].sort_values("x")
+    assert val["value"].tolist() == [0.25, 0.5]
+
+
+def test_compare_curve_gives_each_run_a_colour_and_each_split_a_dash():
+    chart = charts.compare_curve({"scratch": metrics(3), "transfer": metrics(2)}, "accuracy")
+    line_layer, point_layer = layers_of(chart)
+    assert line_layer["encoding"]["color"]["field"] == "run"
+    colour = line_layer["encoding"]["color"]["scale"]
+    assert colour["domain"] == ["scratch", "transfer"]
+    assert colour["range"][0] != colour["range"][1]
+    assert line_layer["encoding"]["strokeDash"]["field"] == "split_label"
+    data = pd.DataFrame(next(iter(chart.to_dict()["datasets"].values())))
+    assert set(data["kind"]) == {"epoch"}  # per-epoch curves: comparable across batch sizes
+    assert data.groupby("run")["epoch"].max().to_dict() == {"scratch": 3, "transfer": 2}
+
+
+def test_compare_curve_copes_with_a_run_that_has_no_metrics_yet():
+    empty = pd.DataFrame(columns=list(METRIC_COLUMNS))
+    chart = charts.compare_curve({"queued": empty, "done": metrics()}, "loss")
+    assert layers_of(chart)[0]["encoding"]["color"]["scale"]["domain"] == ["queued", "done"]
+
+
+def test_strategy_blocks_shade_what_each_strategy_freezes():
+    def states(strategy: str) -> list[str]:
+        blocks = charts.strategy_blocks(strategy)
+        return blocks.loc[blocks["part"] == "base", "state"].tolist()
+
+    assert states("transfer") == ["frozen"] * 5
+    assert states("finetune") == ["frozen"] * 3 + ["learns_pretrained"] * 2
+    assert states("scratch") == ["learns_random"] * 5
+    for strategy in ("transfer", "finetune", "scratch"):
+        head = charts.strategy_blocks(strategy).iloc[-1]
+        assert (head["part"], head["state"]) == ("head", "learns_random")
+
+
+def test_network_diagram_colours_frozen_blocks_grey():
+    boxes, text = layers_of(charts.network_diagram("transfer"))
+    scale = boxes["encoding"]["color"]["scale"]
+    assert dict(zip(scale["domain"], scale["range"]))["frozen (pretrained)"] == charts.FROZEN_COLOUR
+    assert boxes["mark"]["type"] == "rect" and text["mark"]["type"] == "text"
+
+
+def test_a_second_phase_is_marked_where_it_begins():
+    two_phase = pd.concat([metrics(epochs=2, phase="transfer"), metrics(epochs=3, phase="finetune")])
+    two_phase.loc[two_phase["phase"] == "finetune", "epoch"] += 2
+    starts = charts.phase_starts(two_phase)
+    assert starts.to_dict("records") == [{"x": 2.0, "phase": "finetune"}]
+    assert charts.phase_starts(metrics()).empty

@@ -1,0 +1,125 @@
+"""Cached calls into tlcore, so a page rerun (one per click, one a second while polling) stays fast.
+
+- Models for layer tables are built once per architecture (`st.cache_resource`, random weights:
+  structure is all a table needs); the table and parameter counts for each strategy and number of
+  frozen layers are then computed from that model by tlcore and kept (`st.cache_data`).
+- Datasets are content-addressed and never change once ingested, so a loaded one is kept, and the
+  list of them is read again only when the datasets folder changes.
+- Metrics are re-read only when the run's metrics file has changed size or time.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+from tlcore import backbones, datasets, models, runs
+from tlcore.models import ModelSpec
+from tlcore.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class LayerView:
+    """What the Model page shows for one spec: the layer table and its parameter counts."""
+
+    table: pd.DataFrame
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Facts about a spec's architecture that do not depend on the strategy."""
+
+    base_layers: int
+    boundaries: list[int]
+
+
+def _structure_key(spec: ModelSpec) -> ModelSpec:
+    """The spec with everything that does not change the architecture set to one value."""
+    return replace(spec, weights="none", strategy="scratch", frozen_layers=None).validated()
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _model(spec: ModelSpec) -> tuple[Any, threading.Lock]:
+    # The lock guards the model: `apply_strategy` changes it in place and sessions share it.
+    return models.build_model(spec, load_weights=False), threading.Lock()
+
+
+def structure(spec: ModelSpec) -> Structure:
+    """Number of base layers and block boundaries of `spec`'s architecture (built once, cached)."""
+    return _structure(_structure_key(spec))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _structure(spec: ModelSpec) -> Structure:
+    model, lock = _model(spec)
+    with lock:
+        base = models.get_base(model)
+        return Structure(base_layers=len(base.layers), boundaries=models.block_boundaries(base))
+
+
+def layer_view(spec: ModelSpec) -> LayerView:
+    """The layer table and parameter counts of `spec` with its strategy applied."""
+    spec = spec.validated()
+    return _layer_view(_structure_key(spec), spec.strategy, spec.frozen_layers)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _layer_view(structure_spec: ModelSpec, strategy: str, frozen_layers: int | None) -> LayerView:
+    model, lock = _model(structure_spec)
+    with lock:
+        models.apply_strategy(model, strategy, frozen_layers)
+        return LayerView(table=models.layer_table(model), counts=models.parameter_counts(model))
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def offline() -> bool:
+    """Whether ImageNet weights cannot be downloaded (checked at most every ten minutes)."""
+    return backbones.is_offline()
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _dataset(root: str, dataset_id: str) -> datasets.Dataset:
+    return datasets.load_dataset(Workspace(root), dataset_id)
+
+
+def dataset(workspace: Workspace, dataset_id: str) -> datasets.Dataset:
+    """An ingested dataset (kept once loaded: a dataset's content never changes)."""
+    return _dataset(str(workspace.root), dataset_id)
+
+
+def dataset_list(workspace: Workspace) -> list[datasets.Dataset]:
+    """`datasets.list_datasets`, read again only when a dataset folder is added or removed."""
+    folder = workspace.datasets_dir
+    return _dataset_list(str(workspace.root), tuple(sorted(entry.name for entry in folder.iterdir())))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _dataset_list(root: str, names: tuple[str, ...]) -> list[datasets.Dataset]:
+    return datasets.list_datasets(Workspace(root))
+
+
+def metrics(workspace: Workspace, run_id: str) -> pd.DataFrame:
+    """A run's metrics (`runs.read_metrics`), re-read only when its file has changed."""
+    path = workspace.run_dir(run_id) / runs.METRICS_FILE
+    return _metrics(str(workspace.root), run_id, _stamp(path))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _metrics(root: str, run_id: str, stamp: tuple[int, int]) -> pd.DataFrame:
+    return runs.read_metrics(Workspace(root), run_id)

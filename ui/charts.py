@@ -1,0 +1,298 @@
+"""Altair charts built from DataFrames by plain functions, so they can be tested without a browser.
+
+Every function takes the data tlcore returns (a dataset's class counts, a run's metrics) and a
+`ChartLabels` with the words to show, and returns an Altair chart; pages only call
+`st.altair_chart`. Conventions shared by the training charts: x is the epoch as a number (a batch
+at step 30 of 60 in epoch 2 sits at 1.5), train and validation are told apart by the line's dash,
+per-batch values are a thin faint line and per-epoch values are points joined by a line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import altair as alt
+import pandas as pd
+
+METRICS = ("loss", "accuracy")
+SPLITS = ("train", "val")
+SOLID: list[int] = [1, 0]
+DASHED: list[int] = [6, 4]
+
+# Colours for the layer states in the network diagram and the split colours in the class chart.
+FROZEN_COLOUR = "#cbd5e1"
+PRETRAINED_COLOUR = "#60a5fa"
+RANDOM_COLOUR = "#fbbf24"
+TRAIN_COLOUR = "#2563eb"
+VAL_COLOUR = "#93c5fd"
+
+# One clearly different colour per compared run (Streamlit's theme would otherwise give neighbours
+# two shades of blue); colours repeat after ten runs.
+RUN_COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d",
+               "#4b5563", "#ca8a04"]
+
+# Per-batch rows beyond this are thinned (evenly, keeping the last) so a long run stays light to draw.
+MAX_BATCH_POINTS = 1500
+
+
+@dataclass(frozen=True)
+class ChartLabels:
+    """The words charts show; pages pass translated ones (`ui.i18n.chart_labels`)."""
+
+    epoch: str = "epoch"
+    loss: str = "loss"
+    accuracy: str = "accuracy"
+    train: str = "train"
+    val: str = "validation"
+    batch_note: str = "thin line: per batch · points: per epoch"
+    images: str = "images"
+    class_: str = "class"
+    run: str = "run"
+    split: str = "split"
+    frozen: str = "frozen (pretrained)"
+    learns_pretrained: str = "learns (starts pretrained)"
+    learns_random: str = "learns (starts random)"
+    head: str = "new head"
+    block: str = "block {n}"
+    input: str = "input"
+
+    def split_label(self, split: str) -> str:
+        return self.train if split == "train" else self.val
+
+    def metric_label(self, metric: str) -> str:
+        return self.loss if metric == "loss" else self.accuracy
+
+
+def class_counts_chart(counts: pd.DataFrame, labels: ChartLabels = ChartLabels()) -> alt.Chart:
+    """Horizontal bars of images per class, train and validation stacked.
+
+    counts: `Dataset.counts()`, columns `class`, `train`, `val` (and `total`, unused).
+    """
+    long = counts.melt(id_vars="class", value_vars=list(SPLITS), var_name="split", value_name="images")
+    long["split_label"] = long["split"].map(labels.split_label)
+    return (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            y=alt.Y("class:N", sort=list(counts["class"]), title=labels.class_),
+            x=alt.X("images:Q", stack="zero", title=labels.images),
+            color=alt.Color(
+                "split_label:N",
+                title=labels.split,
+                scale=alt.Scale(domain=[labels.train, labels.val], range=[TRAIN_COLOUR, VAL_COLOUR]),
+            ),
+            order=alt.Order("split:N"),
+            tooltip=[
+                alt.Tooltip("class:N", title=labels.class_),
+                alt.Tooltip("split_label:N", title=labels.split),
+                alt.Tooltip("images:Q", title=labels.images),
+            ],
+        )
+        .properties(height=alt.Step(22))
+    )
+
+
+def curve_frame(metrics: pd.DataFrame, steps_per_epoch: int | None = None) -> pd.DataFrame:
+    """Metrics in long form for plotting: one row per (logged point, metric, split).
+
+    Columns: `x` (epoch as a number), `metric` ("loss"/"accuracy"), `split` ("train"/"val"),
+    `kind` ("batch"/"epoch"), `value`, `phase`, `epoch`. Batch rows give train values only (Keras
+    reports validation once per epoch); missing values are dropped.
+    """
+    columns = ["x", "metric", "split", "kind", "value", "phase", "epoch"]
+    if metrics.empty:
+        return pd.DataFrame(columns=columns)
+    batches = _thin(metrics[metrics["kind"] == "batch"], MAX_BATCH_POINTS)
+    epochs = metrics[metrics["kind"] == "epoch"]
+    steps = steps_per_epoch or (int(batches["step"].max()) if not batches.empty else 1)
+    parts = []
+    for metric in METRICS:
+        parts.append(_points(batches, batches["global_step"] / steps, metric, "train", "batch", metric))
+        parts.append(_points(epochs, epochs["epoch"], metric, "train", "epoch", metric))
+        parts.append(_points(epochs, epochs["epoch"], metric, "val", "epoch", f"val_{metric}"))
+    frame = pd.concat(parts, ignore_index=True)
+    frame = frame.dropna(subset=["value"])
+    frame["x"] = frame["x"].astype(float)
+    frame["value"] = frame["value"].astype(float)
+    return frame[columns]
+
+
+def _thin(rows: pd.DataFrame, limit: int) -> pd.DataFrame:
+    if len(rows) <= limit:
+        return rows
+    stride = -(-len(rows) // limit)
+    keep = list(range(len(rows) - 1, -1, -stride))[::-1]
+    return rows.iloc[keep]
+
+
+def _points(
+    rows: pd.DataFrame, x: pd.Series, metric: str, split: str, kind: str, column: str
+) -> pd.DataFrame:
+    return pd.DataFrame({
+        "x": x.to_numpy(),
+        "metric": metric,
+        "split": split,
+        "kind": kind,
+        "value": rows[column].to_numpy(),
+        "phase": rows["phase"].to_numpy(),
+        "epoch": rows["epoch"].to_numpy(),
+    })
+
+
+def training_curve(
+    metrics: pd.DataFrame,
+    metric: str,
+    steps_per_epoch: int | None = None,
+    labels: ChartLabels = ChartLabels(),
+) -> alt.LayerChart:
+    """Loss or accuracy of one run: train per batch (thin), train and validation per epoch.
+
+    metrics: `tlcore.runs.read_metrics(...)`. metric: "loss" or "accuracy".
+    steps_per_epoch: the run's, to place batches between epochs; inferred from the data when None.
+    """
+    frame = curve_frame(metrics, steps_per_epoch)
+    frame = frame[frame["metric"] == metric].copy()
+    frame["split_label"] = frame["split"].map(labels.split_label)
+    x = alt.X("x:Q", title=labels.epoch, scale=alt.Scale(domainMin=0), axis=alt.Axis(tickMinStep=1))
+    y = alt.Y("value:Q", title=labels.metric_label(metric), scale=_metric_scale(metric))
+    dash = alt.StrokeDash(
+        "split_label:N",
+        title=None,
+        scale=alt.Scale(domain=[labels.train, labels.val], range=[SOLID, DASHED]),
+    )
+    tooltip = [
+        alt.Tooltip("split_label:N", title=labels.split),
+        alt.Tooltip("epoch:Q", title=labels.epoch),
+        alt.Tooltip("value:Q", title=labels.metric_label(metric), format=".4f"),
+        alt.Tooltip("phase:N"),
+    ]
+    base = alt.Chart(frame)
+    per_batch = (
+        base.transform_filter(alt.datum.kind == "batch")
+        .mark_line(strokeWidth=1, opacity=0.45, color=TRAIN_COLOUR)
+        .encode(x=x, y=y)
+    )
+    per_epoch = base.transform_filter(alt.datum.kind == "epoch")
+    lines = per_epoch.mark_line(strokeWidth=2.5, color=TRAIN_COLOUR).encode(x=x, y=y, strokeDash=dash)
+    points = per_epoch.mark_point(filled=True, size=50, color=TRAIN_COLOUR).encode(
+        x=x, y=y, shape=alt.Shape("split_label:N", title=None), tooltip=tooltip
+    )
+    title = alt.Title(labels.metric_label(metric), subtitle=labels.batch_note)
+    return alt.layer(per_batch, lines, points, _phase_rules(metrics)).properties(title=title, height=280)
+
+
+def phase_starts(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Where each phase after the first begins (x in epochs), e.g. fine-tuning after transfer."""
+    epochs = metrics[metrics["kind"] == "epoch"]
+    firsts = epochs.groupby("phase", sort=False)["epoch"].min().sort_values()
+    return pd.DataFrame({"x": (firsts.iloc[1:] - 1).astype(float).to_numpy(), "phase": firsts.index[1:]})
+
+
+def _phase_rules(metrics: pd.DataFrame) -> alt.LayerChart:
+    base = alt.Chart(phase_starts(metrics)).encode(x="x:Q")
+    rule = base.mark_rule(color="#6b7280", strokeDash=[2, 2])
+    text = base.mark_text(align="left", baseline="top", dx=4, dy=4, color="#6b7280", fontSize=11).encode(
+        text="phase:N", y=alt.value(0))
+    return alt.layer(rule, text)
+
+
+def compare_curve(
+    curves: Mapping[str, pd.DataFrame],
+    metric: str,
+    labels: ChartLabels = ChartLabels(),
+) -> alt.LayerChart:
+    """Per-epoch loss or accuracy of several runs overlaid: a colour per run, a dash per split.
+
+    curves: run label -> that run's metrics (`tlcore.runs.read_metrics`).
+    """
+    parts = []
+    for run_label, metrics in curves.items():
+        frame = curve_frame(metrics)
+        frame = frame[(frame["metric"] == metric) & (frame["kind"] == "epoch")].copy()
+        frame["run"] = run_label
+        parts.append(frame)
+    frame = pd.concat(parts, ignore_index=True) if parts else curve_frame(pd.DataFrame())
+    if "run" not in frame:
+        frame["run"] = pd.Series(dtype=str)
+    frame["split_label"] = frame["split"].map(labels.split_label)
+    encoding = {
+        "x": alt.X("x:Q", title=labels.epoch, axis=alt.Axis(tickMinStep=1)),
+        "y": alt.Y("value:Q", title=labels.metric_label(metric), scale=_metric_scale(metric)),
+        "color": alt.Color("run:N", title=labels.run, scale=alt.Scale(domain=list(curves), range=RUN_COLOURS)),
+        "detail": alt.Detail("split_label:N"),
+    }
+    tooltip = [
+        alt.Tooltip("run:N", title=labels.run),
+        alt.Tooltip("split_label:N", title=labels.split),
+        alt.Tooltip("epoch:Q", title=labels.epoch),
+        alt.Tooltip("value:Q", title=labels.metric_label(metric), format=".4f"),
+    ]
+    base = alt.Chart(frame)
+    lines = base.mark_line(strokeWidth=2).encode(
+        **encoding,
+        strokeDash=alt.StrokeDash(
+            "split_label:N", title=labels.split,
+            scale=alt.Scale(domain=[labels.train, labels.val], range=[SOLID, DASHED]),
+        ),
+    )
+    points = base.mark_point(filled=True, size=40).encode(**encoding, tooltip=tooltip)
+    return alt.layer(lines, points).properties(title=labels.metric_label(metric), height=300)
+
+
+def _metric_scale(metric: str) -> alt.Scale:
+    return alt.Scale(domain=[0, 1]) if metric == "accuracy" else alt.Scale(zero=True)
+
+
+def strategy_blocks(strategy: str, base_blocks: int = 5, finetune_frozen: int = 3) -> pd.DataFrame:
+    """A schematic network for `strategy`: input, `base_blocks` blocks of the base, the new head.
+
+    Columns: `position`, `part` ("input"/"base"/"head"), `block` (1-based for the base),
+    `state` ("input", "frozen", "learns_pretrained" or "learns_random"). Fine-tuning freezes the
+    first `finetune_frozen` blocks; transfer learning freezes them all; from scratch everything
+    learns from random weights. The head is always new, so it always starts random.
+    """
+    rows = [{"position": 0, "part": "input", "block": 0, "state": "input"}]
+    for block in range(1, base_blocks + 1):
+        if strategy == "scratch":
+            state = "learns_random"
+        elif strategy == "transfer" or block <= finetune_frozen:
+            state = "frozen"
+        else:
+            state = "learns_pretrained"
+        rows.append({"position": block, "part": "base", "block": block, "state": state})
+    rows.append({"position": base_blocks + 1, "part": "head", "block": 0, "state": "learns_random"})
+    return pd.DataFrame(rows)
+
+
+def network_diagram(strategy: str, labels: ChartLabels = ChartLabels()) -> alt.LayerChart:
+    """One row of boxes (input, base blocks, head), frozen ones shaded grey, learning ones coloured."""
+    frame = strategy_blocks(strategy)
+    frame["text"] = [
+        labels.input if part == "input" else labels.head if part == "head" else labels.block.format(n=block)
+        for part, block in zip(frame["part"], frame["block"])
+    ]
+    state_labels = {
+        "input": labels.input,
+        "frozen": labels.frozen,
+        "learns_pretrained": labels.learns_pretrained,
+        "learns_random": labels.learns_random,
+    }
+    frame["state_label"] = frame["state"].map(state_labels)
+    colour = alt.Color(
+        "state_label:N",
+        title=None,
+        scale=alt.Scale(
+            domain=[labels.frozen, labels.learns_pretrained, labels.learns_random, labels.input],
+            range=[FROZEN_COLOUR, PRETRAINED_COLOUR, RANDOM_COLOUR, "#ffffff"],
+        ),
+        legend=alt.Legend(orient="bottom", symbolStrokeWidth=0, symbolSize=150,
+                          values=[labels.frozen, labels.learns_pretrained, labels.learns_random]),
+    )
+    frame["row"] = strategy
+    base = alt.Chart(frame).encode(x=alt.X("position:O", axis=None), y=alt.Y("row:N", axis=None))
+    boxes = base.mark_rect(stroke="#4b5563", strokeWidth=1, cornerRadius=4).encode(
+        color=colour, tooltip=[alt.Tooltip("text:N", title=" "), alt.Tooltip("state_label:N", title=" ")]
+    )
+    text = base.mark_text(fontSize=11, color="#111827").encode(text="text:N")
+    return alt.layer(boxes, text).properties(height=100)

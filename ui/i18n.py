@@ -1,0 +1,668 @@
+"""Every string the app shows, in English and Japanese, and the helpers that word tlcore's values.
+
+`t(key, **fmt)` looks `key` up in the session's language (`st.session_state["lang"]`) and fills in
+`fmt` with `str.format`. Both dictionaries have exactly the same keys (a test checks it, and that
+every key the app passes to `t` exists). Keys are always written out in full where `t` is called,
+so the test can find them. Messages from tlcore (`TLCoreError`) are English sentences; `error_text` puts a
+translated label in front of them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
+
+import streamlit as st
+
+from ui.charts import ChartLabels
+
+if TYPE_CHECKING:
+    from tlcore.backbones import Backbone
+    from tlcore.datasets import Dataset
+    from tlcore.models import ModelSpec
+    from tlcore.runs import RunInfo
+    from tlcore.spec import RunSpec
+
+T = TypeVar("T")
+
+LANGUAGES = {"en": "English", "ja": "日本語"}
+DEFAULT_LANGUAGE = "en"
+
+EN: dict[str, str] = {
+    # navigation and sidebar
+    "nav.home": "Home",
+    "nav.data": "Data",
+    "nav.model": "Model",
+    "nav.train": "Train",
+    "nav.compare": "Compare",
+    "sidebar.language": "Language / 言語",
+    "sidebar.workspace": "Workspace",
+    "sidebar.current": "Current choices",
+    "sidebar.dataset": "Dataset",
+    "sidebar.model": "Model",
+    "sidebar.run": "Run",
+    "sidebar.none": "none",
+    "sidebar.dataset_value": "{name} ({classes} classes)",
+    "error.prefix": "Error:",
+    # home
+    "home.title": "Transfer learning studio",
+    "home.intro": (
+        "Teach a network to recognise your own image classes without training it from nothing. "
+        "Start from a network that already learned to see on ImageNet's 1.2 million photos, keep what it "
+        "knows, and train only what your task needs. Three ways to do it:"
+    ),
+    "home.transfer": (
+        "**The pretrained base is frozen; only the new head learns.** The base turns every image into the "
+        "features it learned on ImageNet, and a small new classifier (the head) learns to map those features "
+        "to your classes. Fast, needs little data, hard to overfit: the best first try."
+    ),
+    "home.finetune": (
+        "**The head and the top of the base learn; the first N base layers stay frozen.** Early layers "
+        "detect edges and textures that suit almost any photo, so they stay as they are; later layers detect "
+        "shapes closer to ImageNet's classes, so they may adapt to yours. Use a small learning rate (or the "
+        "two-phase recipe: train the head on a frozen base first, then unfreeze the top) so that large "
+        "gradients from a random head do not wreck the pretrained features."
+    ),
+    "home.scratch": (
+        "**The same network with random weights; every layer learns.** Nothing is borrowed from ImageNet. "
+        "On a small dataset this is the baseline that shows what pretraining buys: expect lower accuracy, "
+        "slower learning, or both."
+    ),
+    "home.steps_title": "Four steps",
+    "home.step_data": "1. Upload a zip with one folder per class, or try the demo dataset.",
+    "home.step_model": "2. Pick a backbone, a head and a strategy; see which layers will learn.",
+    "home.step_train": "3. Start a run and watch its loss and accuracy live; stop it at any time.",
+    "home.step_compare": "4. Overlay runs to see what pretraining and fine-tuning bought.",
+    # data
+    "data.title": "Data",
+    "data.intro": (
+        "A dataset is a zip with one folder of images per class (optionally inside train/ and val/ folders). "
+        "Images are checked, converted and stored in the workspace; files that cannot be used are listed "
+        "with the reason."
+    ),
+    "data.train_zip": "Dataset zip (or training zip)",
+    "data.train_zip_help": (
+        "One folder per class. With train/ and val/ folders inside, that split is used; otherwise a fixed "
+        "part of each class is set aside for validation."
+    ),
+    "data.val_zip": "Validation zip (optional)",
+    "data.val_zip_help": "The same class folders as the training zip, with other images.",
+    "data.add": "Add dataset",
+    "data.demo": "Demo dataset",
+    "data.demo_help": "No data at hand? A small generated dataset to try everything in a few minutes.",
+    "data.ingesting": "Reading {name}…",
+    "data.ingested": "Added {name}: {images} images in {classes} classes.",
+    "data.none_yet": "No dataset yet: upload a zip or add the demo dataset.",
+    "data.pick": "Dataset",
+    "data.option": "{name} · {classes} classes · {images} images",
+    "data.classes": "Classes",
+    "data.train_images": "Training images",
+    "data.val_images": "Validation images",
+    "data.samples": "Sample images",
+    "data.samples_classes": "Classes to show",
+    "data.skipped": "Skipped files ({count})",
+    "data.skipped_path": "File",
+    "data.skipped_reason": "Reason",
+    "data.nothing_skipped": "Every file was used.",
+    # model
+    "model.title": "Model",
+    "model.intro": (
+        "A pretrained base (the backbone) plus a new head for your classes. The strategy decides which layers"
+        " learn."
+    ),
+    "model.preset": "Original article preset",
+    "model.preset_help": (
+        "ResNet50, Flatten head, fine-tuning with the first 168 layers frozen, as in the original article."
+    ),
+    "model.backbone": "Backbone",
+    "model.backbone_option": "{label} · {params:.1f} M parameters · {speed}",
+    "model.image_size": "Input size (pixels)",
+    "model.image_size_help": (
+        "Images are resized to this square size. ImageNet weights were trained at 224; smaller sizes train "
+        "faster."
+    ),
+    "model.pooling": "Head",
+    "model.dropout": "Dropout before the classifier",
+    "model.hidden_units": "Hidden units in the head (0 = none)",
+    "model.hidden_units_help": "An extra Dense + ReLU layer between the pooled features and the classifier.",
+    "model.strategy": "Strategy",
+    "model.weights": "Starting weights",
+    "model.weights_path": "Path of a Keras weights file on this machine",
+    "model.weights_path_needed": "Type the path of a weights file (.h5 or .weights.h5) on this machine.",
+    "model.weights_found": "ImageNet weights found: {path}",
+    "model.weights_offline_hint": "You can still give a weights file, use random weights, or train from scratch.",
+    "model.weights_download": (
+        "ImageNet weights are not on this machine yet; they will be downloaded when training starts."
+    ),
+    "model.scratch_weights": "From scratch always starts from random weights.",
+    "model.no_dataset": "No dataset chosen yet: the head is shown with 2 classes.",
+    "model.building": "Building {label} to list its layers…",
+    "model.frozen_layers": "Frozen base layers (of {total})",
+    "model.frozen_help": "The first N layers of the base keep their pretrained weights; the layers after them learn.",
+    "model.frozen_fixed_help": (
+        "Set by the strategy: transfer learning freezes the whole base, from scratch freezes nothing. Choose "
+        "fine-tuning to set it freely."
+    ),
+    "model.snap": "Snap to block boundaries",
+    "model.snap_help": "Only offer values that fall exactly between two blocks, so no block is half frozen.",
+    "model.params_total": "Total parameters",
+    "model.params_trainable": "Trainable parameters",
+    "model.params_frozen": "Frozen parameters",
+    "model.params_frozen_help": (
+        "Weights that do not learn: frozen layers, plus BatchNormalization's running statistics (never "
+        "learned by gradient)."
+    ),
+    "model.layers": "Layers",
+    "model.layers_legend": "Green rows learn; grey rows are frozen.",
+    "model.summary": "{backbone} · {strategy}",
+    "model.summary_frozen": "{backbone} · {strategy} · {frozen} frozen layers",
+    "strategy.scratch": "From scratch",
+    "strategy.transfer": "Transfer learning",
+    "strategy.finetune": "Fine-tuning",
+    "strategy.hint_scratch": "Random weights; every layer learns.",
+    "strategy.hint_transfer": "The base is frozen; only the head learns.",
+    "strategy.hint_finetune": "The first N base layers are frozen; the rest of the base and the head learn.",
+    "pooling.avg": "Global average pooling",
+    "pooling.flatten": "Flatten",
+    "weights.imagenet": "ImageNet",
+    "weights.none": "Random",
+    "weights.file": "Weights file",
+    "speed.fast": "fast on a CPU",
+    "speed.medium": "medium on a CPU",
+    "speed.slow": "slow on a CPU",
+    "layers.index": "#",
+    "layers.index_help": "Numbered as in model.layers[:N]: freezing N layers freezes base rows 0 to N−1.",
+    "layers.part": "Part",
+    "layers.name": "Name",
+    "layers.type": "Type",
+    "layers.output_shape": "Output shape",
+    "layers.params": "Parameters",
+    "layers.trainable_params": "Trainable parameters",
+    "layers.trainable": "Learns",
+    # train
+    "train.title": "Train",
+    "train.new_run": "New run",
+    "train.need_dataset": "Choose a dataset first.",
+    "train.need_model": "Choose a model first.",
+    "train.summary": "Dataset: **{dataset}** · Model: **{model}**",
+    "train.epochs": "Epochs",
+    "train.batch_size": "Batch size",
+    "train.learning_rate": "Learning rate",
+    "train.optimizer": "Optimizer",
+    "train.augmentation": "Augmentation (training images only)",
+    "train.flip": "Random left–right flip",
+    "train.rotation": "Rotation",
+    "train.rotation_help": "Largest rotation as a fraction of a full turn: 0.1 is up to ±36°.",
+    "train.zoom": "Zoom",
+    "train.contrast": "Contrast",
+    "train.two_phase": "Two-phase recipe",
+    "train.two_phase_help": (
+        "First train the head on a frozen base for the epochs on the left, then fine-tune (with the frozen "
+        "layers chosen on the Model page) at the lower learning rate below."
+    ),
+    "train.two_phase_needs_finetune": (
+        "The two-phase recipe ends in fine-tuning: choose that strategy on the Model page."
+    ),
+    "train.finetune_epochs": "Fine-tuning epochs",
+    "train.finetune_learning_rate": "Fine-tuning learning rate",
+    "train.seed": "Seed",
+    "train.name": "Run name (optional)",
+    "train.start": "Start training",
+    "train.no_runs": "No runs yet.",
+    "train.run": "Run",
+    "train.stop": "Stop",
+    "train.queued": "Queued: the run starts as soon as its training process is up and no earlier run is training.",
+    "train.run_error": "Message from the run:",
+    "train.best_val_accuracy": "Best validation accuracy",
+    "train.best_epoch": "Reached at epoch {epoch}.",
+    "train.no_metrics": "No metrics yet: the first numbers appear after the first batch.",
+    "train.settings": "{model} · {epochs} epochs · batch {batch} · {optimizer} at {rate}",
+    "train.settings_two_phase": (
+        "{model} · batch {batch} · {optimizer} · head only for {epochs} epochs at {rate}, "
+        "then fine-tuning for {finetune_epochs} epochs at {finetune_rate}"
+    ),
+    "train.progress_epoch": "Epoch {epoch} / {total}",
+    "train.progress_step": "step {step} / {steps}",
+    "train.progress_elapsed": "{time} elapsed",
+    "train.progress_eta": "about {time} left",
+    "status.queued": "Queued",
+    "status.running": "Running",
+    "status.stopping": "Stopping",
+    "status.stopped": "Stopped",
+    "status.completed": "Completed",
+    "status.failed": "Failed",
+    "status.interrupted": "Interrupted",
+    "status.damaged": "Damaged",
+    "duration.seconds": "{s}s",
+    "duration.minutes": "{m}m {s:02d}s",
+    "duration.hours": "{h}h {m:02d}m",
+    # compare
+    "compare.title": "Compare runs",
+    "compare.no_runs": "No runs yet: start one on the Train page.",
+    "compare.runs": "Runs to compare",
+    "compare.manage": "Rename or delete a run",
+    "compare.target": "Run",
+    "compare.new_name": "Name",
+    "compare.rename": "Rename",
+    "compare.delete": "Delete",
+    "compare.delete_active_help": "Stop the run before deleting it.",
+    "compare.confirm_delete": "Delete the run **{name}** and everything it saved? This cannot be undone.",
+    "compare.confirm_yes": "Yes, delete",
+    "compare.confirm_no": "Cancel",
+    "compare.renamed": "Renamed to {name}.",
+    "compare.deleted": "Deleted {name}.",
+    "runs.name": "Name",
+    "runs.backbone": "Backbone",
+    "runs.strategy": "Strategy",
+    "runs.frozen_layers": "Frozen layers",
+    "runs.trainable_params": "Trainable parameters",
+    "runs.best_val_accuracy": "Best val. accuracy",
+    "runs.best_epoch": "Best epoch",
+    "runs.seconds_per_epoch": "Time per epoch",
+    "runs.total_seconds": "Total time",
+    "runs.status": "Status",
+    "runs.id": "Id",
+    # charts
+    "chart.epoch": "epoch",
+    "chart.loss": "loss",
+    "chart.accuracy": "accuracy",
+    "chart.train": "train",
+    "chart.val": "validation",
+    "chart.batch_note": "thin line: per batch · points: per epoch",
+    "chart.images": "images",
+    "chart.class": "class",
+    "chart.run": "run",
+    "chart.split": "split",
+    "chart.frozen": "frozen (pretrained)",
+    "chart.learns_pretrained": "learns (starts pretrained)",
+    "chart.learns_random": "learns (starts random)",
+    "chart.head": "new head",
+    "chart.block": "block {n}",
+    "chart.input": "input",
+}
+
+JA: dict[str, str] = {
+    "nav.home": "ホーム",
+    "nav.data": "データ",
+    "nav.model": "モデル",
+    "nav.train": "学習",
+    "nav.compare": "比較",
+    "sidebar.language": "Language / 言語",
+    "sidebar.workspace": "ワークスペース",
+    "sidebar.current": "現在の選択",
+    "sidebar.dataset": "データセット",
+    "sidebar.model": "モデル",
+    "sidebar.run": "実行",
+    "sidebar.none": "なし",
+    "sidebar.dataset_value": "{name}（{classes} クラス）",
+    "error.prefix": "エラー:",
+    "home.title": "転移学習スタジオ",
+    "home.intro": (
+        "ネットワークをゼロから学習させずに、あなたの画像クラスを認識させます。ImageNet の120万枚の写真で"
+        "すでに「見る」ことを学んだネットワークから始め、その知識を生かして、タスクに必要な部分だけを学習します。"
+        "方法は三つあります。"
+    ),
+    "home.transfer": (
+        "**学習済みのベースを凍結し、新しいヘッドだけを学習します。** ベースは各画像を ImageNet で学んだ特徴に"
+        "変換し、小さな新しい分類器（ヘッド）がその特徴をあなたのクラスに対応づけることを学びます。速く、少ない"
+        "データで済み、過学習しにくいので、最初に試すのに最適です。"
+    ),
+    "home.finetune": (
+        "**ヘッドとベースの上位層を学習し、ベースの最初の N 層は凍結したままにします。** 初期の層はほとんどの写真に"
+        "通用するエッジや質感を検出するのでそのまま残し、後半の層は ImageNet のクラスに近い形を検出するので、"
+        "あなたのクラスに合わせて調整します。学習率は小さくしてください（または二段階レシピ：まず凍結したベースの上で"
+        "ヘッドを学習し、その後で上位層の凍結を解除する）。ランダムなヘッドからの大きな勾配が学習済みの特徴を"
+        "壊さないようにするためです。"
+    ),
+    "home.scratch": (
+        "**同じネットワークをランダムな重みから始め、すべての層を学習します。** ImageNet からは何も借りません。"
+        "小さなデータセットでは、事前学習がもたらすものを示す基準（ベースライン）になります。精度が低い、"
+        "学習が遅い、またはその両方になることが予想されます。"
+    ),
+    "home.steps_title": "四つのステップ",
+    "home.step_data": "1. クラスごとのフォルダを含む zip をアップロードするか、デモデータセットを試します。",
+    "home.step_model": "2. バックボーン、ヘッド、学習方法を選び、どの層が学習するかを確認します。",
+    "home.step_train": "3. 学習を開始し、損失と正解率をリアルタイムで見ます。いつでも停止できます。",
+    "home.step_compare": "4. 実行結果を重ねて、事前学習とファインチューニングの効果を確かめます。",
+    "data.title": "データ",
+    "data.intro": (
+        "データセットは、クラスごとに画像フォルダを一つずつ含む zip です（train/ と val/ フォルダの中にあっても"
+        "構いません）。画像は検査・変換されてワークスペースに保存され、使えないファイルは理由とともに一覧表示されます。"
+    ),
+    "data.train_zip": "データセットの zip（または学習用 zip）",
+    "data.train_zip_help": (
+        "クラスごとに一つのフォルダ。中に train/ と val/ フォルダがあればその分割を使い、なければ各クラスの"
+        "一定の割合を検証用に取り分けます。"
+    ),
+    "data.val_zip": "検証用 zip（任意）",
+    "data.val_zip_help": "学習用 zip と同じクラスフォルダで、別の画像を含むもの。",
+    "data.add": "データセットを追加",
+    "data.demo": "デモデータセット",
+    "data.demo_help": "手元にデータがなければ、生成した小さなデータセットで数分ですべてを試せます。",
+    "data.ingesting": "{name} を読み込んでいます…",
+    "data.ingested": "{name} を追加しました：{classes} クラス、{images} 枚の画像。",
+    "data.none_yet": "データセットがまだありません。zip をアップロードするか、デモデータセットを追加してください。",
+    "data.pick": "データセット",
+    "data.option": "{name} · {classes} クラス · {images} 枚",
+    "data.classes": "クラス数",
+    "data.train_images": "学習用画像",
+    "data.val_images": "検証用画像",
+    "data.samples": "サンプル画像",
+    "data.samples_classes": "表示するクラス",
+    "data.skipped": "スキップしたファイル（{count}）",
+    "data.skipped_path": "ファイル",
+    "data.skipped_reason": "理由",
+    "data.nothing_skipped": "すべてのファイルを使用しました。",
+    "model.title": "モデル",
+    "model.intro": "学習済みのベース（バックボーン）に、あなたのクラス用の新しいヘッドを加えます。どの層が学習するかは学習方法で決まります。",
+    "model.preset": "元記事のプリセット",
+    "model.preset_help": "元記事と同じく、ResNet50、Flatten ヘッド、最初の168層を凍結したファインチューニング。",
+    "model.backbone": "バックボーン",
+    "model.backbone_option": "{label} · パラメータ {params:.1f}M · {speed}",
+    "model.image_size": "入力サイズ（ピクセル）",
+    "model.image_size_help": "画像はこの大きさの正方形にリサイズされます。ImageNet の重みは224で学習されています。小さいほど速く学習できます。",
+    "model.pooling": "ヘッド",
+    "model.dropout": "分類層の前のドロップアウト",
+    "model.hidden_units": "ヘッドの隠れ層のユニット数（0 = なし）",
+    "model.hidden_units_help": "プーリングした特徴と分類層の間に Dense + ReLU 層を一つ追加します。",
+    "model.strategy": "学習方法",
+    "model.weights": "初期の重み",
+    "model.weights_path": "このマシン上の Keras 重みファイルのパス",
+    "model.weights_path_needed": "このマシン上の重みファイル（.h5 または .weights.h5）のパスを入力してください。",
+    "model.weights_found": "ImageNet の重みが見つかりました：{path}",
+    "model.weights_offline_hint": "重みファイルを指定するか、ランダムな重みを使うか、ゼロから学習することはできます。",
+    "model.weights_download": "ImageNet の重みはまだこのマシンにありません。学習開始時にダウンロードされます。",
+    "model.scratch_weights": "ゼロから学習する場合は、常にランダムな重みから始まります。",
+    "model.no_dataset": "データセットがまだ選ばれていないため、ヘッドは2クラスで表示しています。",
+    "model.building": "{label} を構築して層を一覧にしています…",
+    "model.frozen_layers": "凍結するベースの層数（全 {total} 層）",
+    "model.frozen_help": "ベースの最初の N 層は学習済みの重みを保ち、それより後の層が学習します。",
+    "model.frozen_fixed_help": "学習方法で決まります：転移学習はベース全体を凍結し、ゼロから学習では何も凍結しません。自由に設定するにはファインチューニングを選んでください。",
+    "model.snap": "ブロックの境界に合わせる",
+    "model.snap_help": "ちょうどブロックの間になる値だけを選べるようにし、ブロックが途中まで凍結されないようにします。",
+    "model.params_total": "総パラメータ数",
+    "model.params_trainable": "学習するパラメータ数",
+    "model.params_frozen": "凍結されたパラメータ数",
+    "model.params_frozen_help": "学習しない重み：凍結した層と、BatchNormalization の移動統計量（勾配では学習されない）。",
+    "model.layers": "層",
+    "model.layers_legend": "緑の行は学習し、灰色の行は凍結されています。",
+    "model.summary": "{backbone} · {strategy}",
+    "model.summary_frozen": "{backbone} · {strategy} · 凍結 {frozen} 層",
+    "strategy.scratch": "ゼロから学習",
+    "strategy.transfer": "転移学習",
+    "strategy.finetune": "ファインチューニング",
+    "strategy.hint_scratch": "ランダムな重みから始め、すべての層が学習します。",
+    "strategy.hint_transfer": "ベースを凍結し、ヘッドだけが学習します。",
+    "strategy.hint_finetune": "ベースの最初の N 層を凍結し、残りのベースとヘッドが学習します。",
+    "pooling.avg": "グローバル平均プーリング",
+    "pooling.flatten": "Flatten（平坦化）",
+    "weights.imagenet": "ImageNet",
+    "weights.none": "ランダム",
+    "weights.file": "重みファイル",
+    "speed.fast": "CPU で速い",
+    "speed.medium": "CPU で普通",
+    "speed.slow": "CPU で遅い",
+    "layers.index": "#",
+    "layers.index_help": "model.layers[:N] と同じ番号付け：N 層を凍結すると、ベースの 0 から N−1 番の行が凍結されます。",
+    "layers.part": "部分",
+    "layers.name": "名前",
+    "layers.type": "種類",
+    "layers.output_shape": "出力の形",
+    "layers.params": "パラメータ数",
+    "layers.trainable_params": "学習するパラメータ数",
+    "layers.trainable": "学習する",
+    "train.title": "学習",
+    "train.new_run": "新しい実行",
+    "train.need_dataset": "まずデータセットを選んでください。",
+    "train.need_model": "まずモデルを選んでください。",
+    "train.summary": "データセット：**{dataset}** · モデル：**{model}**",
+    "train.epochs": "エポック数",
+    "train.batch_size": "バッチサイズ",
+    "train.learning_rate": "学習率",
+    "train.optimizer": "最適化手法",
+    "train.augmentation": "データ拡張（学習用画像のみ）",
+    "train.flip": "ランダムな左右反転",
+    "train.rotation": "回転",
+    "train.rotation_help": "最大の回転角を一回転に対する割合で指定します。0.1 は最大 ±36°。",
+    "train.zoom": "ズーム",
+    "train.contrast": "コントラスト",
+    "train.two_phase": "二段階レシピ",
+    "train.two_phase_help": (
+        "まず凍結したベースの上で左のエポック数だけヘッドを学習し、その後、下の小さい学習率で"
+        "（モデルページで選んだ凍結層数で）ファインチューニングします。"
+    ),
+    "train.two_phase_needs_finetune": "二段階レシピはファインチューニングで終わります。モデルページでその学習方法を選んでください。",
+    "train.finetune_epochs": "ファインチューニングのエポック数",
+    "train.finetune_learning_rate": "ファインチューニングの学習率",
+    "train.seed": "乱数シード",
+    "train.name": "実行の名前（任意）",
+    "train.start": "学習を開始",
+    "train.no_runs": "実行はまだありません。",
+    "train.run": "実行",
+    "train.stop": "停止",
+    "train.queued": "待機中：学習プロセスが起動し、先の実行が終わりしだい始まります。",
+    "train.run_error": "実行からのメッセージ：",
+    "train.best_val_accuracy": "検証データでの最高正解率",
+    "train.best_epoch": "エポック {epoch} で達成。",
+    "train.no_metrics": "指標はまだありません。最初のバッチの後に表示されます。",
+    "train.settings": "{model} · {epochs} エポック · バッチ {batch} · {optimizer}（学習率 {rate}）",
+    "train.settings_two_phase": (
+        "{model} · バッチ {batch} · {optimizer} · まずヘッドだけを {epochs} エポック（学習率 {rate}）、"
+        "続いてファインチューニングを {finetune_epochs} エポック（学習率 {finetune_rate}）"
+    ),
+    "train.progress_epoch": "エポック {epoch} / {total}",
+    "train.progress_step": "ステップ {step} / {steps}",
+    "train.progress_elapsed": "経過 {time}",
+    "train.progress_eta": "残り約 {time}",
+    "status.queued": "待機中",
+    "status.running": "実行中",
+    "status.stopping": "停止処理中",
+    "status.stopped": "停止済み",
+    "status.completed": "完了",
+    "status.failed": "失敗",
+    "status.interrupted": "中断",
+    "status.damaged": "破損",
+    "duration.seconds": "{s}秒",
+    "duration.minutes": "{m}分{s:02d}秒",
+    "duration.hours": "{h}時間{m:02d}分",
+    "compare.title": "実行の比較",
+    "compare.no_runs": "実行はまだありません。学習ページで開始してください。",
+    "compare.runs": "比較する実行",
+    "compare.manage": "実行の名前変更・削除",
+    "compare.target": "実行",
+    "compare.new_name": "名前",
+    "compare.rename": "名前を変更",
+    "compare.delete": "削除",
+    "compare.delete_active_help": "削除する前に実行を停止してください。",
+    "compare.confirm_delete": "実行 **{name}** と保存されたすべてを削除しますか？元に戻せません。",
+    "compare.confirm_yes": "削除する",
+    "compare.confirm_no": "キャンセル",
+    "compare.renamed": "名前を {name} に変更しました。",
+    "compare.deleted": "{name} を削除しました。",
+    "runs.name": "名前",
+    "runs.backbone": "バックボーン",
+    "runs.strategy": "学習方法",
+    "runs.frozen_layers": "凍結層数",
+    "runs.trainable_params": "学習するパラメータ数",
+    "runs.best_val_accuracy": "最高検証正解率",
+    "runs.best_epoch": "最高のエポック",
+    "runs.seconds_per_epoch": "1エポックの時間",
+    "runs.total_seconds": "合計時間",
+    "runs.status": "状態",
+    "runs.id": "ID",
+    "chart.epoch": "エポック",
+    "chart.loss": "損失",
+    "chart.accuracy": "正解率",
+    "chart.train": "学習",
+    "chart.val": "検証",
+    "chart.batch_note": "細い線：バッチごと · 点：エポックごと",
+    "chart.images": "画像数",
+    "chart.class": "クラス",
+    "chart.run": "実行",
+    "chart.split": "分割",
+    "chart.frozen": "凍結（学習済み）",
+    "chart.learns_pretrained": "学習する（学習済みから）",
+    "chart.learns_random": "学習する（ランダムから）",
+    "chart.head": "新しいヘッド",
+    "chart.block": "ブロック {n}",
+    "chart.input": "入力",
+}
+
+STRINGS: dict[str, dict[str, str]] = {"en": EN, "ja": JA}
+
+_STATUS_COLOURS = {
+    "queued": "gray", "running": "blue", "stopping": "orange", "stopped": "orange",
+    "completed": "green", "failed": "red", "interrupted": "red", "damaged": "red",
+}
+
+
+def language() -> str:
+    lang = st.session_state.get("lang", DEFAULT_LANGUAGE)
+    return lang if lang in STRINGS else DEFAULT_LANGUAGE
+
+
+def t(key: str, **fmt: Any) -> str:
+    """The text for `key` in the session's language, with `fmt` filled in."""
+    text = STRINGS[language()][key]
+    return text.format(**fmt) if fmt else text
+
+
+def error_text(exc: Exception) -> str:
+    """A tlcore error for `st.error`: a translated label, then tlcore's English sentence."""
+    return f"{t('error.prefix')} {exc}"
+
+
+def labelled(options: Iterable[T], label: Callable[[T], str]) -> dict[T, str]:
+    """Option -> label, worded now: pass `.get` of it as a widget's `format_func`, so the widget's
+    labels never depend on when (or in which thread) Streamlit calls that function."""
+    return {option: label(option) for option in options}
+
+
+def strategy_label(strategy: str) -> str:
+    return {
+        "scratch": t("strategy.scratch"),
+        "transfer": t("strategy.transfer"),
+        "finetune": t("strategy.finetune"),
+    }[strategy]
+
+
+def strategy_hint(strategy: str) -> str:
+    return {
+        "scratch": t("strategy.hint_scratch"),
+        "transfer": t("strategy.hint_transfer"),
+        "finetune": t("strategy.hint_finetune"),
+    }[strategy]
+
+
+def pooling_label(pooling: str) -> str:
+    return {"avg": t("pooling.avg"), "flatten": t("pooling.flatten")}[pooling]
+
+
+def weights_label(source: str) -> str:
+    return {"imagenet": t("weights.imagenet"), "none": t("weights.none"), "file": t("weights.file")}[source]
+
+
+def speed_label(speed: str) -> str:
+    return {"fast": t("speed.fast"), "medium": t("speed.medium"), "slow": t("speed.slow")}[speed]
+
+
+def status_label(status: str) -> str:
+    return {
+        "queued": t("status.queued"),
+        "running": t("status.running"),
+        "stopping": t("status.stopping"),
+        "stopped": t("status.stopped"),
+        "completed": t("status.completed"),
+        "failed": t("status.failed"),
+        "interrupted": t("status.interrupted"),
+        "damaged": t("status.damaged"),
+    }[status]
+
+
+def status_badge(status: str) -> str:
+    """The status as a coloured Markdown badge."""
+    return f":{_STATUS_COLOURS.get(status, 'gray')}-badge[{status_label(status)}]"
+
+
+def backbone_label(backbone: Backbone) -> str:
+    return t("model.backbone_option", label=backbone.label, params=backbone.params / 1e6,
+             speed=speed_label(backbone.speed))
+
+
+def model_summary(spec: ModelSpec) -> str:
+    from tlcore.backbones import get_backbone
+
+    label = get_backbone(spec.backbone).label
+    if spec.strategy == "finetune":
+        return t("model.summary_frozen", backbone=label, strategy=strategy_label(spec.strategy),
+                 frozen=spec.frozen_layers)
+    return t("model.summary", backbone=label, strategy=strategy_label(spec.strategy))
+
+
+def run_settings(spec: RunSpec) -> str:
+    """A run's main settings on one line: model, epochs, batch size, learning rate(s)."""
+    if spec.two_phase:
+        return t("train.settings_two_phase", model=model_summary(spec.model), epochs=spec.epochs,
+                 batch=spec.batch_size, rate=rate(spec.learning_rate), optimizer=spec.optimizer,
+                 finetune_epochs=spec.finetune_epochs, finetune_rate=rate(spec.finetune_learning_rate))
+    return t("train.settings", model=model_summary(spec.model), epochs=spec.epochs, batch=spec.batch_size,
+             rate=rate(spec.learning_rate), optimizer=spec.optimizer)
+
+
+def dataset_option(dataset: Dataset) -> str:
+    return t("data.option", name=dataset.name, classes=len(dataset.classes),
+             images=int(dataset.counts()["total"].sum()))
+
+
+def rate(value: float) -> str:
+    """A learning rate as people write it: 0.001, 3e-05."""
+    return f"{value:g}"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return t("duration.hours", h=hours, m=minutes)
+    if minutes:
+        return t("duration.minutes", m=minutes, s=secs)
+    return t("duration.seconds", s=secs)
+
+
+def progress_text(info: RunInfo) -> str:
+    """Where a run stands: epoch, step, time so far and time left, as far as they are known."""
+    parts = [t("train.progress_epoch", epoch=info.epoch, total=info.total_epochs)]
+    if info.steps_per_epoch and info.status in ("running", "stopping"):
+        parts.append(t("train.progress_step", step=info.step, steps=info.steps_per_epoch))
+    if info.elapsed_seconds:
+        parts.append(t("train.progress_elapsed", time=duration(info.elapsed_seconds)))
+    if info.eta_seconds is not None:
+        parts.append(t("train.progress_eta", time=duration(info.eta_seconds)))
+    return " · ".join(parts)
+
+
+def run_option(info: RunInfo) -> str:
+    """A run in a selector: its name, status and start time."""
+    created = (info.created or "").replace("T", " ")[:16]
+    return " · ".join(part for part in (info.name, status_label(info.status), created) if part)
+
+
+def run_labels(infos: list[RunInfo]) -> dict[str, str]:
+    """Run id -> a label for charts and selectors: the name, with a number added where names repeat."""
+    labels: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for info in reversed(infos):
+        seen[info.name] = seen.get(info.name, 0) + 1
+        labels[info.id] = info.name if seen[info.name] == 1 else f"{info.name} ({seen[info.name]})"
+    return {info.id: labels[info.id] for info in infos}
+
+
+def chart_labels() -> ChartLabels:
+    """Chart words in the session's language."""
+    return ChartLabels(
+        epoch=t("chart.epoch"), loss=t("chart.loss"), accuracy=t("chart.accuracy"), train=t("chart.train"),
+        val=t("chart.val"), batch_note=t("chart.batch_note"), images=t("chart.images"), class_=t("chart.class"),
+        run=t("chart.run"), split=t("chart.split"), frozen=t("chart.frozen"),
+        learns_pretrained=t("chart.learns_pretrained"), learns_random=t("chart.learns_random"),
+        head=t("chart.head"), block=t("chart.block"), input=t("chart.input"),
+    )

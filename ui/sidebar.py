@@ -1,0 +1,67 @@
+"""The sidebar every page shares: language and workspace above the page, what is chosen so far below.
+
+The summary is drawn after the page has run, so it already shows what the page just chose.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from tlcore import runs
+from tlcore.errors import TLCoreError
+from tlcore.workspace import Workspace
+from ui import i18n, state
+from ui.i18n import t
+
+
+def controls(workspace: Workspace) -> None:
+    """The language switch and the workspace path."""
+    with st.sidebar:
+        st.segmented_control(
+            t("sidebar.language"),
+            options=list(i18n.LANGUAGES),
+            format_func=i18n.LANGUAGES.get,
+            key=state.LANG,
+            required=True,
+        )
+        st.caption(t("sidebar.workspace"))
+        st.code(str(workspace.root), language=None, wrap_lines=True)
+
+
+def summary(workspace: Workspace) -> None:
+    """The current dataset, model and run."""
+    with st.sidebar:
+        st.markdown(f"**{t('sidebar.current')}**")
+        st.markdown(
+            "\n".join(
+                f"- {label}: {value}"
+                for label, value in (
+                    (t("sidebar.dataset"), _dataset_summary(workspace)),
+                    (t("sidebar.model"), _model_summary()),
+                    (t("sidebar.run"), _run_summary(workspace)),
+                )
+            )
+        )
+
+
+def _dataset_summary(workspace: Workspace) -> str:
+    ds = state.current_dataset(workspace)
+    if ds is None:
+        return t("sidebar.none")
+    return t("sidebar.dataset_value", name=ds.name, classes=len(ds.classes))
+
+
+def _model_summary() -> str:
+    spec = st.session_state.get(state.MODEL_SPEC)
+    return t("sidebar.none") if spec is None else i18n.model_summary(spec)
+
+
+def _run_summary(workspace: Workspace) -> str:
+    run_id = st.session_state.get(state.RUN_ID)
+    if not run_id:
+        return t("sidebar.none")
+    try:
+        info = runs.load_run(workspace, run_id)
+    except TLCoreError:
+        return t("sidebar.none")
+    return f"{info.name} ({i18n.status_label(info.status)})"

@@ -1,0 +1,108 @@
+"""Every `st.session_state` key the app uses, in one place, and the workspace.
+
+Choices that other pages read (set by one page, read by several):
+
+| key | type | set by | meaning |
+| --- | --- | --- | --- |
+| `lang` | "en" / "ja" | sidebar | the language of every string |
+| `dataset_id` | str or None | Data page | the dataset the next run trains on |
+| `model_spec` | `ModelSpec` or None | Model page | the model the next run trains (num_classes from the dataset) |
+| `run_id` | str or None | Train page | the run shown on the Train page (also `?run=` in the URL) |
+
+Widgets keep their own values under the keys below. Those that must survive a page switch are
+created with `persist_state="session"`, so coming back to a page finds it as it was left.
+
+- Data page: `data.pick` (dataset selector), `data.train_zip`, `data.val_zip` (uploaders).
+- Model page: `model.backbone`, `model.image_size`, `model.pooling`, `model.dropout`, `model.hidden_units`,
+  `model.weights` ("imagenet", "none" or "file"), `model.weights_path`, `model.strategy`,
+  `model.frozen_layers`, `model.snap` (snap the slider to block boundaries).
+- Train page: `train.epochs`, `train.batch_size`, `train.learning_rate`, `train.optimizer`, `train.flip`,
+  `train.rotation`, `train.zoom`, `train.contrast`, `train.two_phase`, `train.finetune_epochs`,
+  `train.finetune_learning_rate`, `train.seed`, `train.name`, `train.run` (run selector).
+- Compare page: `compare.runs` (multiselect), `compare.target` (run to rename or delete),
+  `compare.new_name`, `compare.pending_delete` (run id awaiting confirmation), `compare.flash`
+  (a (kind, text) message from a button callback, shown once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from tlcore.datasets import Dataset
+from tlcore.errors import TLCoreError
+from tlcore.workspace import Workspace
+from ui import cached
+
+LANG = "lang"
+DATASET_ID = "dataset_id"
+MODEL_SPEC = "model_spec"
+RUN_ID = "run_id"
+
+DATA_PICK = "data.pick"
+DATA_TRAIN_ZIP = "data.train_zip"
+DATA_VAL_ZIP = "data.val_zip"
+
+MODEL_BACKBONE = "model.backbone"
+MODEL_IMAGE_SIZE = "model.image_size"
+MODEL_POOLING = "model.pooling"
+MODEL_DROPOUT = "model.dropout"
+MODEL_HIDDEN = "model.hidden_units"
+MODEL_WEIGHTS = "model.weights"
+MODEL_WEIGHTS_PATH = "model.weights_path"
+MODEL_STRATEGY = "model.strategy"
+MODEL_FROZEN = "model.frozen_layers"
+MODEL_SNAP = "model.snap"
+
+TRAIN_EPOCHS = "train.epochs"
+TRAIN_BATCH = "train.batch_size"
+TRAIN_LR = "train.learning_rate"
+TRAIN_OPTIMIZER = "train.optimizer"
+TRAIN_FLIP = "train.flip"
+TRAIN_ROTATION = "train.rotation"
+TRAIN_ZOOM = "train.zoom"
+TRAIN_CONTRAST = "train.contrast"
+TRAIN_TWO_PHASE = "train.two_phase"
+TRAIN_FT_EPOCHS = "train.finetune_epochs"
+TRAIN_FT_LR = "train.finetune_learning_rate"
+TRAIN_SEED = "train.seed"
+TRAIN_NAME = "train.name"
+TRAIN_RUN = "train.run"
+
+COMPARE_RUNS = "compare.runs"
+COMPARE_TARGET = "compare.target"
+COMPARE_NEW_NAME = "compare.new_name"
+COMPARE_PENDING_DELETE = "compare.pending_delete"
+COMPARE_FLASH = "compare.flash"
+
+RUN_QUERY_PARAM = "run"
+
+_DEFAULTS: dict[str, Any] = {LANG: "en", DATASET_ID: None, MODEL_SPEC: None, RUN_ID: None}
+
+
+def init_state() -> None:
+    """Give the shared keys their defaults on a session's first run."""
+    for key, value in _DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+def default(key: str, value: Any) -> None:
+    """Give a widget's key a first value without passing `value=` (which would fight session state)."""
+    st.session_state.setdefault(key, value)
+
+
+def workspace() -> Workspace:
+    """The workspace (`$TLCORE_WORKSPACE`, else ./workspace). Cheap: it only resolves a path."""
+    return Workspace()
+
+
+def current_dataset(workspace: Workspace) -> Dataset | None:
+    """The dataset chosen on the Data page, or None (also when it has gone from the workspace)."""
+    dataset_id = st.session_state.get(DATASET_ID)
+    if not dataset_id:
+        return None
+    try:
+        return cached.dataset(workspace, dataset_id)
+    except TLCoreError:
+        return None
