@@ -25,7 +25,7 @@ BATCH_SIZES = (8, 16, 32, 64, 128)
 def settings_form(dataset: Dataset, model_spec: ModelSpec) -> RunSpec:
     """The run settings as widgets; returns the RunSpec they describe."""
     for key, value in ((state.TRAIN_EPOCHS, 5), (state.TRAIN_BATCH, 32), (state.TRAIN_LR, 1e-3),
-                       (state.TRAIN_OPTIMIZER, "adam"), (state.TRAIN_FLIP, True), (state.TRAIN_ROTATION, 0.0),
+                       (state.TRAIN_OPTIMIZER, "adam"), (state.TRAIN_FLIP, False), (state.TRAIN_ROTATION, 0.0),
                        (state.TRAIN_ZOOM, 0.0), (state.TRAIN_CONTRAST, 0.0), (state.TRAIN_TWO_PHASE, False),
                        (state.TRAIN_FT_EPOCHS, 5), (state.TRAIN_FT_LR, 1e-5), (state.TRAIN_SEED, 0),
                        (state.TRAIN_NAME, "")):

@@ -94,7 +94,7 @@ def test_the_settings_become_the_run_spec_that_is_started(app, workspace, datase
     button(at.run(), "Start training").click().run()
     assert not at.exception and not at.error
     assert started == [RunSpec(dataset=dataset.id, model=MODEL, epochs=3, batch_size=16, optimizer="sgd",
-                               learning_rate=3e-4, augmentation=Augmentation(flip=True, rotation=0.1),
+                               learning_rate=3e-4, augmentation=Augmentation(rotation=0.1),
                                name="first try")]
     (info,) = runs.list_runs(workspace)
     assert at.session_state["run_id"] == info.id
