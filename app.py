@@ -26,6 +26,7 @@ navigation = st.navigation(
         st.Page("app_pages/model.py", title=t("nav.model"), icon=":material/account_tree:", url_path="model"),
         st.Page("app_pages/train.py", title=t("nav.train"), icon=":material/model_training:", url_path="train"),
         st.Page("app_pages/compare.py", title=t("nav.compare"), icon=":material/compare_arrows:", url_path="compare"),
+        st.Page("app_pages/evaluate.py", title=t("nav.evaluate"), icon=":material/fact_check:", url_path="evaluate"),
     ]
 )
 

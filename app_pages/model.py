@@ -13,7 +13,7 @@ import streamlit as st
 from tlcore import backbones
 from tlcore.errors import TLCoreError
 from tlcore.models import POOLINGS, STRATEGIES, ModelSpec
-from ui import cached, i18n, state, tables
+from ui import cached, charts, i18n, state, tables
 from ui.i18n import t
 
 
@@ -123,6 +123,11 @@ def layers(spec: ModelSpec) -> None:
                       help=t("model.params_frozen_help"))
     st.subheader(t("model.layers"))
     st.caption(t("model.layers_legend"))
+    # The table shows a dozen rows at a time; the strip shows where the frozen part ends, wherever it is.
+    st.caption(t("model.layer_strip"))
+    titles = {"index": t("layers.index"), "part": t("layers.part"), "name": t("layers.name"),
+              "type": t("layers.type"), "trainable": t("layers.trainable")}
+    st.altair_chart(charts.layer_strip(view.table, titles), width="stretch")
     st.dataframe(tables.styled_layer_table(view.table), column_config=tables.layer_columns(), hide_index=True,
                  height=480, placeholder="–")
 
@@ -130,6 +135,7 @@ def layers(spec: ModelSpec) -> None:
 workspace = state.workspace()
 for key, value in DEFAULTS.items():
     state.default(key, value)
+st.session_state.pop(state.TRAIN_ENDED_HERE, None)  # preparing a new run: the Train page opens its form
 
 st.title(t("model.title"))
 st.caption(t("model.intro"))
@@ -154,4 +160,6 @@ except TLCoreError as exc:
 else:
     spec = replace(spec, frozen_layers=frozen_slider(strategy, structure))
     st.session_state[state.MODEL_SPEC] = spec
+    if weights == "none" and (strategy == "transfer" or (strategy == "finetune" and spec.frozen_layers)):
+        st.info(t("model.random_weights_hint"), icon=":material/casino:")
     layers(spec)

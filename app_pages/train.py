@@ -96,6 +96,8 @@ def run_monitor(run_id: str, status_shown: str) -> None:
         st.error(i18n.error_text(exc))
         return
     if info.status != status_shown:
+        if info.status not in ("queued", "running"):  # stopping or ended: keep the form closed, no jump
+            st.session_state[state.TRAIN_ENDED_HERE] = run_id
         # Redraw the whole page once (selector, sidebar); when the run has ended this stops the polling.
         st.rerun()
     heading_col, stop_col = st.columns([5, 1], vertical_alignment="center")
@@ -136,8 +138,10 @@ model_spec = st.session_state.get(state.MODEL_SPEC)
 all_runs = runs.list_runs(workspace)
 
 st.title(t("train.title"))
-with st.expander(t("train.new_run"), expanded=not any(runs.is_active(info) for info in all_runs),
-                 icon=":material/tune:"):
+# Open unless a run is training, or one just ended in front of the user (opening it then would push the
+# finished run down the page right after Stop).
+new_run_open = not any(runs.is_active(info) for info in all_runs) and not st.session_state.get(state.TRAIN_ENDED_HERE)
+with st.expander(t("train.new_run"), expanded=new_run_open, icon=":material/tune:"):
     if dataset is None:
         st.info(t("train.need_dataset"))
         st.page_link("app_pages/data.py", label=t("nav.data"), icon=":material/folder_open:")
@@ -148,6 +152,7 @@ with st.expander(t("train.new_run"), expanded=not any(runs.is_active(info) for i
         st.caption(t("train.summary", dataset=dataset.name, model=i18n.model_summary(model_spec)))
         run_spec = settings_form(dataset, model_spec)
         if st.button(t("train.start"), type="primary", icon=":material/play_arrow:"):
+            st.session_state.pop(state.TRAIN_ENDED_HERE, None)
             try:
                 select_run(runs.start(run_spec, workspace).id)
             except TLCoreError as exc:

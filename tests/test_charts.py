@@ -150,3 +150,28 @@ def test_a_second_phase_is_marked_where_it_begins():
     starts = charts.phase_starts(two_phase)
     assert starts.to_dict("records") == [{"x": 2.0, "phase": "finetune"}]
     assert charts.phase_starts(metrics()).empty
+
+
+def test_layer_strip_draws_every_layer_in_order_green_if_it_learns_grey_if_frozen():
+    table = pd.DataFrame({
+        "index": pd.array([None, 0, 1, 2, 3], dtype="Int64"),
+        "part": ["preprocessing", "base", "base", "base", "head"],
+        "name": ["rescale", "input", "conv", "bn", "predictions"],
+        "type": ["Rescaling", "InputLayer", "Conv2D", "BatchNormalization", "Dense"],
+        "trainable": [False, False, False, True, True],
+    })
+    spec = charts.layer_strip(table, {"name": "Name"}).to_dict()
+    data = pd.DataFrame(next(iter(spec["datasets"].values())))
+    assert data["name"].tolist() == table["name"].tolist()
+    assert data["position"].tolist() == [0, 1, 2, 3, 4]
+    assert data["state"].tolist() == ["frozen", "frozen", "frozen", "learns", "learns"]
+    colour = spec["encoding"]["color"]["scale"]
+    assert dict(zip(colour["domain"], colour["range"])) == {"learns": charts.LEARNS_COLOUR,
+                                                            "frozen": charts.FROZEN_COLOUR}
+    assert {tip["title"] for tip in spec["encoding"]["tooltip"]} >= {"Name"}
+
+
+def test_compare_legend_shortens_long_run_names_in_the_middle():
+    chart = charts.compare_curve({"20261128-135308-429-mobilenet_0.25-finetune-e9ea": metrics()}, "loss")
+    legend = layers_of(chart)[0]["encoding"]["color"]["legend"]
+    assert legend["labelExpr"] == charts.LEGEND_NAME_EXPR

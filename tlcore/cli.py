@@ -1,8 +1,9 @@
 """`python -m tlcore`: the app's operations for scripts, servers and bigger machines.
 
 Every subcommand takes `--workspace DIR` and `--json` (machine-readable output on stdout). Bad input
-ends with exit status 2 and one line on stderr saying what was wrong; a training run that fails
-ends with exit status 1. TensorFlow is imported only by the subcommands that need it.
+ends with exit status 2 and one line on stderr saying what was wrong; a training run that fails, or
+an export whose file does not predict what the app predicts, ends with exit status 1. TensorFlow is
+imported only by the subcommands that need it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tlcore.errors import TLCoreError
-from tlcore.workspace import Workspace
+from tlcore.workspace import Workspace, write_bytes_atomic
 
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 1
@@ -43,6 +44,7 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from tlcore.backbones import list_backbones
+    from tlcore.export import FORMATS as EXPORT_FORMATS
     from tlcore.models import POOLINGS, STRATEGIES
     from tlcore.spec import OPTIMIZERS
 
@@ -91,7 +93,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stop", parents=[common], help="ask a running or queued run to stop")
     p.add_argument("run", metavar="RUN", help="run id")
+
+    p = sub.add_parser("evaluate", parents=[common],
+                       help="evaluate a finished run: accuracy, per-class metrics, confusion matrix")
+    p.add_argument("run", metavar="RUN", help="run id")
+    p.add_argument("--data", metavar="TEST.zip",
+                   help="a zip of class folders to evaluate on (default: the run's validation split)")
+
+    p = sub.add_parser("predict", parents=[common], help="classify images with a run's model")
+    p.add_argument("run", metavar="RUN", help="run id")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (JPEG, PNG, BMP, GIF, WebP, TIFF)")
+    p.add_argument("--top", type=_positive_int, default=5, help="classes to show per image (default 5)")
+
+    p = sub.add_parser("export", parents=[common],
+                       help="export a finished run's model (Keras, SavedModel, TFLite) and check it")
+    p.add_argument("run", metavar="RUN", help="run id")
+    p.add_argument("--format", choices=(*EXPORT_FORMATS, "all"), default="all",
+                   help="what to export (default all, which also writes a zip of everything)")
+    p.add_argument("--out", metavar="DIR", help="folder to write to (default: the run folder's exports/)")
+
+    p = sub.add_parser("code", parents=[common], help="print the plain Keras script that reproduces a run")
+    p.add_argument("run", metavar="RUN", help="run id")
+    p.add_argument("--out", metavar="FILE", help="write the script to FILE instead of printing it")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def _split_options(p: argparse.ArgumentParser) -> None:
@@ -336,7 +370,52 @@ def cmd_stop(args: argparse.Namespace, workspace: Workspace) -> None:
     _emit(args, _run_row(info), f"run {info.id}: stop requested ({info.status})")
 
 
-NEEDS_TENSORFLOW = ("layers", "train")
+def cmd_evaluate(args: argparse.Namespace, workspace: Workspace) -> None:
+    from tlcore.evaluation import evaluate
+
+    result = evaluate(workspace, args.run, Path(args.data) if args.data else None)
+    _emit(args, {**result.to_dict(), "file": str(result.path), "cached": result.cached}, result.summary())
+
+
+def cmd_predict(args: argparse.Namespace, workspace: Workspace) -> None:
+    from tlcore.predict import Predictor, convert_image
+
+    # Images are checked before the model loads, so a bad one fails fast with nothing but its message.
+    images = [convert_image(Path(image), image) for image in args.images]
+    predictor = Predictor.load(workspace, args.run)
+    predictions = predictor.predict(images, names=args.images)
+    lines = []
+    for prediction in predictions:
+        lines.append(f"{prediction.name}: {prediction.label} ({prediction.confidence:.4f})")
+        lines += [f"    {name:<24} {probability:.4f}" for name, probability in prediction.top(args.top)]
+    _emit(args, [p.to_dict(args.top) for p in predictions], "\n".join(lines))
+
+
+def cmd_export(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tlcore.export import ALL, export_run
+
+    result = export_run(workspace, args.run, [args.format], out_dir=args.out, archive=args.format == ALL)
+    _emit(args, result.to_dict(), result.summary())
+    return 0 if all(check.passed for check in result.checks.values()) else EXIT_RUN_FAILED
+
+
+def cmd_code(args: argparse.Namespace, workspace: Workspace) -> None:
+    from tlcore.codegen import run_script
+
+    script = run_script(workspace, args.run)
+    target = Path(args.out).expanduser().resolve() if args.out else None
+    if target is not None:
+        if target.is_dir():
+            raise TLCoreError(f"{str(target)!r} is a folder; give the path of the script file to write.")
+        try:
+            write_bytes_atomic(target, script.encode("utf-8"))
+        except OSError as exc:
+            raise TLCoreError(f"The script cannot be written to {str(target)!r} ({exc.strerror or exc}).") from None
+    _emit(args, {"run": args.run, "file": str(target) if target else None, "script": script},
+          f"wrote {target}" if target else script.rstrip("\n"))
+
+
+NEEDS_TENSORFLOW = ("layers", "train", "evaluate", "predict", "export")
 
 COMMANDS = {
     "inspect": cmd_inspect,
@@ -346,4 +425,8 @@ COMMANDS = {
     "train": cmd_train,
     "runs": cmd_runs,
     "stop": cmd_stop,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "export": cmd_export,
+    "code": cmd_code,
 }

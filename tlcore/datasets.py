@@ -118,6 +118,10 @@ class Limits:
     """Unpacked size of any one entry."""
     max_files: int = 100_000
     """Number of entries (files and folders) in the upload."""
+    max_depth: int = 32
+    """Folders and file name in one entry's path; deeper entries are skipped. Reading the layout
+    costs memory in proportion to entries × depth, so a few very deep names (a 64 KB name can hold
+    32,000 folders) must not be able to exhaust it."""
     max_ratio: float = 200.0
     """Unpacked size over packed size of one entry; beyond it the zip is treated as a zip bomb."""
     ratio_min_bytes: int = _MIB
@@ -299,6 +303,28 @@ def ingest_zip(
         )
     name = name or _source_name(train_zip, "upload.zip")
     val_name = _source_name(val_zip, "validation.zip") if val_zip is not None else None
+    try:
+        return _ingest_zip(train_zip, val_zip, workspace, name, val_name, val_fraction, seed, limits, progress)
+    except OSError as error:
+        # Reading the upload has its own messages; what is left is writing: a full disk, a read-only
+        # workspace. The staging folder is gone by now, so nothing was kept.
+        raise DatasetError(
+            f"{name!r} could not be stored in the workspace {str(workspace.root)!r} ({error.strerror or error}); "
+            "please free some disk space or check that the folder can be written, then upload it again."
+        ) from None
+
+
+def _ingest_zip(
+    train_zip: ZipSource,
+    val_zip: ZipSource | None,
+    workspace: Workspace,
+    name: str,
+    val_name: str | None,
+    val_fraction: float,
+    seed: int,
+    limits: Limits,
+    progress: Callable[[int, int], None] | None,
+) -> Dataset:
     with ExitStack() as stack:
         uploads = [_Upload(name, _open_source(train_zip, name, limits, stack, workspace), "train" if val_zip else None)]
         if val_zip is not None:
@@ -326,7 +352,8 @@ def load_dataset(workspace: Workspace, dataset_id: str) -> Dataset:
         )
     try:
         return _from_manifest(root, read_json(manifest_path))
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError,
+            RecursionError) as error:
         raise DatasetError(
             f"The dataset {dataset_id!r} is damaged ({error}); delete it and upload the zip again."
         ) from None
@@ -378,6 +405,9 @@ def _open_source(source: ZipSource, name: str, limits: Limits, stack: ExitStack,
         path = Path(source)
         if path.is_dir():
             raise DatasetError(f"{str(path)!r} is a folder; please zip it first and give the zip file.")
+        if path.exists() and not path.is_file():
+            # A pipe would wait for a writer and a device such as /dev/zero never ends: neither is a zip.
+            raise DatasetError(f"{str(path)!r} is not a regular file; please give the path of a .zip file.")
         try:
             handle = stack.enter_context(open(path, "rb"))
         except OSError as error:
@@ -608,6 +638,10 @@ def _scan(archive: zipfile.ZipFile, upload: _Upload, budget: _Budget) -> tuple[l
                 f"{upload.name!r} unpacks to more than {_size(limits.max_total_bytes)}, the most an upload "
                 "may hold; please split it or resize the images."
             )
+        if len(entry.parts) > limits.max_depth:
+            if not entry.is_dir:
+                junk[(entry.path, f"nested more than {limits.max_depth} folders deep")] += 1
+            continue
         reason = _junk(entry)
         if reason is None:
             entries.append(entry)
@@ -849,7 +883,8 @@ def _convert(data: bytes, path: str, max_pixels: int) -> tuple[bytes, str, int] 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in _HIGH_DEPTH_MODES:
-        pixels = np.asarray(image, dtype=np.float64)
+        # Float images may hold NaN or infinities, which have no 8-bit value.
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
         if pixels.max(initial=0) > 255:  # 16-bit samples: keep the brightness, not the low byte
             pixels = pixels / 257
         image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))

@@ -13,6 +13,7 @@ honours at its next batch.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
@@ -21,6 +22,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -132,20 +134,45 @@ def create_run(spec: RunSpec, workspace: Workspace) -> RunInfo:
             f"{len(dataset.classes)} classes."
         )
     run_id = _new_run_id(spec)
-    staging = workspace.tmp_dir / f"run-{run_id}"
-    staging.mkdir(parents=True)
+    staging: Path | None = None
     try:
+        # A staging folder of its own, so that two sessions starting runs at once never share one.
+        staging = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-", dir=workspace.tmp_dir))
         write_json_atomic(staging / SPEC_FILE, {**spec.to_dict(), "versions": library_versions()})
         write_bytes_atomic(staging / LABELS_FILE, ("\n".join(dataset.classes) + "\n").encode("utf-8"))
         write_json_atomic(staging / STATUS_FILE, {"status": "queued", "created": now_iso(),
                                                   "total_epochs": spec.total_epochs})
         (staging / METRICS_FILE).touch()
         (staging / LOCK_FILE).touch()
-        os.replace(staging, workspace.run_dir(run_id))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        run_id = _publish_run(staging, run_id, workspace)
+    except OSError as exc:
+        raise RunError(
+            f"The run folder could not be written in {str(workspace.runs_dir)!r} ({exc.strerror or exc}); "
+            "check that the workspace is writable and has free space."
+        ) from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return load_run(workspace, run_id)
+
+
+def _publish_run(staging: Path, run_id: str, workspace: Workspace) -> str:
+    """Rename the staged run folder to `runs/<run_id>`, with a suffix if that id is already taken.
+
+    Ids are made from the time and a little randomness, so two runs started at the same moment can
+    draw the same one; `rename` never replaces a run folder (it holds files), so the second simply
+    takes the next free suffix.
+    """
+    for attempt in range(1, 100):
+        candidate = run_id if attempt == 1 else f"{run_id}-{attempt}"
+        try:
+            os.rename(staging, workspace.run_dir(candidate))
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                continue
+            raise
+        return candidate
+    raise RunError(f"Could not find a free run id near {run_id!r}; please try again.")
 
 
 def start(spec: RunSpec, workspace: Workspace) -> RunInfo:
@@ -222,18 +249,25 @@ def load_run(workspace: Workspace, run_id: str) -> RunInfo:
     name = _read_name(run_dir)
     try:
         spec = RunSpec.from_dict(read_json(run_dir / SPEC_FILE))
-    except (OSError, ValueError, TLCoreError) as exc:
+        spec.validated()  # a spec.json that parses but could never have been written by create_run
+    except (OSError, ValueError, TypeError, AttributeError, TLCoreError) as exc:
         reason = "spec.json is missing" if isinstance(exc, FileNotFoundError) else f"spec.json is unreadable ({exc})"
-        return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=None, status="damaged", error=reason)
+        return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=None, status="damaged", error=reason[:500])
     status = read_status(run_dir)
     state = status.get("status")
     if state not in ACTIVE_STATUSES + FINISHED_STATUSES:
         return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=spec, status="damaged",
                        error="status.json is missing or unreadable")
     if state in ACTIVE_STATUSES and _process_died(run_dir, status):
-        status = update_status(run_dir, status="interrupted", ended=now_iso(),
-                                error="The training process ended unexpectedly (killed, or the machine restarted).")
-        state = "interrupted"
+        # The trainer writes its last status and only then lets go of the lock: read again, so that a
+        # run that finished between the first read and the lock check is not taken for a dead one.
+        status = read_status(run_dir)
+        state = status.get("status")
+        if state in ACTIVE_STATUSES:
+            status, state = _mark_interrupted(run_dir, status), "interrupted"
+        elif state not in FINISHED_STATUSES:
+            return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=spec, status="damaged",
+                           error="status.json is missing or unreadable")
     if state in ("queued", "running") and (run_dir / STOP_FILE).exists():
         state = "stopping"
     return _info_from_status(run_id, run_dir, name or spec.name or run_id, spec, state, status)
@@ -246,35 +280,69 @@ def _process_died(run_dir: Path, status: dict[str, Any]) -> bool:
     return not lock_is_held(run_dir)
 
 
+def _mark_interrupted(run_dir: Path, status: dict[str, Any]) -> dict[str, Any]:
+    changes = {"status": "interrupted", "ended": now_iso(),
+               "error": "The training process ended unexpectedly (killed, or the machine restarted)."}
+    try:
+        return update_status(run_dir, **changes)
+    except OSError:
+        # A full disk or a read-only workspace: still tell the truth, it just cannot be saved yet.
+        return {**status, **changes}
+
+
 def _info_from_status(
     run_id: str, run_dir: Path, name: str, spec: RunSpec, state: str, status: dict[str, Any]
 ) -> RunInfo:
-    total_epochs = int(status.get("total_epochs") or spec.total_epochs)
-    total_steps = status.get("total_steps")
+    # status.json is only ever written by tlcore, but a damaged one must not break a page: every
+    # value is checked for its type, and one of the wrong type is shown as unknown.
+    total_epochs = _whole(status.get("total_epochs")) or spec.total_epochs
+    total_steps = _whole(status.get("total_steps"))
     if state == "completed":
         progress = 1.0
     elif total_steps:
-        progress = min(1.0, int(status.get("global_step") or 0) / total_steps)
+        progress = min(1.0, max(0.0, (_whole(status.get("global_step")) or 0) / total_steps))
     else:
         progress = 0.0
-    elapsed = status.get("elapsed_seconds")
+    elapsed = _real(status.get("elapsed_seconds"))
     eta = None
     if state in ("running", "stopping") and elapsed and 0 < progress < 1:
         eta = elapsed * (1 - progress) / progress
     return RunInfo(
         id=run_id, dir=run_dir, name=name, spec=spec, status=state,
-        created=status.get("created"), started=status.get("started"), ended=status.get("ended"),
-        error=status.get("error"), phase=status.get("phase"), epoch=int(status.get("epoch") or 0),
-        total_epochs=total_epochs, steps_per_epoch=status.get("steps_per_epoch"), step=int(status.get("step") or 0), progress=progress, eta_seconds=eta, elapsed_seconds=elapsed,
-        seconds_per_epoch=status.get("seconds_per_epoch"), best_val_accuracy=status.get("best_val_accuracy"),
-        best_epoch=status.get("best_epoch"), trainable_params=status.get("trainable_params"),
-        frozen_layers=status.get("frozen_layers"), path_note=status.get("path_note"),
+        created=_text(status.get("created")), started=_text(status.get("started")), ended=_text(status.get("ended")),
+        error=_text(status.get("error")), phase=_text(status.get("phase")), epoch=_whole(status.get("epoch")) or 0,
+        total_epochs=total_epochs, steps_per_epoch=_whole(status.get("steps_per_epoch")),
+        step=_whole(status.get("step")) or 0, progress=progress, eta_seconds=eta, elapsed_seconds=elapsed,
+        seconds_per_epoch=_real(status.get("seconds_per_epoch")),
+        best_val_accuracy=_real(status.get("best_val_accuracy")), best_epoch=_whole(status.get("best_epoch")),
+        trainable_params=_whole(status.get("trainable_params")), frozen_layers=_whole(status.get("frozen_layers")),
+        path_note=_text(status.get("path_note")),
     )
+
+
+def _real(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _whole(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _read_name(run_dir: Path) -> str:
     try:
-        return (run_dir / NAME_FILE).read_text(encoding="utf-8").strip()
+        return (run_dir / NAME_FILE).read_text(encoding="utf-8", errors="replace").strip()[:200]
     except OSError:
         return ""
 
@@ -288,7 +356,10 @@ def list_runs(workspace: Workspace) -> list[RunInfo]:
         try:
             runs.append(load_run(workspace, run_dir.name))
         except TLCoreError:
-            continue
+            continue  # not a run id: not a run folder
+        except Exception as exc:  # noqa: BLE001 - one unreadable folder must not hide every other run
+            runs.append(RunInfo(id=run_dir.name, dir=run_dir, name=run_dir.name, spec=None, status="damaged",
+                                error=f"The run folder cannot be read ({type(exc).__name__}: {exc})"[:500]))
     return runs
 
 
@@ -302,21 +373,27 @@ def read_metrics(workspace: Workspace, run_id: str) -> pd.DataFrame:
 
 def iter_metrics(path: Path) -> Iterator[dict[str, Any]]:
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, encoding="utf-8", errors="replace")
     except OSError:
         return
     with handle:
         for line in handle:
             try:
                 row = json.loads(line)
-            except ValueError:
-                continue
+            except (ValueError, RecursionError):
+                continue  # a torn last line (the trainer was killed mid-write) or damage
             if isinstance(row, dict):
-                yield {key: _nan_if_none(row.get(key)) for key in METRIC_COLUMNS}
+                yield {key: _metric_value(key, row.get(key)) for key in METRIC_COLUMNS}
 
 
-def _nan_if_none(value: Any) -> Any:
-    return math.nan if value is None else value
+def _metric_value(key: str, value: Any) -> Any:
+    """The value as charts expect it: text for `kind` and `phase`, a number (or NaN) for the rest."""
+    if key in ("kind", "phase"):
+        return value if isinstance(value, str) else math.nan
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53:
+        return value
+    number = _real(value)
+    return math.nan if number is None else number
 
 
 def stop(workspace: Workspace, run_id: str) -> RunInfo:

@@ -1,11 +1,29 @@
 """The trainer: what runs inside `python -m tlcore train`, turning a run folder's spec into a model.
 
 `train_run` takes the run's lock, waits for a training slot (runs queue), then trains phase by
-phase. Each phase applies its strategy (which layers are trainable) and compiles the model again,
-because Keras only reads `trainable` when a model is compiled: changing it on a compiled model
-silently changes nothing. A Keras callback (`RunRecorder`) writes everything a run produces into
-its folder as it happens: a metrics line per batch and per epoch, the status, the best model so
-far by validation accuracy. A `STOP` file is honoured at the next batch, and the best model is kept.
+phase. Each phase applies its strategy (which layers are trainable) and compiles again, because
+Keras only reads `trainable` when a model is compiled: changing it on a compiled model silently
+changes nothing. A Keras callback (`RunRecorder`) writes everything a run produces into its folder
+as it happens: a metrics line per batch and per epoch, the status, the best model so far by
+validation accuracy. A `STOP` file is honoured at the next batch, and the best model is kept.
+
+Each phase takes one of three paths (`choose_path` says which, and why, in words for the user):
+- `"features"`: the whole base is frozen and images are not augmented, so the base computes the
+  same features for an image in every epoch. It runs once over the dataset (its outputs are cached
+  by `tlcore.features`), and each epoch trains only the head on them;
+- `"prefix"`: fine-tuning without augmentation: the frozen first layers run once, their
+  activations at the cut are cached, and each epoch runs only the trainable rest of the base and
+  the head;
+- `"full"`: every epoch runs the whole model on every image (training from scratch, augmentation
+  on, nothing frozen, or a cache that would not fit its memory budget).
+The fast paths give the same model as the full one: the same layers and variables learn, from the
+same batches in the same order, with BatchNormalization in inference mode and the head's dropout
+active, and `best.keras` is always the full model (preprocessing, base and head).
+
+Acceleration follows the hardware (`detect_acceleration`): on a GPU, XLA compiles the training and
+feature steps, and mixed precision (float16 compute, float32 weights) is used on GPUs with tensor
+cores (compute capability 7.0 or newer); `best.keras` is saved with float32 layers either way. On a
+CPU both stay off: XLA does not speed up these convolutions there and float16 is emulated, slower.
 """
 
 from __future__ import annotations
@@ -16,8 +34,10 @@ import math
 import os
 import time
 import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import keras
 
@@ -26,11 +46,46 @@ from tlcore.errors import RunError, TLCoreError
 from tlcore.workspace import Workspace, read_json
 
 if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from tlcore.datasets import Dataset
+    from tlcore.features import Budget, CachedFeatures, Cut
     from tlcore.spec import Phase, RunSpec
 
 STATUS_INTERVAL_SECONDS = 1.0
+# `best.keras` is written at most this often (and always when a phase ends): on the fast paths an
+# epoch can take less time than saving a large model.
+BEST_SAVE_INTERVAL_SECONDS = 10.0
+
+PATH_FULL = "full"
+PATH_FEATURES = "features"
+PATH_PREFIX = "prefix"
+FAST_PATH_ENV = "TLCORE_FAST_PATH"
 
 EpochReport = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """What the hardware makes worth using.
+
+    jit_compile: compile training and feature steps with XLA.
+    mixed_precision: compute in float16 with float32 weights (`"mixed_float16"`).
+    """
+
+    jit_compile: bool = False
+    mixed_precision: bool = False
+
+
+def detect_acceleration() -> Acceleration:
+    """XLA on any GPU, mixed precision on GPUs with tensor cores (compute capability 7.0+), neither on a CPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return Acceleration()
+    capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") or (0, 0)
+    return Acceleration(jit_compile=True, mixed_precision=tuple(capability) >= (7, 0))
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -43,8 +98,13 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     return keras.optimizers.Adam(learning_rate=learning_rate)
 
 
-def compile_for_phase(model: keras.Model, spec: RunSpec, phase: Phase) -> tuple[keras.Model, int]:
-    """Apply the phase's strategy and compile a fresh trainable view of `model`.
+def compile_for_phase(
+    model: keras.Model,
+    spec: RunSpec,
+    phase: Phase,
+    acceleration: Acceleration | None = None,
+) -> tuple[keras.Model, int]:
+    """Apply the phase's strategy and compile a fresh trainable view of `model` (the full path).
 
     `trainable` changes only count after a compile, so every phase compiles again. Returns the view to
     `fit` (see `tlcore.models.trainable_view`) and the number of frozen base layers.
@@ -53,12 +113,41 @@ def compile_for_phase(model: keras.Model, spec: RunSpec, phase: Phase) -> tuple[
 
     frozen = apply_strategy(model, phase.strategy, phase.frozen_layers)
     view = trainable_view(model, phase.strategy)
-    view.compile(
-        optimizer=make_optimizer(spec.optimizer, phase.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    _compile(view, spec, phase, acceleration or Acceleration())
     return view, frozen
+
+
+def _compile(view: keras.Model, spec: RunSpec, phase: Phase, acceleration: Acceleration) -> None:
+    optimizer = make_optimizer(spec.optimizer, phase.learning_rate)
+    if acceleration.mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    view.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                 jit_compile=acceleration.jit_compile)
+
+
+def set_compute_policy(model: keras.Model, policy: str) -> None:
+    """Give every layer of `model` the dtype policy `policy` (`"mixed_float16"` or `"float32"`).
+
+    The classifier keeps float32 whatever the policy, so its softmax stays numerically sound. Only
+    the compute dtype changes: the variables stay float32, so switching back loses nothing.
+    """
+    from tlcore.models import PREDICTIONS_LAYER_NAME, get_base, get_head, preprocessing_layers
+
+    layers = [*preprocessing_layers(model), *get_base(model).layers[1:], *get_head(model).layers[1:]]
+    for layer in layers:
+        layer.dtype_policy = "float32" if layer.name == PREDICTIONS_LAYER_NAME else policy
+
+
+@contextmanager
+def _float32_layers(model: keras.Model, mixed: bool) -> Iterator[None]:
+    """Within the block, `model`'s layers say float32 (for saving a model that loads anywhere)."""
+    if mixed:
+        set_compute_policy(model, "float32")
+    try:
+        yield
+    finally:
+        if mixed:
+            set_compute_policy(model, "mixed_float16")
 
 
 def seed_everything(seed: int) -> None:
@@ -67,6 +156,88 @@ def seed_everything(seed: int) -> None:
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def fast_path_enabled() -> bool:
+    """False when `TLCORE_FAST_PATH=0`: every phase then trains the full model."""
+    return os.environ.get(FAST_PATH_ENV, "1").strip() not in ("0", "false", "no", "off")
+
+
+def choose_path(
+    spec: RunSpec,
+    phase: Phase | None = None,
+    model: keras.Model | None = None,
+    image_count: int | None = None,
+    budget: Budget | None = None,
+) -> tuple[str, str]:
+    """Which path a phase trains on (`"features"`, `"prefix"` or `"full"`) and why, as a sentence for users.
+
+    phase: one of `spec.phases()`; None means the first.
+    model: the built model (`tlcore.models.build_model`, random weights suffice). Without it the
+        answer is from the spec alone, assuming the frozen layers hold weights and the cache fits.
+    image_count: training plus validation images; with `model`, checks that the cache fits `budget`.
+    budget: the feature cache's limits; None reads them from the environment.
+    """
+    path, reason, _ = _plan(spec, phase or spec.phases()[0], model, image_count, budget)
+    return path, reason
+
+
+def _plan(
+    spec: RunSpec,
+    phase: Phase,
+    model: keras.Model | None,
+    image_count: int | None,
+    budget: Budget | None,
+) -> tuple[str, str, Cut | None]:
+    from tlcore.backbones import get_backbone
+    from tlcore.features import Budget, cut_model, format_bytes, prefix_has_weights
+    from tlcore.models import frozen_count, get_base
+
+    if model is not None:
+        base_layers = len(get_base(model).layers)
+    else:
+        base_layers = get_backbone(spec.model.backbone).base_layers
+    frozen = frozen_count(phase.strategy, phase.frozen_layers, base_layers)
+    whole_base = frozen == base_layers
+    if not fast_path_enabled():
+        return PATH_FULL, f"The fast path is turned off ({FAST_PATH_ENV}=0): the whole network runs every epoch.", None
+    if phase.strategy == "scratch":
+        return PATH_FULL, "Training from scratch: every layer learns, so the whole network runs every epoch.", None
+    if spec.augmentation.active:
+        part = "frozen base runs" if whole_base else "frozen layers run"
+        return (PATH_FULL, f"Augmentation is on: the {part} every epoch, because every epoch sees "
+                "different images.", None)
+    if frozen == 0 or (model is not None and not prefix_has_weights(model, frozen)):
+        return PATH_FULL, "No base layer with weights is frozen: the whole network runs every epoch.", None
+    path = PATH_FEATURES if whole_base else PATH_PREFIX
+    cut = None
+    if model is not None:
+        cut = cut_model(model, frozen)
+        if image_count is not None:
+            budget = budget or Budget.from_env()
+            size = cut.bytes_per_image * image_count
+            if size > budget.memory:
+                part = "frozen base's outputs" if whole_base else f"{frozen} frozen layers' outputs"
+                return (PATH_FULL, f"The {part} for {image_count:,} images would take {format_bytes(size)}, "
+                        f"more than the feature cache's {format_bytes(budget.memory)} memory budget: "
+                        "the whole network runs every epoch.", None)
+    images = "the images" if image_count is None else f"the {image_count:,} images"
+    return path, _fast_note(path, frozen, base_layers - frozen, "planned", images), cut
+
+
+def _fast_note(path: str, frozen: int, suffix_layers: int, state: str, images: str, seconds: float = 0.0) -> str:
+    """The path note of a fast path: `state` is `"planned"`, `"computed"` (in `seconds`) or `"cached"`."""
+    if path == PATH_FEATURES:
+        label, subject, verb = "Cached features", "the frozen base", "runs"
+        rest = "each epoch trains only the head."
+    else:
+        label, subject, verb = "Cached prefix", f"the {frozen} frozen base layers", "run"
+        rest = f"each epoch runs only the last {suffix_layers} base layers and the head."
+    if state == "planned":
+        return f"{label}: {subject} {verb} once over {images}, then {rest}"
+    if state == "computed":
+        return f"{label}: {subject} ran once over {images} ({seconds:.0f} s); {rest}"
+    return f"{label}: the outputs of {subject} for {images} were already cached; {rest}"
 
 
 def _acquire_run_lock(run_dir: Path, lock_fd: int | None) -> int:
@@ -120,35 +291,149 @@ def train_run(
     return runs.load_run(workspace, run_id)
 
 
+
+class _Stopped(Exception):
+    """A stop request arrived during the feature pass."""
+
+
+class _RunData:
+    """A run's image files and labels, and its full-model pipelines, built at most once."""
+
+    def __init__(self, dataset: Dataset, spec: RunSpec) -> None:
+        self.dataset = dataset
+        self.spec = spec
+        self.paths = {split: dataset.files(split)[0] for split in ("train", "val")}
+        self.labels = {split: dataset.files(split)[1] for split in ("train", "val")}
+        self._pipelines: tuple[tf.data.Dataset, tf.data.Dataset] | None = None
+
+    def count(self, split: str) -> int:
+        return len(self.labels[split])
+
+    def pipelines(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        from tlcore.pipeline import make_pipelines
+
+        if self._pipelines is None:
+            spec = self.spec
+            self._pipelines = make_pipelines(self.dataset, spec.model.image_size, spec.batch_size, spec.seed,
+                                             spec.augmentation)
+        return self._pipelines
+
+
 def _train(workspace: Workspace, run_dir: Path, spec: RunSpec, report: EpochReport | None) -> None:
     from tlcore.datasets import load_dataset
-    from tlcore.models import build_model, parameter_counts
-    from tlcore.pipeline import make_pipelines
+    from tlcore.features import Budget, feature_batches, shuffled_order
+    from tlcore.models import apply_strategy, build_model, parameter_counts, trainable_view
 
     started = time.monotonic()
     runs.update_status(run_dir, status="running", started=runs.now_iso(), phase=spec.phases()[0].name)
     seed_everything(spec.seed)
+    acceleration = detect_acceleration()
     dataset = load_dataset(workspace, spec.dataset)
-    train_data, val_data = make_pipelines(dataset, spec.model.image_size, spec.batch_size, spec.seed,
-                                          spec.augmentation)
+    data = _RunData(dataset, spec)
     model = build_model(spec.model, workspace)
-    steps_per_epoch = math.ceil(len(dataset.files("train")[0]) / spec.batch_size)
-    recorder = RunRecorder(run_dir, model, started, report)
+    if acceleration.mixed_precision:
+        set_compute_policy(model, "mixed_float16")
+    budget = Budget.from_env()
+    steps_per_epoch = math.ceil(data.count("train") / spec.batch_size)
+    recorder = RunRecorder(run_dir, model, started, report, mixed_precision=acceleration.mixed_precision)
     runs.update_status(run_dir, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * spec.total_epochs,
-                        path_note="Full model: every epoch runs the whole network on every image.")
+                       setup_seconds=round(time.monotonic() - started, 3))
 
+    order = None  # the fast paths' epoch order, made once so that reshuffling continues across phases
     first_epoch = 0
     for phase in spec.phases():
-        view, frozen = compile_for_phase(model, spec, phase)
+        frozen = apply_strategy(model, phase.strategy, phase.frozen_layers)
+        image_count = data.count("train") + data.count("val")
+        path, note, cut = _plan(spec, phase, model, image_count, budget)
+        runs.update_status(run_dir, path=path, path_note=note)
+        if cut is None:
+            view = trainable_view(model, phase.strategy)
+            train_data, val_data = data.pipelines()
+        else:
+            try:
+                cached, note = _cached_features(workspace, run_dir, spec, cut, data, budget, acceleration, path,
+                                                started)
+            except _Stopped:
+                recorder.stop_seen = True
+                break
+            view = cut.trainable_model()
+            order = order if order is not None else shuffled_order(data.count("train"), spec.seed)
+            train_data = feature_batches(cached.train, data.labels["train"], spec.batch_size, order)
+            val_data = feature_batches(cached.val, data.labels["val"], spec.batch_size)
+            runs.update_status(run_dir, path=path, path_note=note)
+        _compile(view, spec, phase, acceleration)
         recorder.begin_phase(phase.name, frozen, parameter_counts(model)["trainable"])
         view.fit(train_data, validation_data=val_data, initial_epoch=first_epoch,
-                  epochs=first_epoch + phase.epochs, callbacks=[recorder], verbose=0,
-                  shuffle=False)  # the pipeline reshuffles every epoch itself
+                 epochs=first_epoch + phase.epochs, callbacks=[recorder], verbose=0,
+                 shuffle=False)  # both pipelines reshuffle every epoch themselves
         first_epoch += phase.epochs
         if recorder.stop_seen:
             break
     final = "stopped" if recorder.stop_seen else "completed"
-    runs.update_status(run_dir, status=final, ended=runs.now_iso(), elapsed_seconds=time.monotonic() - started)
+    changes: dict[str, Any] = {}
+    if recorder.stop_seen and recorder.global_step == 0:
+        changes["error"] = "Stopped during the feature pass, before the first epoch."
+    runs.update_status(run_dir, status=final, ended=runs.now_iso(), elapsed_seconds=time.monotonic() - started,
+                       **changes)
+
+
+def _cached_features(
+    workspace: Workspace,
+    run_dir: Path,
+    spec: RunSpec,
+    cut: Cut,
+    data: _RunData,
+    budget: Budget,
+    acceleration: Acceleration,
+    path: str,
+    started: float,
+) -> tuple[CachedFeatures, str]:
+    """The cut's activations over both splits, from the cache or computed now, and the path note saying which.
+
+    While computing, the status shows `phase: "features"` with `features_done` / `features_total`
+    (images), and a stop request ends the pass (`_Stopped`).
+    """
+    from tlcore.features import CachedFeatures, FeatureCache, cache_key, format_bytes
+
+    counts = {split: data.count(split) for split in ("train", "val")}
+    total = counts["train"] + counts["val"]
+    images = f"the {total:,} images"
+    suffix_layers = cut.suffix_layers
+    cache = FeatureCache(workspace, budget)
+    key = cache_key(spec.dataset, spec.model.backbone, cut)
+    entry = cache.load(key, counts, cut.shapes)
+    if entry is not None:
+        runs.update_status(run_dir, features_done=total, features_total=total, features_cached=True,
+                           features_seconds=0.0)
+        return entry, _fast_note(path, cut.frozen_layers, suffix_layers, "cached", f"these {total:,} images")
+
+    began = time.monotonic()
+    runs.update_status(run_dir, phase="features", features_done=0, features_total=total, features_cached=False)
+    last_write = began
+
+    def progress(done: int) -> None:
+        nonlocal last_write
+        if runs.stop_requested(run_dir):
+            runs.update_status(run_dir, status="stopping", features_done=done)
+            raise _Stopped
+        now = time.monotonic()
+        if now - last_write >= STATUS_INTERVAL_SECONDS:
+            last_write = now
+            runs.update_status(run_dir, features_done=done, elapsed_seconds=round(now - started, 3))
+
+    train = cut.compute(data.paths["train"], progress, jit_compile=acceleration.jit_compile)
+    val = cut.compute(data.paths["val"], lambda done: progress(counts["train"] + done),
+                      jit_compile=acceleration.jit_compile)
+    entry = CachedFeatures(train=train, val=val)
+    seconds = time.monotonic() - began
+    on_disk = cache.store(key, entry, meta={"dataset": spec.dataset, "backbone": spec.model.backbone,
+                                            "frozen_layers": cut.frozen_layers, "cut": list(cut.names)})
+    runs.update_status(run_dir, features_done=total, features_seconds=round(seconds, 3))
+    note = _fast_note(path, cut.frozen_layers, suffix_layers, "computed", images, seconds)
+    if not on_disk:
+        note += (f" They take {format_bytes(entry.nbytes)}, more than the {format_bytes(budget.disk)} disk "
+                 "budget, so they are not kept for the next run.")
+    return entry, note
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -156,9 +441,12 @@ class RunRecorder(keras.callbacks.Callback):
 
     Per batch: a metrics line (loss and accuracy are Keras's running means over the epoch so far), a
     throttled status update, and a look for the `STOP` file. Per epoch: a metrics line with the
-    validation results, and `best.keras` replaced when validation accuracy improves.
+    validation results; when validation accuracy improves, the weights are kept in memory and
+    `best.keras` is replaced, at most every `BEST_SAVE_INTERVAL_SECONDS` and always when `fit` ends
+    (a fast-path epoch can be shorter than writing a large model).
 
-    saved_model: the model written to `best.keras` (the plain model, not the view being fitted).
+    saved_model: the model written to `best.keras` (the full model, not the view being fitted).
+    mixed_precision: the model computes in mixed precision; it is saved with float32 layers.
     """
 
     def __init__(
@@ -167,10 +455,12 @@ class RunRecorder(keras.callbacks.Callback):
         saved_model: keras.Model,
         started: float,
         report: EpochReport | None = None,
+        mixed_precision: bool = False,
     ) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.saved_model = saved_model
+        self.mixed_precision = mixed_precision
         self.started = started
         self.report = report
         self.metrics_file = open(run_dir / runs.METRICS_FILE, "a", encoding="utf-8")
@@ -183,6 +473,9 @@ class RunRecorder(keras.callbacks.Callback):
         self.best_val_accuracy: float | None = None
         self.best_epoch: int | None = None
         self.last_status_write = 0.0
+        self.last_best_save = started
+        self.best_weights: list[Any] | None = None  # best weights not yet written to best.keras
+        self.best_is_current = False  # no step since the best epoch: the model holds its weights
         self.stop_seen = False
         self._resume_best()
 
@@ -196,6 +489,9 @@ class RunRecorder(keras.callbacks.Callback):
         runs.update_status(self.run_dir, phase=phase, frozen_layers=frozen_layers,
                             trainable_params=trainable_params)
 
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.last_best_save = time.monotonic()
+
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch = epoch + 1
         self.step = 0
@@ -205,6 +501,7 @@ class RunRecorder(keras.callbacks.Callback):
         logs = logs or {}
         self.global_step += 1
         self.step = batch + 1
+        self.best_is_current = False
         self._write({"kind": "batch", "loss": logs.get("loss"), "accuracy": logs.get("accuracy")})
         if runs.stop_requested(self.run_dir) and not self.stop_seen:
             self.stop_seen = True
@@ -227,12 +524,17 @@ class RunRecorder(keras.callbacks.Callback):
         if val_accuracy is not None and (self.best_val_accuracy is None or val_accuracy > self.best_val_accuracy):
             self.best_val_accuracy = float(val_accuracy)
             self.best_epoch = self.epoch
-            self._save_best()
+            self.best_weights = [keras.ops.convert_to_numpy(w) for w in self.saved_model.weights]
+            self.best_is_current = True
+            if time.monotonic() - self.last_best_save >= BEST_SAVE_INTERVAL_SECONDS:
+                self._save_best()
         self._status(force=True)
         if self.report is not None:
             self.report(row)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.best_weights is not None:
+            self._save_best()
         self.metrics_file.flush()
 
     def _write(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -267,10 +569,23 @@ class RunRecorder(keras.callbacks.Callback):
         )
 
     def _save_best(self) -> None:
+        """Write the kept best weights to `best.keras` as the full model, then carry on with the current ones."""
+        variables = self.saved_model.weights
+        current = None
+        if not self.best_is_current:
+            current = [keras.ops.convert_to_numpy(w) for w in variables]
+            for variable, value in zip(variables, self.best_weights):
+                variable.assign(value)
         target = self.run_dir / runs.BEST_MODEL_FILE
         partial = self.run_dir / f".{runs.BEST_MODEL_FILE}.partial.keras"
-        self.saved_model.save(partial)
+        with _float32_layers(self.saved_model, self.mixed_precision):
+            self.saved_model.save(partial)
         os.replace(partial, target)
+        if current is not None:
+            for variable, value in zip(variables, current):
+                variable.assign(value)
+        self.best_weights = None
+        self.last_best_save = time.monotonic()
 
 
 def _number(value: Any) -> float | None:

@@ -78,7 +78,8 @@ class Workspace:
 
 def check_id(identifier: str, kind: str) -> str:
     """Return `identifier` if it is a safe folder name for a `kind` ("run", "dataset"), else raise."""
-    if not isinstance(identifier, str) or not _ID_PATTERN.match(identifier) or ".." in identifier:
+    # fullmatch: with `match`, "$" would also accept an id ending in a newline.
+    if not isinstance(identifier, str) or not _ID_PATTERN.fullmatch(identifier) or ".." in identifier:
         raise TLCoreError(
             f"{identifier!r} is not a valid {kind} id: use letters, digits, '.', '_' and '-' "
             f"(at most 80 characters, not starting with '.' or '-')."
@@ -106,4 +107,8 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The JSON value in `path`; `ValueError` for text that is not JSON (or not UTF-8)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"{path.name} is nested too deeply to be read") from None

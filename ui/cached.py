@@ -6,10 +6,19 @@
 - Datasets are content-addressed and never change once ingested, so a loaded one is kept, and the
   list of them is read again only when the datasets folder changes.
 - Metrics are re-read only when the run's metrics file has changed size or time.
+
+Keras is imported into this process only to build those layer-table models. After every script run
+(every click, and every poll of a training run) Streamlit calls `keras.backend.clear_session()` and
+`gc.collect()`, and a full collection walks every object Keras and TensorFlow created on import
+(~400,000): a quarter of a second of CPU, holding the GIL, per rerun. `_model` therefore moves what
+exists right after the first Keras import out of the collector's sight (`gc.freeze()`, once): those are
+module-level objects that live as long as the process anyway.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,8 +55,18 @@ def _structure_key(spec: ModelSpec) -> ModelSpec:
     return replace(spec, weights="none", strategy="scratch", frozen_layers=None).validated()
 
 
+@functools.cache
+def _import_keras_and_freeze() -> None:
+    """Import Keras and hide everything that exists now from the garbage collector (once per process)."""
+    import keras  # noqa: F401 - the import is the point
+
+    gc.freeze()
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _model(spec: ModelSpec) -> tuple[Any, threading.Lock]:
+    # Frozen before any model is built, so models evicted from this cache are still collected.
+    _import_keras_and_freeze()
     # The lock guards the model: `apply_strategy` changes it in place and sessions share it.
     return models.build_model(spec, load_weights=False), threading.Lock()
 

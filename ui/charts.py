@@ -22,6 +22,8 @@ DASHED: list[int] = [6, 4]
 
 # Colours for the layer states in the network diagram and the split colours in the class chart.
 FROZEN_COLOUR = "#cbd5e1"
+# A layer that learns, in the layer strip: a stronger shade of the layer table's green, for bars a few pixels wide.
+LEARNS_COLOUR = "#4ade80"
 PRETRAINED_COLOUR = "#60a5fa"
 RANDOM_COLOUR = "#fbbf24"
 TRAIN_COLOUR = "#2563eb"
@@ -31,6 +33,11 @@ VAL_COLOUR = "#93c5fd"
 # two shades of blue); colours repeat after ten runs.
 RUN_COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d",
                "#4b5563", "#ca8a04"]
+
+# A legend label longer than 30 characters keeps its first 12 and last 16, joined by an ellipsis.
+LEGEND_NAME_EXPR = (
+    "length(datum.label) > 30 ? slice(datum.label, 0, 12) + '…' + slice(datum.label, -16) : datum.label"
+)
 
 # Per-batch rows beyond this are thinned (evenly, keeping the last) so a long run stays light to draw.
 MAX_BATCH_POINTS = 1500
@@ -219,7 +226,10 @@ def compare_curve(
     encoding = {
         "x": alt.X("x:Q", title=labels.epoch, axis=alt.Axis(tickMinStep=1)),
         "y": alt.Y("value:Q", title=labels.metric_label(metric), scale=_metric_scale(metric)),
-        "color": alt.Color("run:N", title=labels.run, scale=alt.Scale(domain=list(curves), range=RUN_COLOURS)),
+        # Long names are shortened in the middle, not at the end: names made from run ids share a long
+        # beginning (the date) and differ at the end (tooltips and the table give the whole name).
+        "color": alt.Color("run:N", title=labels.run, scale=alt.Scale(domain=list(curves), range=RUN_COLOURS),
+                           legend=alt.Legend(labelExpr=LEGEND_NAME_EXPR, labelLimit=220)),
         "detail": alt.Detail("split_label:N"),
     }
     tooltip = [
@@ -296,3 +306,36 @@ def network_diagram(strategy: str, labels: ChartLabels = ChartLabels()) -> alt.L
     )
     text = base.mark_text(fontSize=11, color="#111827").encode(text="text:N")
     return alt.layer(boxes, text).properties(height=100)
+
+
+def layer_strip(table: pd.DataFrame, titles: Mapping[str, str] | None = None) -> alt.Chart:
+    """Every layer of a model as one thin bar, input side first, green if it learns and grey if frozen.
+
+    The layer table shows a dozen rows at a time; this strip shows the whole network at once, so moving
+    the frozen-layers slider visibly moves the boundary wherever it is.
+    table: `tlcore.models.layer_table(...)` (columns `index`, `part`, `name`, `type`, `trainable`, ...).
+    titles: tooltip titles for `index`, `part`, `name`, `type` and `trainable` (the table's column labels).
+    """
+    titles = {"index": "#", "part": "part", "name": "name", "type": "type", "trainable": "learns", **(titles or {})}
+    frame = table[["index", "part", "name", "type", "trainable"]].copy()
+    frame["index"] = frame["index"].astype("Float64")  # the preprocessing row has none
+    frame["trainable"] = frame["trainable"].astype(bool)
+    frame["state"] = frame["trainable"].map({True: "learns", False: "frozen"})
+    frame["position"] = range(len(frame))
+    frame["end"] = frame["position"] + 1
+    height = 24
+    return (
+        alt.Chart(frame)
+        .mark_rect()
+        .encode(
+            x=alt.X("position:Q", axis=None, scale=alt.Scale(domain=[0, len(frame)], nice=False, zero=True)),
+            x2="end:Q",
+            y=alt.value(0),
+            y2=alt.value(height),
+            color=alt.Color("state:N", legend=None,
+                            scale=alt.Scale(domain=["learns", "frozen"], range=[LEARNS_COLOUR, FROZEN_COLOUR])),
+            tooltip=[alt.Tooltip(f"{column}:{'Q' if column == 'index' else 'N'}", title=titles[column])
+                     for column in ("index", "part", "name", "type", "trainable")],
+        )
+        .properties(height=height)
+    )

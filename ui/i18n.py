@@ -278,6 +278,108 @@ EN: dict[str, str] = {
     "chart.head": "new head",
     "chart.block": "block {n}",
     "chart.input": "input",
+    # evaluate (evaluate, try it, export, code)
+    "nav.evaluate": "Evaluate & export",
+    "evaluate.no_runs": "No runs yet: start one on the Train page, then come back to evaluate it.",
+    "evaluate.run": "Run",
+    "evaluate.tab_evaluate": "Evaluate",
+    "evaluate.tab_try": "Try it",
+    "evaluate.tab_export": "Export",
+    "evaluate.tab_code": "Code",
+    "evaluate.intro": (
+        "Measures the run's best model on the validation images it never trained on, or on a test zip of your "
+        "own. Results are kept with the run, so evaluating again is instant."
+    ),
+    "evaluate.test_zip": "Test zip (optional)",
+    "evaluate.test_zip_help": (
+        "One folder per class, named like the run's classes (some of them is fine). Leave empty to use the "
+        "validation split."
+    ),
+    "evaluate.button": "Evaluate",
+    "evaluate.progress": "Predicting {done} / {total} images…",
+    "evaluate.on_val": "On the validation split of **{name}**: {images} images.",
+    "evaluate.on_test": "On the test data **{name}**: {images} images.",
+    "evaluate.stored": "Stored result from {created} (the model has not changed since).",
+    "evaluate.accuracy": "Accuracy",
+    "evaluate.macro_f1": "Macro F1",
+    "evaluate.macro_f1_help": "F1 averaged over the classes, each class counting the same however many images it has.",
+    "evaluate.misclassified_count": "Misclassified",
+    "evaluate.per_class": "Per class",
+    "evaluate.col_class": "Class",
+    "evaluate.col_precision": "Precision",
+    "evaluate.col_precision_help": "Of the images predicted as this class, the share that really are.",
+    "evaluate.col_recall": "Recall",
+    "evaluate.col_recall_help": "Of the images of this class, the share the model found.",
+    "evaluate.col_f1": "F1",
+    "evaluate.col_support": "Images",
+    "evaluate.confusion": "Confusion matrix",
+    "evaluate.confusion_help": (
+        "Rows: the true class; columns: the predicted class. The number is a count of images, the colour its "
+        "share of the row. Correct predictions are on the diagonal."
+    ),
+    "evaluate.gallery": "Misclassified images ({count})",
+    "evaluate.gallery_none": "No image was misclassified.",
+    "evaluate.gallery_caption": "true: {true} · predicted: {predicted} ({confidence})",
+    "evaluate.gallery_more": "The {shown} most confident mistakes of {count}.",
+    "evaluate.gradcam": "Grad-CAM heat maps",
+    "evaluate.gradcam_help": (
+        "Red marks where the model saw the class it predicted. The map is as coarse as the base's last "
+        "feature map (7×7 at 224 pixels)."
+    ),
+    "evaluate.image_missing": "{file} is no longer in the workspace.",
+    "evaluate.try_intro": "Upload images or pick validation images to see the classes the model gives them.",
+    "evaluate.try_upload": "Images",
+    "evaluate.try_val": "Validation images",
+    "evaluate.top_k": "Classes shown",
+    "evaluate.try_none": "Upload an image or pick one to see its prediction.",
+    "evaluate.try_result": "**{label}** ({confidence})",
+    "evaluate.try_truth": "True class: {label}",
+    "evaluate.export_intro": (
+        "Download the trained model. Every file takes RGB images of {size}×{size} pixels with values 0–255 "
+        "(the preprocessing is inside) and returns class probabilities in the order of labels.txt. After "
+        "export, each file is loaded again and its predictions are compared with the app's."
+    ),
+    "evaluate.export_button": "Export all formats",
+    "evaluate.exporting": "Exporting and checking each file…",
+    "evaluate.export_format": "Format",
+    "evaluate.export_file": "File",
+    "evaluate.export_tolerance": "Required",
+    "evaluate.export_difference": "Largest difference",
+    "evaluate.export_agreement": "Same top class",
+    "evaluate.export_check": "Check",
+    "evaluate.export_passed": "passed",
+    "evaluate.export_failed": "failed",
+    "evaluate.export_check_note": "Compared with the app's probabilities on {images} images of the run's dataset.",
+    "evaluate.tolerance_value": "difference ≤ {tolerance}",
+    "evaluate.tolerance_top1": "same top class where the app's leads by > {margin}",
+    "evaluate.download_all": "Download everything (.zip)",
+    "evaluate.format_keras": "Keras (.keras)",
+    "evaluate.format_savedmodel": "TensorFlow SavedModel (.zip)",
+    "evaluate.format_tflite": "TFLite, float32",
+    "evaluate.format_tflite_quant": "TFLite, quantized (8-bit weights)",
+    "evaluate.format_labels": "Class names (labels.txt)",
+    "evaluate.format_readme": "How to use (README.txt)",
+    "evaluate.code_intro": (
+        "The plain Keras script that trains this run again, with its numbers: backbone, head, frozen layers, "
+        "compile and fit."
+    ),
+    "evaluate.code_usage": (
+        "Run it with `python {file} IMAGES_FOLDER`, where the folder holds one folder of images per class."
+    ),
+    "evaluate.code_download": "Download {file}",
+    "evaluate.chart_true": "true class",
+    "evaluate.chart_predicted": "predicted class",
+    "evaluate.chart_images": "images",
+    "evaluate.chart_share": "share of the true class",
+    "evaluate.chart_class": "class",
+    "evaluate.chart_probability": "probability",
+    # model page: the layer strip and random starting weights
+    "model.layer_strip": "The whole network, one bar per layer, from the input (left) to the head (right):",
+    "model.random_weights_hint": (
+        "Random starting weights: the frozen layers keep their random values and pass on little for the other "
+        "layers to learn from, so expect accuracy near chance. That is the baseline that shows what pretrained "
+        "weights are worth; to train a network from random weights, choose From scratch."
+    ),
 }
 
 JA: dict[str, str] = {
@@ -505,6 +607,108 @@ JA: dict[str, str] = {
     "chart.head": "新しいヘッド",
     "chart.block": "ブロック {n}",
     "chart.input": "入力",
+    "nav.evaluate": "評価と書き出し",
+    "evaluate.no_runs": "まだ実行がありません。学習ページで学習を開始してから、ここで評価してください。",
+    "evaluate.run": "実行",
+    "evaluate.tab_evaluate": "評価",
+    "evaluate.tab_try": "試す",
+    "evaluate.tab_export": "書き出し",
+    "evaluate.tab_code": "コード",
+    "evaluate.intro": (
+        "実行の最良モデルを、学習に使っていない検証画像、または独自のテスト用 zip で測定します。"
+        "結果は実行と一緒に保存されるので、もう一度評価してもすぐに表示されます。"
+    ),
+    "evaluate.test_zip": "テスト用 zip（任意）",
+    "evaluate.test_zip_help": (
+        "クラスごとに一つのフォルダで、実行のクラス名と同じ名前にします（一部のクラスだけでも"
+        "構いません）。空のままにすると検証データを使います。"
+    ),
+    "evaluate.button": "評価する",
+    "evaluate.progress": "{done} / {total} 枚を予測中…",
+    "evaluate.on_val": "**{name}** の検証データ：{images} 枚。",
+    "evaluate.on_test": "テストデータ **{name}**：{images} 枚。",
+    "evaluate.stored": "{created} に保存された結果です（その後モデルは変わっていません）。",
+    "evaluate.accuracy": "正解率",
+    "evaluate.macro_f1": "マクロ F1",
+    "evaluate.macro_f1_help": "クラスごとの F1 の平均です。画像の枚数にかかわらず、各クラスを同じ重みで数えます。",
+    "evaluate.misclassified_count": "誤分類",
+    "evaluate.per_class": "クラス別",
+    "evaluate.col_class": "クラス",
+    "evaluate.col_precision": "適合率",
+    "evaluate.col_precision_help": "このクラスと予測された画像のうち、本当にこのクラスだった割合。",
+    "evaluate.col_recall": "再現率",
+    "evaluate.col_recall_help": "このクラスの画像のうち、モデルが見つけた割合。",
+    "evaluate.col_f1": "F1",
+    "evaluate.col_support": "画像数",
+    "evaluate.confusion": "混同行列",
+    "evaluate.confusion_help": (
+        "行は正解のクラス、列は予測したクラスです。数字は画像の枚数、色はその行に占める割合です。"
+        "正しい予測は対角線上に並びます。"
+    ),
+    "evaluate.gallery": "誤分類された画像（{count} 枚）",
+    "evaluate.gallery_none": "誤分類された画像はありません。",
+    "evaluate.gallery_caption": "正解：{true} · 予測：{predicted}（{confidence}）",
+    "evaluate.gallery_more": "{count} 件の誤りのうち、確信度の高い {shown} 件。",
+    "evaluate.gradcam": "Grad-CAM ヒートマップ",
+    "evaluate.gradcam_help": (
+        "赤い部分は、モデルが予測したクラスを見いだした場所です。地図の粗さは"
+        "ベースの最後の特徴マップと同じです（224 ピクセルで 7×7）。"
+    ),
+    "evaluate.image_missing": "{file} はもうワークスペースにありません。",
+    "evaluate.try_intro": "画像をアップロードするか検証画像を選ぶと、モデルが付けるクラスを表示します。",
+    "evaluate.try_upload": "画像",
+    "evaluate.try_val": "検証画像",
+    "evaluate.top_k": "表示するクラス数",
+    "evaluate.try_none": "画像をアップロードするか選ぶと、予測が表示されます。",
+    "evaluate.try_result": "**{label}**（{confidence}）",
+    "evaluate.try_truth": "正解のクラス：{label}",
+    "evaluate.export_intro": (
+        "学習したモデルをダウンロードします。どのファイルも {size}×{size} ピクセル、"
+        "値 0〜255 の RGB 画像を受け取り（前処理はモデルの中にあります）、labels.txt の順に"
+        "クラスの確率を返します。書き出した後、各ファイルを読み込み直して、予測をアプリの予測と比べます。"
+    ),
+    "evaluate.export_button": "すべての形式で書き出す",
+    "evaluate.exporting": "書き出して各ファイルを確認しています…",
+    "evaluate.export_format": "形式",
+    "evaluate.export_file": "ファイル",
+    "evaluate.export_tolerance": "条件",
+    "evaluate.export_difference": "最大の差",
+    "evaluate.export_agreement": "最上位クラスの一致",
+    "evaluate.export_check": "確認",
+    "evaluate.export_passed": "合格",
+    "evaluate.export_failed": "不合格",
+    "evaluate.export_check_note": "実行のデータセットの画像 {images} 枚で、アプリの確率と比べました。",
+    "evaluate.tolerance_value": "差 ≤ {tolerance}",
+    "evaluate.tolerance_top1": "アプリの1位が {margin} 超の差なら1位が一致",
+    "evaluate.download_all": "すべてをダウンロード（.zip）",
+    "evaluate.format_keras": "Keras 形式（.keras）",
+    "evaluate.format_savedmodel": "TensorFlow SavedModel 形式（.zip）",
+    "evaluate.format_tflite": "TFLite（float32）",
+    "evaluate.format_tflite_quant": "TFLite（量子化、8 ビットの重み）",
+    "evaluate.format_labels": "クラス名（labels.txt）",
+    "evaluate.format_readme": "使い方（README.txt）",
+    "evaluate.code_intro": (
+        "この実行をもう一度学習する素の Keras スクリプトです。バックボーン、ヘッド、凍結する層、"
+        "compile と fit を、実行と同じ数値で書いています。"
+    ),
+    "evaluate.code_usage": (
+        "`python {file} IMAGES_FOLDER` で実行します。フォルダにはクラスごとに画像の"
+        "フォルダを置きます。"
+    ),
+    "evaluate.code_download": "{file} をダウンロード",
+    "evaluate.chart_true": "正解のクラス",
+    "evaluate.chart_predicted": "予測したクラス",
+    "evaluate.chart_images": "画像数",
+    "evaluate.chart_share": "正解クラスに占める割合",
+    "evaluate.chart_class": "クラス",
+    "evaluate.chart_probability": "確率",
+    # model page: the layer strip and random starting weights
+    "model.layer_strip": "ネットワーク全体です。1 本の棒が 1 層で、左が入力側、右がヘッドです。",
+    "model.random_weights_hint": (
+        "ランダムな初期重み：凍結した層はランダムな値のままで、ほかの層が学べる手がかりをほとんど渡さないため、"
+        "正解率は偶然と同程度になるでしょう。事前学習済みの重みの価値を示す基準（ベースライン）です。"
+        "ランダムな重みからネットワークを学習するには「ゼロから学習」を選んでください。"
+    ),
 }
 
 STRINGS: dict[str, dict[str, str]] = {"en": EN, "ja": JA}

@@ -23,6 +23,7 @@ def controls(workspace: Workspace) -> None:
             format_func=i18n.LANGUAGES.get,
             key=state.LANG,
             required=True,
+            on_change=state.reword_choices,
         )
         st.caption(t("sidebar.workspace"))
         st.code(str(workspace.root), language=None, wrap_lines=True)

@@ -18,7 +18,9 @@ created with `persist_state="session"`, so coming back to a page finds it as it 
   `model.frozen_layers`, `model.snap` (snap the slider to block boundaries).
 - Train page: `train.epochs`, `train.batch_size`, `train.learning_rate`, `train.optimizer`, `train.flip`,
   `train.rotation`, `train.zoom`, `train.contrast`, `train.two_phase`, `train.finetune_epochs`,
-  `train.finetune_learning_rate`, `train.seed`, `train.name`, `train.run` (run selector).
+  `train.finetune_learning_rate`, `train.seed`, `train.name`, `train.run` (run selector);
+  `train.ended_here` (not a widget: the id of a run that ended while the Train page showed it, which keeps
+  the New run form closed so the finished run does not jump down the page; the Model page and Start clear it).
 - Compare page: `compare.runs` (multiselect), `compare.target` (run to rename or delete),
   `compare.new_name`, `compare.pending_delete` (run id awaiting confirmation), `compare.flash`
   (a (kind, text) message from a button callback, shown once).
@@ -69,6 +71,7 @@ TRAIN_FT_LR = "train.finetune_learning_rate"
 TRAIN_SEED = "train.seed"
 TRAIN_NAME = "train.name"
 TRAIN_RUN = "train.run"
+TRAIN_ENDED_HERE = "train.ended_here"
 
 COMPARE_RUNS = "compare.runs"
 COMPARE_TARGET = "compare.target"
@@ -78,6 +81,12 @@ COMPARE_FLASH = "compare.flash"
 
 RUN_QUERY_PARAM = "run"
 
+# Choice widgets whose options are shown in words of the session's language. The browser sends such a
+# widget's choice back as its shown words; after a language switch those are the old language's, which
+# match no option, so on the next click the widget would fall back to its first option (a selectbox or
+# radio does; MobileNet became ResNet50). `reword_choices` tells the browser each choice again.
+WORDED_CHOICES = (DATA_PICK, MODEL_BACKBONE, MODEL_POOLING, MODEL_WEIGHTS, MODEL_STRATEGY, TRAIN_RUN)
+
 _DEFAULTS: dict[str, Any] = {LANG: "en", DATASET_ID: None, MODEL_SPEC: None, RUN_ID: None}
 
 
@@ -85,6 +94,13 @@ def init_state() -> None:
     """Give the shared keys their defaults on a session's first run."""
     for key, value in _DEFAULTS.items():
         st.session_state.setdefault(key, value)
+
+
+def reword_choices() -> None:
+    """After a language switch: set every worded choice to itself, so the browser gets its new words."""
+    for key in WORDED_CHOICES:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
 def default(key: str, value: Any) -> None:

@@ -1,0 +1,577 @@
+"""Hostile uploads through the command line, as an operator or an attacker would send them.
+
+`tests/test_datasets.py` holds the in-process corpus (layouts, formats, every refusal with its exact
+sentence). This file adds what it lacks and runs the uploads through `python -m tlcore inspect` as a
+subprocess, the way a script or a server would:
+
+- a refused upload ends with exit status 2 and exactly one line on stderr, never a traceback;
+- nothing is written outside the workspace, and nothing is left inside it (`datasets/`, `tmp/`);
+- every run is bounded: a timeout proves there is no hang, an address-space limit that there is no
+  memory blow-up;
+- an upload that is merely untidy is accepted, and each file it could not use is listed with why.
+
+Every zip and image is generated here; nothing binary is committed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import uuid
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from tlcore.datasets import ingest_zip, load_dataset
+from tlcore.errors import DatasetError
+from tlcore.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI_TIMEOUT = 60  # seconds: a hang fails one test, not the whole suite
+CLI_MEMORY = 1 << 30  # bytes of address space for the CLI; the demo dataset needs about a third of it
+MARKER = f"pwned-{uuid.uuid4().hex[:8]}"  # the name every escape attempt tries to create
+
+# ---------------------------------------------------------------------------------------------
+# Corpus helpers
+
+
+def image(fmt: str = "PNG", mode: str = "RGB", size: tuple[int, int] = (8, 8), color=None, **save) -> bytes:
+    if color is None:
+        color = {"L": 90, "1": 1, "I;16": 40000, "P": 3, "LA": (90, 128), "RGBA": (200, 30, 30, 100),
+                 "CMYK": (0, 255, 255, 0)}.get(mode, (200, 30, 30))
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+PNG = image()
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png(width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2, rows: bytes | None = None,
+        extra: bytes = b"") -> bytes:
+    """A PNG written chunk by chunk, so that its header can say what its data does not."""
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    data = zlib.compress(rows if rows is not None else b"\0" * 64)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + extra + png_chunk(b"IDAT", data)
+            + png_chunk(b"IEND", b""))
+
+
+def make_zip(entries, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """Zip bytes from `[(name or ZipInfo, bytes), ...]` or a dict."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in entries.items() if isinstance(entries, dict) else entries:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def classes(*names: str, per_class: int = 3) -> list[tuple[str, bytes]]:
+    return [(f"{name}/{i}.png", image(color=(40 * i, 90, 160))) for name in names for i in range(per_class)]
+
+
+def with_raw_name(data: bytes, index: int, raw: bytes) -> bytes:
+    """Entry `index` renamed to the bytes `raw` (same length), without the UTF-8 flag, in both headers."""
+    patched = bytearray(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        central = archive.start_dir
+    for _ in range(index):  # walk the central directory by its own length fields
+        central += 46 + sum(struct.unpack_from("<3H", patched, central + 28))
+    local = struct.unpack_from("<L", patched, central + 42)[0]
+    for name_at, flags_at, length_at in ((local + 30, local + 6, local + 26), (central + 46, central + 8, central + 28)):
+        assert struct.unpack_from("<H", patched, length_at)[0] == len(raw), "the placeholder must be as long"
+        patched[name_at:name_at + len(raw)] = raw
+        struct.pack_into("<H", patched, flags_at, struct.unpack_from("<H", patched, flags_at)[0] & ~0x800)
+    return bytes(patched)
+
+
+def stored_zip(names: list[str]) -> bytes:
+    """A zip of empty stored entries, written directly: fast for a hundred thousand of them."""
+    local, central = [], []
+    offset = 0
+    for name in names:
+        raw = name.encode("utf-8")
+        header = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(raw), 0) + raw
+        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(raw), 0, 0,
+                                   0, 0, 0, offset) + raw)
+        local.append(header)
+        offset += len(header)
+    directory = b"".join(central)
+    count = min(len(names), 0xFFFF)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, len(directory), offset, 0)
+    return b"".join(local) + directory + end
+
+
+def overlapping_bomb(copies: int, entry_bytes: int = 100 * 1024**2 - 1) -> bytes:
+    """One deflated entry listed `copies` times in the central directory, every copy pointing at the
+    same data: a few hundred kilobytes that claim `copies` × `entry_bytes` (the shape of the
+    "better zip bomb"). Each copy alone passes the per-entry size and ratio checks."""
+    payload = np.random.default_rng(0).integers(0, 256, 600_000, dtype=np.uint8).tobytes()
+    payload += bytes(entry_bytes - len(payload))
+    data = make_zip([("cats/big.png", payload)])
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        start = archive.start_dir
+    end_at = data.rfind(b"PK\x05\x06")
+    record = data[start:end_at]
+    entries = [(f"{name}/{i}.png", PNG) for name in ("cats", "dogs") for i in range(2)]
+    small = make_zip(entries)
+    with zipfile.ZipFile(io.BytesIO(small)) as archive:
+        small_start = archive.start_dir
+    small_end = small.rfind(b"PK\x05\x06")
+    shift = len(data[:start])
+    # The small entries' local headers follow the big one; their central records move with them.
+    moved = bytearray(small[small_start:small_end])
+    position = 0
+    while position < len(moved):
+        offset = struct.unpack_from("<L", moved, position + 42)[0]
+        struct.pack_into("<L", moved, position + 42, offset + shift)
+        name_len, extra_len, comment_len = struct.unpack_from("<3H", moved, position + 28)
+        position += 46 + name_len + extra_len + comment_len
+    directory = record * copies + bytes(moved)
+    total = copies + len(entries)
+    body = data[:start] + small[:small_start]
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, total, total, len(directory), len(body), 0)
+    return body + directory + end
+
+
+def info_zip(tmp_path: Path, *options: str, files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    """A zip made by the Info-ZIP `zip` program (real symlinks, real ZipCrypto passwords)."""
+    source = tmp_path / "zip-source"
+    for name, data in files.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(data)
+    for name, target in (links or {}).items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, source / name)
+    out = tmp_path / "made-by-zip.zip"
+    subprocess.run(["zip", "-q", "-r", *options, str(out), "."], cwd=source, check=True, timeout=30)
+    data = out.read_bytes()
+    shutil.rmtree(source)
+    out.unlink()
+    return data
+
+
+needs_zip = pytest.mark.skipif(shutil.which("zip") is None, reason="the Info-ZIP `zip` program is not installed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the command line in a sandbox
+
+
+class Sandbox:
+    """A folder holding only the upload and the workspace; the CLI runs with it as its current folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.workspace = root / "ws"
+        self.upload = root / "upload.zip"
+
+    def inspect(self, data: bytes | None, *extra: str, path: Path | None = None) -> subprocess.CompletedProcess:
+        if data is not None:
+            self.upload.write_bytes(data)
+        target = path if path is not None else self.upload
+        return run_cli("inspect", str(target), "--workspace", str(self.workspace), *extra, cwd=self.root)
+
+    def assert_nothing_kept(self) -> None:
+        """No dataset, no staging left over, and nothing next to the upload and the workspace."""
+        assert sorted(p.name for p in self.root.iterdir()) <= ["upload.zip", "ws"]
+        for folder in ("datasets", "tmp"):
+            path = self.workspace / folder
+            assert not path.exists() or list(path.iterdir()) == [], f"left in {folder}/"
+
+    def assert_nothing_escaped(self) -> None:
+        for folder in {self.root, self.root.parent, self.root.parent.parent, Path(tempfile.gettempdir()), ROOT,
+                       Path("/")}:
+            assert not any(MARKER in p.name for p in folder.iterdir()), f"a file escaped into {folder}"
+        assert not any(MARKER in p.name for p in self.workspace.rglob("*"))
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (CLI_MEMORY, CLI_MEMORY))
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tlcore", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+        env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)}, preexec_fn=_limit_memory,
+    )
+
+
+def assert_refused_in_one_line(result: subprocess.CompletedProcess, expected: str | tuple[str, ...]) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    expected = (expected,) if isinstance(expected, str) else expected
+    assert any(fragment in lines[0] for fragment in expected), lines[0]
+    assert result.stdout == ""
+    return lines[0]
+
+
+@pytest.fixture
+def sandbox(tmp_path) -> Sandbox:
+    return Sandbox(tmp_path / "sandbox")
+
+
+# ---------------------------------------------------------------------------------------------
+# Refused: exit 2, one line, nothing written anywhere
+
+
+def _escape(name: str) -> bytes:
+    return make_zip(classes("cats", "dogs") + [(name, PNG)])
+
+
+def _raw_backslash_traversal() -> bytes:
+    placeholder = "x" * len(f"..\\..\\{MARKER}.png")
+    data = make_zip(classes("cats", "dogs") + [(placeholder, PNG)])
+    return with_raw_name(data, 6, f"..\\..\\{MARKER}.png".encode("ascii"))
+
+
+def _aes_entry() -> bytes:
+    data = make_zip(classes("cats", "dogs"))
+    patched = bytearray(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info, central = archive.infolist()[0], archive.start_dir
+    for flags_at in (info.header_offset + 6, central + 8):  # the method follows the flags in both headers
+        struct.pack_into("<HH", patched, flags_at, 0x1, 99)  # WinZip AES: encrypted, method 99
+    return bytes(patched)
+
+
+def _declared_size(size: int) -> bytes:
+    data = bytearray(make_zip(classes("cats", "dogs")))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info, central = archive.infolist()[1], archive.start_dir
+    central += 46 + len(archive.infolist()[0].filename)
+    struct.pack_into("<L", data, info.header_offset + 22, size)
+    struct.pack_into("<L", data, central + 24, size)
+    return bytes(data)
+
+
+_VALID = make_zip(classes("cats", "dogs"))
+_END = _VALID.rfind(b"PK\x05\x06")
+_CENTRAL = zipfile.ZipFile(io.BytesIO(_VALID)).start_dir
+
+REFUSED = {
+    "dotdot": (lambda: _escape(f"../{MARKER}.png"), "points outside"),
+    "dotdot_deep_inside_a_class": (lambda: _escape(f"cats/../../../../{MARKER}.png"), "points outside"),
+    "dotdot_folder_entry": (lambda: _escape(f"cats/../../{MARKER}/"), "points outside"),
+    "absolute": (lambda: _escape(f"/tmp/{MARKER}.png"), "has an absolute path"),
+    "drive_letter_backslash": (lambda: _escape(f"C:\\{MARKER}.png"), "has an absolute path"),
+    "drive_letter_lowercase_slash": (lambda: _escape(f"d:/{MARKER}.png"), "has an absolute path"),
+    "drive_relative": (lambda: _escape(f"C:{MARKER}.png"), "has an absolute path"),
+    "unc_share": (lambda: _escape(f"\\\\server\\share\\{MARKER}.png"), "has an absolute path"),
+    "root_backslash": (lambda: _escape(f"\\{MARKER}.png"), "has an absolute path"),
+    "extended_length_path": (lambda: _escape(f"\\\\?\\C:\\{MARKER}.png"), "has an absolute path"),
+    "backslash_dotdot": (lambda: _escape(f"cats\\..\\..\\{MARKER}.png"), "points outside"),
+    "mixed_separators_dotdot": (lambda: _escape(f"cats/..\\..\\{MARKER}.png"), "points outside"),
+    "backslash_dotdot_in_a_name_without_the_utf8_flag": (_raw_backslash_traversal, "points outside"),
+    "aes_encrypted_entry": (_aes_entry, "password-protected"),
+    "entry_declaring_4_gb": (lambda: _declared_size(0xFFFFFFF0), "unpacks to 4.0 GB, more than the 100.0 MB"),
+    "ratio_zip_bomb": (lambda: make_zip(classes("cats", "dogs") + [("cats/zeros.png", bytes(50 * 1024**2))]),
+                       "which is how zip bombs look"),
+    "overlapping_entries_bomb": (lambda: overlapping_bomb(42), "unpacks to more than 4.0 GB"),
+    "more_than_100000_entries": (lambda: stored_zip([f"cats/{i}.png" for i in range(100_001)]),
+                                 "more than the 100,000 allowed"),
+    "truncated_in_the_middle": (lambda: _VALID[: len(_VALID) // 2], "is not a zip file"),
+    "truncated_in_the_central_directory": (lambda: _VALID[: _CENTRAL + 30] + _VALID[_END:], "is not a zip file"),
+    "end_record_cut_short": (lambda: _VALID[:-5], "is not a zip file"),
+    "empty_file": (lambda: b"", "is not a zip file"),
+    "only_nested_zips": (lambda: make_zip({"cats/a.zip": _VALID, "dogs/b.zip": _VALID, "c.zip": _VALID}),
+                         "contains no images"),
+    "only_empty_class_folders": (lambda: make_zip({"cats/": b"", "dogs/": b""}), "contains no images"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_hostile_zip_is_refused_by_the_cli_in_one_line_and_leaves_nothing_anywhere(sandbox, case):
+    build, expected = REFUSED[case]
+    result = sandbox.inspect(build())
+    assert_refused_in_one_line(result, expected)
+    sandbox.assert_nothing_kept()
+    sandbox.assert_nothing_escaped()
+
+
+@needs_zip
+def test_a_real_symlink_entry_is_refused_and_never_followed(sandbox, tmp_path):
+    data = info_zip(tmp_path, "--symlinks", files={f"{c}/{i}.png": PNG for c in ("cats", "dogs") for i in range(3)},
+                    links={"cats/passwd.png": "/etc/passwd", "dogs/up": "../../.."})
+    result = sandbox.inspect(data)
+    assert_refused_in_one_line(result, "is a symbolic link")
+    sandbox.assert_nothing_kept()
+
+
+@needs_zip
+def test_a_real_password_protected_zip_is_refused(sandbox, tmp_path):
+    data = info_zip(tmp_path, "-P", "secret", files={f"{c}/{i}.png": PNG for c in ("cats", "dogs") for i in range(3)})
+    result = sandbox.inspect(data)
+    assert_refused_in_one_line(result, "is password-protected")
+    sandbox.assert_nothing_kept()
+
+
+def test_a_hostile_validation_zip_is_refused_like_the_training_zip(sandbox):
+    (sandbox.root / "val.zip").write_bytes(_escape(f"../../{MARKER}.png"))
+    result = sandbox.inspect(_VALID, "--val", str(sandbox.root / "val.zip"))
+    assert_refused_in_one_line(result, "'val.zip' was refused because the entry")
+    (sandbox.root / "val.zip").unlink()
+    sandbox.assert_nothing_kept()
+    sandbox.assert_nothing_escaped()
+
+
+@pytest.mark.parametrize("kind", ["dev_zero", "fifo"])
+def test_a_path_that_is_not_a_regular_file_is_refused_at_once(sandbox, kind):
+    # Before this was checked, /dev/zero was read without end and a pipe waited forever for a writer.
+    if kind == "fifo":
+        target = sandbox.root / "upload.zip"
+        os.mkfifo(target)
+    else:
+        target = Path("/dev/zero")
+    result = sandbox.inspect(None, path=target)
+    assert_refused_in_one_line(result, "is not a regular file")
+    target.unlink() if kind == "fifo" else None
+    sandbox.assert_nothing_kept()
+
+
+# ---------------------------------------------------------------------------------------------
+# Accepted: every file it could not use is listed with why
+
+
+def _exif_rotated() -> bytes:
+    photo = Image.new("RGB", (16, 8), (220, 20, 20))
+    photo.paste((20, 20, 220), (8, 0, 16, 8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
+    return buffer.getvalue()
+
+
+def _float_tiff_with_nan() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.array([[np.nan, np.inf], [-np.inf, 7.0]], dtype=np.float32)).save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+def _noisy_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+_TEXT_BOMB = png_chunk(b"zTXt", b"comment\0\0" + zlib.compress(bytes(200 * 1024**2), 9))
+
+# path in the zip: (content, the reason it is skipped, or None if it must be stored)
+UNTIDY = {
+    # colour modes and oddities that are converted, not skipped
+    "cats/cmyk.jpg": (image("JPEG", "CMYK"), None),
+    "cats/grey16.png": (image("PNG", "I;16"), None),
+    "cats/rgb16.png": (png(4, 4, bit_depth=16, rows=b"".join(b"\0" + b"\xff\xff\0\0\0\0" * 4 for _ in range(4))),
+                       None),
+    "cats/palette-transparent.png": (image("PNG", "P", transparency=3), None),
+    "cats/alpha.png": (image("PNG", "RGBA"), None),
+    "cats/grey-alpha.png": (image("PNG", "LA"), None),
+    "cats/grey.jpg": (image("JPEG", "L"), None),
+    "cats/bilevel.bmp": (image("BMP", "1"), None),
+    "cats/float-nan.tif": (_float_tiff_with_nan(), None),
+    "cats/exif-rotated.jpg": (_exif_rotated(), None),
+    "cats/Same.png": (image(color=(1, 2, 3)), None),
+    "cats/same.png": (image(color=(4, 5, 6)), None),
+    # damaged, hostile or not images at all
+    "cats/truncated.png": (PNG[: len(PNG) // 2], "damaged"),
+    "cats/truncated.jpg": (_noisy_jpeg()[:400], "damaged"),
+    "cats/corrupt.png": (PNG[:16] + b"\xde\xad\xbe\xef" * 40, "damaged"),
+    "cats/no-pixels.png": (png(0, 0), "damaged"),
+    "cats/pixel-bomb.png": (png(50_000, 50_000), "too many pixels"),
+    "cats/gif-bomb.gif": (b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\0\0\0,"
+                          + struct.pack("<4H", 0, 0, 65535, 65535) + b"\0\x02\x02D\x01\0;", "too many pixels"),
+    "cats/text-chunk-bomb.png": (png(4, 4, rows=b"".join(b"\0" + b"\x80" * 12 for _ in range(4)), extra=_TEXT_BOMB),
+                                 "damaged image"),
+    "cats/nested.zip": (_VALID, "archive inside the zip (not unpacked)"),
+    "cats/zip-named-like.png": (_VALID, "archive inside the zip (not unpacked)"),
+    "cats/readme.txt": (b"hello", "not an image"),
+    "cats/" + "a/" * 5000 + f"{MARKER}.png": (PNG, "nested more than 32 folders deep"),
+    "birds/": (b"", "empty class folder (no usable images)"),
+}
+
+
+def test_an_untidy_zip_is_accepted_with_every_unusable_file_listed_and_nothing_on_stderr(sandbox):
+    entries = classes("cats", "dogs") + [(name, data) for name, (data, _) in UNTIDY.items()]
+    result = sandbox.inspect(make_zip(entries), "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # not even a warning: a script reading stderr sees nothing to worry about
+    report = json.loads(result.stdout)
+    reasons = {s["path"]: s["reason"] for s in report["skipped"]}
+    for name, (_, reason) in UNTIDY.items():
+        if reason is None:
+            assert name not in reasons, f"{name} was skipped: {reasons.get(name)}"
+        else:
+            assert reasons[name].startswith(reason), (name, reasons.get(name))
+    stored = sum(1 for _, reason in UNTIDY.values() if reason is None)
+    assert report["counts"]["cats"]["total"] == 3 + stored and report["counts"]["dogs"]["total"] == 3
+    assert report["classes"] == ["cats", "dogs"]
+    dataset = load_dataset(Workspace(sandbox.workspace), report["id"])
+    for item in dataset.items:  # every stored image is 8-bit RGB, as `tf.io.decode_image` needs
+        with Image.open(dataset.root / item.file) as stored_image:
+            assert stored_image.mode == "RGB" and stored_image.format in ("JPEG", "PNG")
+    sources = {item.source for item in dataset.items}
+    assert {"cats/Same.png", "cats/same.png"} <= sources  # names that differ only in case are both kept
+    sandbox.assert_nothing_escaped()
+
+
+def test_class_folders_in_cp932_and_utf8_with_and_without_the_flag_keep_their_names(sandbox):
+    names = {"表紙": "cp932", "ソフト": "utf-8", "犬": "flag"}  # 表 and ソ end in byte 0x5C ("\\") in cp932
+    entries, raw = [], {}
+    for name, encoding in names.items():
+        for i in range(2):
+            path = f"{name}/{i}.png"
+            if encoding == "flag":
+                entries.append((path, PNG))
+            else:
+                encoded = path.encode(encoding)
+                raw[len(entries)] = encoded
+                entries.append(("x" * len(encoded), PNG))
+    data = make_zip(entries)
+    for index, encoded in raw.items():
+        data = with_raw_name(data, index, encoded)
+    result = sandbox.inspect(data, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["classes"] == sorted(names) and report["skipped"] == []
+
+
+def test_very_long_names_are_kept_as_labels_and_never_become_file_names(sandbox):
+    long_class = "猫" * 300  # 900 bytes in UTF-8: far beyond a file name's 255
+    long_file = "x" * 60_000 + ".png"  # near the zip format's 65,535-byte limit for a name
+    entries = [(f"{long_class}/{i}.png", PNG) for i in range(2)] + [(f"dogs/{long_file}", PNG), ("dogs/1.png", PNG)]
+    result = sandbox.inspect(make_zip(entries), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["classes"] == ["dogs", long_class]
+    assert report["counts"]["dogs"]["total"] == 2
+    dataset_dir = sandbox.workspace / "datasets" / report["id"]
+    assert max(len(p.name) for p in dataset_dir.rglob("*")) <= 20  # stored under short numbered names
+
+
+def test_a_name_too_long_for_the_file_system_gives_a_readable_summary(sandbox):
+    entries = [(f"{'c' * 400}/{i}.png", PNG) for i in range(2)] + [(f"dogs/{i}.png", PNG) for i in range(2)]
+    result = sandbox.inspect(make_zip(entries))
+    assert result.returncode == 0, result.stderr
+    assert "c" * 400 in result.stdout and "2 classes, 4 images" in result.stdout
+
+
+def test_a_zip_of_a_hundred_very_deep_names_is_handled_quickly_and_in_little_memory(sandbox):
+    # Each name holds 30,000 folders in 60 KB. Reading the layout once cost memory in proportion to
+    # the square of the depth: 4 GB for one such name. Now they are skipped as too deep.
+    deep = [(f"cats/{i}/" + "a/" * 30_000 + "x.png", PNG) for i in range(100)]
+    result = sandbox.inspect(make_zip(classes("cats", "dogs") + deep), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["skipped"]) == 100
+    assert {s["reason"] for s in report["skipped"]} == {"nested more than 32 folders deep"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties, in process (fast): any bytes, any names
+
+
+_VALID_SMALL = make_zip(classes("cats", "dogs", per_class=2), compression=zipfile.ZIP_STORED)
+
+
+def _outcome_is_clean(data: bytes) -> None:
+    """Ingest `data` in a fresh sandbox: a dataset or a `DatasetError`, and nothing left outside."""
+    with tempfile.TemporaryDirectory() as outer:
+        workspace = Workspace(Path(outer) / "ws")
+        cwd = os.getcwd()
+        os.chdir(outer)
+        try:
+            ingest_zip(data, workspace=workspace, name="fuzzed.zip")
+        except DatasetError as error:
+            message = str(error)
+            assert "\n" not in message and message.endswith("."), message
+            assert list(workspace.datasets_dir.iterdir()) == []
+        finally:
+            os.chdir(cwd)
+        assert [p.name for p in Path(outer).iterdir()] == ["ws"]
+        assert list(workspace.tmp_dir.iterdir()) == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cut=st.one_of(st.none(), st.integers(0, len(_VALID_SMALL))),
+    flips=st.lists(st.tuples(st.integers(0, len(_VALID_SMALL) - 1), st.integers(0, 255)), max_size=4),
+)
+def test_any_damage_to_a_zip_gives_a_dataset_or_one_sentence_never_a_crash(cut, flips):
+    data = bytearray(_VALID_SMALL)
+    for position, value in flips:
+        data[position] = value
+    _outcome_is_clean(bytes(data[:cut] if cut is not None else data))
+
+
+# Bytes that matter in names: separators, drive colons, dots, cp932 lead bytes and the 0x5C trail byte.
+_NAME_BYTES = st.sampled_from([b"/", b"\\", b":", b".", b"..", b"C", b"a", b"\x81\x5c", b"\x95\x5c", b"\x83\x5c",
+                               b"\xe7\x8a\xac", b"\xff", b"\x00", b" ", b"__MACOSX", b"~"])
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(names=st.lists(st.lists(_NAME_BYTES, min_size=1, max_size=8).map(b"".join), min_size=1, max_size=6))
+def test_any_raw_name_bytes_without_the_utf8_flag_give_a_dataset_or_one_sentence(names):
+    entries = classes("cats", "dogs", per_class=2)
+    data = make_zip(entries + [("x" * len(raw), PNG) for raw in names])
+    for index, raw in enumerate(names, start=len(entries)):
+        data = with_raw_name(data, index, raw)
+    with tempfile.TemporaryDirectory() as outer:
+        workspace = Workspace(Path(outer) / "ws")
+        try:
+            dataset = ingest_zip(data, workspace=workspace)
+        except DatasetError:
+            assert list(workspace.datasets_dir.iterdir()) == []
+        else:
+            assert all("/" not in name and "\\" not in name for name in dataset.classes)
+            assert all((dataset.root / item.file).resolve().is_relative_to(dataset.root) for item in dataset.items)
+        assert [p.name for p in Path(outer).iterdir()] == ["ws"]
+        assert list(workspace.tmp_dir.iterdir()) == []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    depth=st.integers(0, 40),
+    wrappers=st.integers(0, 3),
+    split=st.sampled_from([None, "train/val", "train/test", "Train/Validation"]),
+    mode=st.sampled_from(["RGB", "L", "RGBA", "P", "CMYK", "I;16"]),
+)
+def test_any_layout_depth_and_colour_mode_gives_rgb_images_or_one_sentence(depth, wrappers, split, mode):
+    prefix = "wrap/" * wrappers
+    sample = image("JPEG" if mode in ("CMYK", "L") else "PNG", mode)
+    splits = split.split("/") if split else [""]
+    entries = [(f"{prefix}{s + '/' if s else ''}{c}/{'sub/' * depth}{i}.png", sample)
+               for s in splits for c in ("cats", "dogs") for i in range(2)]
+    with tempfile.TemporaryDirectory() as outer:
+        workspace = Workspace(Path(outer) / "ws")
+        try:
+            dataset = ingest_zip(make_zip(entries), workspace=workspace)
+        except DatasetError as error:
+            # Only too-deep files can make a layout unusable: they are skipped, leaving no images.
+            assert wrappers + (1 if split else 0) + 1 + depth + 1 > 32, str(error)
+        else:
+            assert dataset.classes == ("cats", "dogs")
+            for item in dataset.items:
+                with Image.open(dataset.root / item.file) as stored:
+                    assert stored.mode == "RGB"

@@ -1,0 +1,424 @@
+"""Export a finished run's model for use outside the app, and prove each file predicts what the app predicts.
+
+Formats (the `--format` names), written to the run folder's `exports/` or to a folder the user gives:
+
+| format | file | loaded with | checked against the app |
+| --- | --- | --- | --- |
+| `keras` | `model.keras` | `keras.models.load_model` | max abs. difference of probabilities ≤ 1e-6 |
+| `savedmodel` | `saved_model/` | `tf.saved_model.load(...).serve` | ≤ 1e-5 |
+| `tflite` | `model.tflite` (float32) | `tf.lite.Interpreter` | ≤ 1e-4 |
+| `tflite-quant` | `model_quant.tflite` (dynamic-range: weights in 8 bits) | `tf.lite.Interpreter` | same top-1 class where the app is decisive |
+
+Quantized weights move probabilities by up to a few tenths on small networks (0.28 for ImageNet
+MobileNet ×0.25), so an image the model is unsure about can change class (that MobileNet kept the
+top-1 class of 98% of the images; every change was on an image whose top two classes were less than
+0.4 apart). So the quantized file must give the app's top-1 class on every image where the app's
+top class leads the next by more than `QUANT_DECISIVE_MARGIN`; its agreement on all images is
+reported beside.
+
+Every export also writes `labels.txt` (class names in output order) and `README.txt` (input, output,
+how to load each file, the check results); `archive=True` adds `<run-id>.zip` holding all of them.
+Every model takes what the app's model takes, float32 RGB images of shape (n, size, size, 3) with
+values 0-255, and returns class probabilities: the backbone's preprocessing is inside the model.
+
+After writing, each file is loaded again and run on up to `CHECK_IMAGES` validation images of the
+run's dataset (random images if the dataset is gone); the result (`Check`) is stored in
+`export.json` beside the files and shown by the app and the CLI. Files whose model has not changed
+since (same `best.keras` modification time and size) are reused, not rebuilt.
+
+Every file is written under a temporary name and renamed into place, so a failed export never
+leaves a half-written model where a good one was.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import shutil
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from tlcore import runs
+from tlcore.errors import TLCoreError
+from tlcore.predict import Predictor, model_file, model_stamp
+from tlcore.workspace import Workspace, read_json, write_bytes_atomic, write_json_atomic
+
+if TYPE_CHECKING:
+    import numpy as np
+
+EXPORT_FORMAT = 1
+FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant")
+ALL = "all"
+FILES = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite",
+         "tflite-quant": "model_quant.tflite"}
+TOLERANCES: dict[str, float | None] = {"keras": 1e-6, "savedmodel": 1e-5, "tflite": 1e-4, "tflite-quant": None}
+"""Largest allowed absolute difference from the app's probabilities; None: top-1 agreement is checked."""
+QUANT_DECISIVE_MARGIN = 0.5
+"""Lead of the app's top class over the next above which the quantized model must agree with it."""
+
+EXPORTS_FOLDER = "exports"
+MANIFEST_FILE = "export.json"
+README_FILE = "README.txt"
+CHECK_IMAGES = 32
+
+
+class ExportError(TLCoreError):
+    """An export was asked for in a way that cannot work (unknown format, unwritable folder)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """How an exported file's predictions compare with the app's on the same images."""
+
+    format: str
+    images: int
+    max_abs_diff: float
+    top1_agreement: float
+    tolerance: float | None
+    passed: bool
+
+    @property
+    def criterion(self) -> str:
+        """The pass condition in words."""
+        if self.tolerance is None:
+            return f"same top-1 class wherever the app's top class leads by more than {QUANT_DECISIVE_MARGIN:g}"
+        return f"max abs. probability difference ≤ {self.tolerance:g}"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote.
+
+    files: path by format, plus `labels`, `readme` and (with `archive`) `zip`.
+    checks: the comparison with the app, by format (absent when checking was turned off).
+    reused: formats whose files were already current and were not rebuilt.
+    """
+
+    run_id: str
+    out_dir: Path
+    files: dict[str, Path]
+    checks: dict[str, Check]
+    reused: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run_id,
+            "out_dir": str(self.out_dir),
+            "files": {key: str(path) for key, path in self.files.items()},
+            "checks": {key: {**asdict(check), "criterion": check.criterion} for key, check in self.checks.items()},
+            "reused": list(self.reused),
+        }
+
+    def summary(self) -> str:
+        lines = [f"Run {self.run_id} exported to {self.out_dir}:"]
+        for key, path in self.files.items():
+            note = " (already current)" if key in self.reused else ""
+            lines.append(f"  {key:<13} {path}{note}")
+        if self.checks:
+            lines.append("Checked against the app's predictions:")
+        for key, check in self.checks.items():
+            verdict = "ok" if check.passed else "FAILED"
+            lines.append(f"  {key:<13} {verdict}: max abs. difference {check.max_abs_diff:.2e}, top-1 agreement "
+                         f"{check.top1_agreement:.0%} on {check.images} images ({check.criterion})")
+        return "\n".join(lines)
+
+
+def parse_formats(names: Iterable[str]) -> tuple[str, ...]:
+    """The formats named (`all` for every one), in the order of `FORMATS`; `ExportError` on an unknown name."""
+    chosen = set()
+    for name in names:
+        if name == ALL:
+            chosen.update(FORMATS)
+        elif name in FORMATS:
+            chosen.add(name)
+        else:
+            raise ExportError(f"Unknown export format {name!r}. Choose one of: {', '.join((*FORMATS, ALL))}.")
+    if not chosen:
+        raise ExportError(f"Choose at least one export format: {', '.join((*FORMATS, ALL))}.")
+    return tuple(f for f in FORMATS if f in chosen)
+
+
+def export_run(
+    workspace: Workspace,
+    run_id: str,
+    formats: Iterable[str] = (ALL,),
+    out_dir: str | os.PathLike[str] | None = None,
+    archive: bool = False,
+    check: bool = True,
+    predictor: Predictor | None = None,
+) -> ExportResult:
+    """Export a finished run's model in `formats` (see the module docstring) and check each file.
+
+    out_dir: where to write; default the run folder's `exports/`. Created if missing.
+    archive: also write `<run-id>.zip` holding everything exported.
+    check: load each file again and compare its predictions with the app's (`Check`).
+    predictor: the run's already loaded model, to save loading it again (used if it is current).
+    """
+    chosen = parse_formats(formats)
+    info = runs.load_run(workspace, run_id)
+    stamp = model_stamp(model_file(info, require_finished=True))
+    target = Path(out_dir).expanduser().resolve() if out_dir is not None else info.dir / EXPORTS_FOLDER
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"The export folder {str(target)!r} is a file; give a folder (it is created if missing).")
+    if predictor is None or predictor.run_id != info.id or predictor.stamp != stamp:
+        predictor = Predictor.load(workspace, info.id, require_finished=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        return _export(workspace, info, predictor, stamp, chosen, target, archive, check)
+    except OSError as exc:
+        raise ExportError(f"The export to {str(target)!r} failed: {exc.strerror or exc}.") from None
+
+
+def _export(workspace: Workspace, info: runs.RunInfo, predictor: Predictor, stamp: dict[str, int],
+            chosen: tuple[str, ...], target: Path, archive: bool, check: bool) -> ExportResult:
+    manifest = _current_manifest(target, info.id, stamp)
+    done: dict[str, dict[str, Any]] = manifest["formats"]
+    reused = tuple(f for f in chosen if f in done and (target / FILES[f]).exists()
+                   and (not check or done[f].get("check") is not None))
+    build = [f for f in chosen if f not in reused]
+    if build:
+        _write_models(info, predictor, build, target)
+        checks = check_files(predictor, {f: target / FILES[f] for f in build},
+                             check_images(workspace, info, predictor)) if check else {}
+        for f in build:
+            done[f] = {"file": FILES[f], "check": asdict(checks[f]) if f in checks else None}
+
+    files = {f: target / FILES[f] for f in chosen}
+    checks = {f: Check(**done[f]["check"]) for f in chosen if check and done[f].get("check")}
+    write_bytes_atomic(target / runs.LABELS_FILE, ("\n".join(predictor.classes) + "\n").encode("utf-8"))
+    files["labels"] = target / runs.LABELS_FILE
+    write_bytes_atomic(target / README_FILE, readme(info, predictor, chosen, checks).encode("utf-8"))
+    files["readme"] = target / README_FILE
+    if archive:
+        archive_path = target / archive_name(info.id)
+        if build or manifest.get("archive") != list(chosen) or not archive_path.is_file():
+            write_zip(archive_path, list(files.values()))
+            manifest["archive"] = list(chosen)
+        files["zip"] = archive_path
+    write_json_atomic(target / MANIFEST_FILE, manifest)
+    return ExportResult(info.id, target, files, checks, reused)
+
+
+def load_export(workspace: Workspace, run_id: str) -> ExportResult | None:
+    """What an earlier export wrote to the run's `exports/`, if it is still current; never exports.
+
+    None when nothing was exported, or when `best.keras` changed since.
+    """
+    info = runs.load_run(workspace, run_id)
+    try:
+        stamp = model_stamp(model_file(info, require_finished=True))
+    except (TLCoreError, OSError):
+        return None
+    target = info.dir / EXPORTS_FOLDER
+    manifest = _current_manifest(target, info.id, stamp)
+    formats = tuple(f for f in FORMATS if f in manifest["formats"] and (target / FILES[f]).exists())
+    if not formats:
+        return None
+    files = {f: target / FILES[f] for f in formats}
+    for key, name in (("labels", runs.LABELS_FILE), ("readme", README_FILE), ("zip", archive_name(info.id))):
+        if (target / name).is_file() and (key != "zip" or manifest.get("archive")):
+            files[key] = target / name
+    checks = {f: Check(**manifest["formats"][f]["check"]) for f in formats if manifest["formats"][f].get("check")}
+    return ExportResult(info.id, target, files, checks, formats)
+
+
+def archive_name(run_id: str) -> str:
+    """The file name of the zip of everything exported."""
+    return f"{run_id}.zip"
+
+
+def _current_manifest(target: Path, run_id: str, stamp: dict[str, int]) -> dict[str, Any]:
+    """The folder's `export.json` if it describes this run's current model, else a fresh one."""
+    fresh = {"format": EXPORT_FORMAT, "run": run_id, "model": stamp, "formats": {}}
+    try:
+        manifest = read_json(target / MANIFEST_FILE)
+    except (OSError, ValueError):
+        return fresh
+    if (not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT or manifest.get("run") != run_id
+            or manifest.get("model") != stamp or not isinstance(manifest.get("formats"), dict)):
+        return fresh
+    return manifest
+
+
+def _write_models(info: runs.RunInfo, predictor: Predictor, build: list[str], target: Path) -> None:
+    if "keras" in build:
+        partial = target / f".{FILES['keras']}.{secrets.token_hex(4)}.tmp"
+        try:
+            shutil.copyfile(info.dir / runs.BEST_MODEL_FILE, partial)
+            os.replace(partial, target / FILES["keras"])
+        finally:
+            partial.unlink(missing_ok=True)
+    if not {"savedmodel", "tflite", "tflite-quant"} & set(build):
+        return
+    # TFLite is converted from a SavedModel, which is written (to a temporary folder) even when only
+    # TFLite was asked for.
+    staged = target / f".{FILES['savedmodel']}.{secrets.token_hex(4)}.tmp"
+    try:
+        predictor.model.export(str(staged), format="tf_saved_model", verbose=False)
+        for name, quantize in (("tflite", False), ("tflite-quant", True)):
+            if name in build:
+                write_bytes_atomic(target / FILES[name], tflite_bytes(staged, quantize))
+        if "savedmodel" in build:
+            _replace_folder(staged, target / FILES["savedmodel"])
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def tflite_bytes(saved_model: Path, quantize: bool) -> bytes:
+    """Convert a SavedModel to TFLite: float32, or with dynamic-range quantization (8-bit weights)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if quantize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def _replace_folder(staged: Path, target: Path) -> None:
+    """Move `staged` to `target`, replacing any folder there with as short a gap as two renames."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
+        os.replace(target, old)
+        os.replace(staged, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, target)
+
+
+def check_images(workspace: Workspace, info: runs.RunInfo, predictor: Predictor) -> np.ndarray:
+    """Up to `CHECK_IMAGES` images of the run's dataset, validation first, as the app feeds them to the model.
+
+    If the dataset is gone, seeded random images of the right shape stand in.
+    """
+    import numpy as np
+
+    from tlcore.datasets import load_dataset
+    from tlcore.pipeline import load_images
+
+    try:
+        dataset = load_dataset(workspace, info.spec.dataset)
+    except TLCoreError:
+        size = predictor.image_size
+        return np.random.default_rng(0).integers(0, 256, (CHECK_IMAGES, size, size, 3), dtype="uint8")
+    paths = dataset.files("val")[0] + dataset.files("train")[0]
+    step = max(1, len(paths) // CHECK_IMAGES)
+    return load_images(paths[::step][:CHECK_IMAGES], predictor.image_size)
+
+
+def runner(fmt: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Load an exported file and return a function from float32 images (n, s, s, 3) to probabilities."""
+    import numpy as np
+
+    if fmt == "keras":
+        import keras
+
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        return lambda images: np.asarray(model.predict(images, verbose=0))
+    if fmt == "savedmodel":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))
+        return lambda images: loaded.serve(tf.constant(images)).numpy()
+    if fmt in ("tflite", "tflite-quant"):
+        import tensorflow as tf
+
+        with warnings.catch_warnings():  # tf.lite.Interpreter's notice that LiteRT will replace it
+            warnings.simplefilter("ignore", UserWarning)
+            interpreter = tf.lite.Interpreter(model_path=str(path))
+
+        def run(images: np.ndarray) -> np.ndarray:
+            source = interpreter.get_input_details()[0]
+            interpreter.resize_tensor_input(source["index"], images.shape)
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(source["index"], images)
+            interpreter.invoke()
+            return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
+        return run
+    raise ExportError(f"Unknown export format {fmt!r}. Choose one of: {', '.join(FORMATS)}.")
+
+
+def check_files(predictor: Predictor, files: dict[str, Path], images: np.ndarray) -> dict[str, Check]:
+    """Compare each exported file's predictions on `images` (uint8) with the app's (`predictor`)."""
+    import numpy as np
+
+    expected = predictor.probabilities(images)
+    ranked = np.sort(expected, axis=1)
+    decisive = ranked[:, -1] - ranked[:, -2] > QUANT_DECISIVE_MARGIN
+    inputs = images.astype("float32")
+    checks = {}
+    for fmt, path in files.items():
+        got = runner(fmt, path)(inputs)
+        diff = float(np.abs(got - expected).max())
+        agrees = got.argmax(axis=1) == expected.argmax(axis=1)
+        tolerance = TOLERANCES[fmt]
+        passed = bool(agrees[decisive].all()) if tolerance is None else diff <= tolerance
+        checks[fmt] = Check(fmt, len(images), diff, float(agrees.mean()), tolerance, passed)
+    return checks
+
+
+def readme(info: runs.RunInfo, predictor: Predictor, formats: Iterable[str], checks: dict[str, Check]) -> str:
+    """The README.txt written beside exported files: what goes in, what comes out, how to load each."""
+    from tlcore.backbones import get_backbone
+
+    size = predictor.image_size
+    how = {
+        "keras": 'model = keras.models.load_model("model.keras"); model.predict(images)',
+        "savedmodel": 'model = tf.saved_model.load("saved_model"); model.serve(images)',
+        "tflite": 'tf.lite.Interpreter(model_path="model.tflite"): float32 weights',
+        "tflite-quant": 'tf.lite.Interpreter(model_path="model_quant.tflite"): 8-bit weights (dynamic range)',
+    }
+    lines = [
+        f"Image classifier exported by tlcore from run {info.id}"
+        + (f" ({info.name}):" if info.name != info.id else ":"),
+        f"{get_backbone(info.spec.model.backbone).label}, {len(predictor.classes)} classes.",
+        "",
+        f"Input: float32 RGB images, shape (n, {size}, {size}, 3), pixel values 0-255. Do not scale them:",
+        "the backbone's preprocessing is inside the model. tlcore resizes images to the square size with",
+        "bilinear interpolation and antialiasing, after applying their EXIF orientation.",
+        f"Output: class probabilities, shape (n, {len(predictor.classes)}), in the order of labels.txt.",
+        "",
+    ]
+    lines += [f"{FILES[f] + ('/' if f == 'savedmodel' else ''):<20} {how[f]}" for f in formats]
+    if "savedmodel" in formats:
+        lines.append("(Keep the loaded SavedModel in a variable: its weights are freed with it.)")
+    if checks:
+        lines += ["", "Checked against the app's predictions on the same images:"]
+        for f, c in checks.items():
+            lines.append(f"{FILES[f]:<20} {'passed' if c.passed else 'FAILED'}: max abs. difference "
+                         f"{c.max_abs_diff:.2e}, top-1 agreement {c.top1_agreement:.0%} on {c.images} images "
+                         f"({c.criterion})")
+    return "\n".join(lines) + "\n"
+
+
+def zip_paths(paths: Iterable[Path]) -> bytes:
+    """A zip of files and folders (folders with everything in them), each under its own name, in memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        _add_to_zip(archive, paths)
+    return buffer.getvalue()
+
+
+def write_zip(target: Path, paths: Iterable[Path]) -> None:
+    """`zip_paths` streamed to the file `target` (atomically), for archives too large to hold in memory."""
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            _add_to_zip(archive, paths)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _add_to_zip(archive: zipfile.ZipFile, paths: Iterable[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            for item in sorted(path.rglob("*")):
+                if item.is_file():
+                    archive.write(item, f"{path.name}/{item.relative_to(path).as_posix()}")
+        else:
+            archive.write(path, path.name)

@@ -1,0 +1,280 @@
+"""Prediction: a run's model loaded once, fed the same pixels training fed it.
+
+The app's "Try it", `python -m tlcore predict`, evaluation and the export checks all go through this
+module, so they can never disagree about the same photo. A new image (a file or uploaded bytes) is
+prepared in two steps, each the one the training data went through:
+
+1. ingestion's conversion (`tlcore.datasets`): Pillow opens it (only the formats ingestion accepts),
+   applies its EXIF orientation and converts it to 8-bit RGB (transparency on white); a plain RGB
+   JPEG is kept byte for byte, anything else becomes a lossless PNG;
+2. the training pipeline's decoding (`tlcore.pipeline.decode_and_resize`): TensorFlow decodes it and
+   resizes it to the run's square input size (bilinear with antialiasing), rounded to uint8.
+
+Images already stored in a dataset went through step 1 at ingestion, so `tlcore.pipeline.load_images`
+(step 2 alone) prepares them, exactly as for training.
+
+A run's model (`best.keras`) takes raw RGB pixels in [0, 255] and returns softmax probabilities: its
+preprocessing is inside it, so nothing else is needed. It is loaded with Keras's `safe_mode` on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Sequence, Union
+
+from tlcore import runs
+from tlcore.errors import RunError, TLCoreError
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+    from tlcore.workspace import Workspace
+
+ImageSource = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
+"""An image as a path, its bytes, or a binary file object (such as Streamlit's `UploadedFile`)."""
+
+DEFAULT_TOP_K = 5
+BATCH_SIZE = 32
+
+
+class ImageError(TLCoreError):
+    """An image given for prediction cannot be used (not an image, damaged, too large, unreadable)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The class probabilities the model gives one image.
+
+    name: the image's file name (or the name it was uploaded under).
+    classes: the run's class names, in output order.
+    probabilities: one per class, summing to 1.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    probabilities: tuple[float, ...]
+
+    @property
+    def index(self) -> int:
+        """The index of the most probable class."""
+        return max(range(len(self.probabilities)), key=self.probabilities.__getitem__)
+
+    @property
+    def label(self) -> str:
+        return self.classes[self.index]
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.index]
+
+    def top(self, k: int = DEFAULT_TOP_K) -> list[tuple[str, float]]:
+        """The `k` most probable classes as `(class, probability)`, most probable first."""
+        order = sorted(range(len(self.probabilities)), key=lambda i: (-self.probabilities[i], i))
+        return [(self.classes[i], self.probabilities[i]) for i in order[:max(1, k)]]
+
+    def to_dict(self, k: int = DEFAULT_TOP_K) -> dict[str, Any]:
+        return {
+            "image": self.name,
+            "predicted": self.label,
+            "confidence": self.confidence,
+            "top": [{"class": name, "probability": p} for name, p in self.top(k)],
+        }
+
+
+def model_stamp(path: Path) -> dict[str, int]:
+    """Modification time and size of a model file: they change whenever the trainer replaces it."""
+    stat = path.stat()
+    return {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+
+
+def model_file(info: runs.RunInfo, require_finished: bool = True) -> Path:
+    """The run's `best.keras`, or a `RunError` saying why there is none to use.
+
+    require_finished: refuse runs still queued or training (evaluation and export want a model that
+        no longer changes); trying a model out works on any run that has saved one.
+    """
+    if info.spec is None:
+        raise RunError(f"Run {info.id!r} is damaged ({info.error}); it has no model to use.")
+    if require_finished and info.active:
+        raise RunError(
+            f"Run {info.name!r} is still {info.status}; wait until it has finished, or stop it, "
+            "then try again."
+        )
+    path = info.dir / runs.BEST_MODEL_FILE
+    if not path.is_file():
+        if info.active:
+            reason = "it has not finished its first epoch yet"
+        else:
+            reason = f"it ended ({info.status}) before finishing its first epoch"
+        raise RunError(f"Run {info.name!r} has no saved model ({runs.BEST_MODEL_FILE}): {reason}.")
+    return path
+
+
+def read_labels(run_dir: Path) -> tuple[str, ...]:
+    """The class names of a run, in the model's output order (`labels.txt`)."""
+    try:
+        text = (run_dir / runs.LABELS_FILE).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunError(f"Run {run_dir.name!r} has no readable {runs.LABELS_FILE} ({exc.strerror or exc}).") from None
+    return tuple(line for line in text.split("\n") if line)
+
+
+class Predictor:
+    """A run's model, loaded once, with its class names and input size.
+
+    Build one with `Predictor.load`; it is current for as long as `stamp` matches `model_stamp` of the
+    run's `best.keras` (the app caches it on that key).
+    """
+
+    def __init__(self, run_id: str, model: keras.Model, classes: Sequence[str], image_size: int,
+                 stamp: dict[str, int]) -> None:
+        self.run_id = run_id
+        self.model = model
+        self.classes = tuple(classes)
+        self.image_size = image_size
+        self.stamp = stamp
+
+    @classmethod
+    def load(cls, workspace: Workspace, run_id: str, require_finished: bool = False) -> Predictor:
+        """Load the run's `best.keras` (safe_mode on); see `model_file` for `require_finished`."""
+        import keras
+
+        info = runs.load_run(workspace, run_id)
+        path = model_file(info, require_finished)
+        classes = read_labels(info.dir)
+        stamp = model_stamp(path)
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        outputs = int(model.output.shape[-1])
+        if outputs != len(classes):
+            raise RunError(
+                f"Run {info.name!r} is inconsistent: its model has {outputs} outputs but "
+                f"{runs.LABELS_FILE} lists {len(classes)} classes."
+            )
+        return cls(info.id, model, classes, info.spec.model.image_size, stamp)
+
+    def probabilities(self, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """Class probabilities, shape (n, classes), for uint8 images of shape (n, size, size, 3)."""
+        import numpy as np
+
+        if len(images) == 0:
+            return np.zeros((0, len(self.classes)), dtype="float32")
+        return self.model.predict(images.astype("float32"), batch_size=batch_size, verbose=0)
+
+    def predict(self, sources: Sequence[ImageSource], names: Sequence[str] | None = None) -> list[Prediction]:
+        """Predict each image in `sources`; `names` label them (default: their file names)."""
+        import numpy as np
+
+        if names is None:
+            names = [source_name(source, f"image {i + 1}") for i, source in enumerate(sources)]
+        images = np.zeros((len(sources), self.image_size, self.image_size, 3), dtype="uint8")
+        for i, (source, name) in enumerate(zip(sources, names)):
+            images[i] = load_image(source, self.image_size, name)
+        return [Prediction(name, self.classes, tuple(float(p) for p in row))
+                for name, row in zip(names, self.probabilities(images))]
+
+    def grad_cam(self, image: np.ndarray, class_index: int | None = None) -> np.ndarray:
+        """A Grad-CAM heat map (Selvaraju et al., ICCV 2017) of where `image` made the model see a class.
+
+        image: one uint8 image of shape (size, size, 3), as `load_image` returns it.
+        class_index: the class to explain; None explains the predicted class.
+        Returns: float32 (size, size) in [0, 1], 1 where the base's last feature map pushed the class most.
+            The map is as coarse as that feature map (7×7 for a 224-px ResNet50, 1×1 at 32 px).
+        """
+        import numpy as np
+        import tensorflow as tf
+
+        from tlcore.models import get_base, get_head, preprocessing_layers
+
+        x = tf.convert_to_tensor(image[None].astype("float32"))
+        for layer in preprocessing_layers(self.model):
+            x = layer(x)
+        features = get_base(self.model)(x, training=False)
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            probabilities = get_head(self.model)(features, training=False)
+            if class_index is None:
+                class_index = int(tf.argmax(probabilities[0]))
+            score = probabilities[:, class_index]
+        gradients = tape.gradient(score, features)
+        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))[0]
+        peak = float(tf.reduce_max(cam))
+        cam = cam / peak if peak > 0 else cam
+        resized = tf.image.resize(cam[..., None], (self.image_size, self.image_size), method="bilinear")
+        return np.clip(resized.numpy()[..., 0], 0.0, 1.0).astype("float32")
+
+
+def source_name(source: ImageSource, default: str) -> str:
+    """A readable name for an image source: its file name when it has one."""
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    own = getattr(source, "name", None)
+    return Path(own).name if isinstance(own, str) and own else default
+
+
+def read_source(source: ImageSource, name: str) -> bytes:
+    """The bytes of an image source, refusing missing files and files too large to be an image."""
+    from tlcore.datasets import Limits
+
+    limit = Limits().max_entry_bytes
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            raise ImageError(f"{str(path)!r} is a folder, not an image file.")
+        try:
+            if path.stat().st_size > limit:
+                raise ImageError(f"{name!r} is larger than {limit // 1024**2} MB; that is too large for one image.")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"The image {str(path)!r} cannot be read ({exc.strerror or exc}).") from None
+    elif hasattr(source, "read"):
+        if hasattr(source, "seek"):
+            source.seek(0)
+        data = source.read(limit + 1)
+    else:
+        raise TypeError(f"An image must be a path, bytes or a binary file object. Received: {type(source).__name__}")
+    if len(data) > limit:
+        raise ImageError(f"{name!r} is larger than {limit // 1024**2} MB; that is too large for one image.")
+    if not data:
+        raise ImageError(f"{name!r} is empty (0 bytes); it is not an image.")
+    return data
+
+
+def convert_image(source: ImageSource, name: str | None = None) -> bytes:
+    """Step 1 (Pillow, no TensorFlow): the image as ingestion would store it, JPEG or PNG bytes.
+
+    Raises `ImageError`, naming the image and the reason, for anything that is not a usable image.
+    """
+    from tlcore.datasets import Limits, _convert
+
+    name = name or source_name(source, "image")
+    converted = _convert(read_source(source, name), name, Limits().max_image_pixels)
+    if isinstance(converted, str):
+        raise ImageError(f"{name!r} cannot be used: {converted}.")
+    return converted[0]
+
+
+def load_image(source: ImageSource, image_size: int, name: str | None = None) -> np.ndarray:
+    """Prepare one image as training prepared its images: uint8 RGB of shape (size, size, 3).
+
+    Raises `ImageError`, naming the image and the reason, for anything that is not a usable image.
+    """
+    return decode_and_resize_bytes(convert_image(source, name), image_size)
+
+
+def decode_and_resize_bytes(data: bytes, image_size: int) -> np.ndarray:
+    """`tlcore.pipeline.decode_and_resize` for image bytes instead of a stored file.
+
+    The same TensorFlow operations in the same order: `tests/test_evaluation.py` checks that both give
+    identical pixels for every stored image of a dataset.
+    """
+    import tensorflow as tf
+
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8).numpy()
