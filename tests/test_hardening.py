@@ -6,13 +6,14 @@ the workspace. After each, a run's status tells the truth, what it had learned i
 are untouched, and the app starts and lists everything.
 
 Real trainer processes are tiny (MobileNet 0.25, random weights, 32×32 demo images) and few: one
-scenario trains two runs side by side and then kills one and stops the other, and its tests each
-check one claim about what is left.
+scenario (`day`) has a server process start three runs, two of them from two sessions at the same
+moment, and kills the server; the first trainer is then killed, the second stopped twice, the third
+completes. Its tests each check one claim about what is left. A fourth trainer, in a workspace of its
+own, runs on a disk that fills up (its metrics writes fail with ENOSPC, injected in that process).
 
-Root ignores file permissions (these tests run as root in CI), so "the disk is full" and "the
-workspace is read-only" are made real with `RLIMIT_FSIZE` (every write fails with "File too large",
-for any user) in a subprocess, or with a file where a folder must be, or by making the one write
-fail in process; a `chmod` test runs only for other users.
+Root ignores file permissions (these tests run as root), so a workspace that cannot be written is
+made real with `RLIMIT_FSIZE` (every write fails with "File too large", for any user) in a
+subprocess, or with a file where a folder must be; a `chmod` test runs only for other users.
 """
 
 from __future__ import annotations
