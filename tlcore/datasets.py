@@ -103,7 +103,7 @@ _WARNINGS_LOCK = threading.Lock()
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error)
 _READ_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError,
-                RuntimeError, struct.error)
+                RuntimeError, ValueError, struct.error)
 
 
 @dataclass(frozen=True)
