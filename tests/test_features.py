@@ -202,6 +202,44 @@ def test_best_keras_from_the_fast_path_is_the_full_model_taking_raw_pixels(demo,
     assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
+def _recorder_after_a_best_then_a_worse_epoch(run_dir: Path) -> tuple[training.RunRecorder, keras.Layer, np.ndarray]:
+    model = built(tiny_model_spec())
+    recorder = training.RunRecorder(run_dir, model, started=0.0)
+    recorder.set_model(model)
+    dense = model.get_layer("head").get_layer("predictions")
+    recorder.on_train_begin()
+    recorder.on_epoch_begin(0)
+    recorder.on_epoch_end(0, {"val_accuracy": 0.9})  # the best epoch: kept in memory, not written yet
+    best = dense.kernel.numpy().copy()
+    recorder.on_train_batch_end(0, {"loss": 1.0})
+    recorder.on_epoch_begin(1)
+    dense.kernel.assign(best + 1.0)  # a later, worse epoch
+    recorder.on_epoch_end(1, {"val_accuracy": 0.5})
+    return recorder, dense, best
+
+
+def _saved_kernel(run_dir: Path) -> np.ndarray:
+    return keras.models.load_model(run_dir / "best.keras").get_layer("head").get_layer("predictions").kernel.numpy()
+
+
+def test_best_keras_holds_the_best_epochs_weights_even_when_written_after_later_epochs(tmp_path):
+    recorder, dense, best = _recorder_after_a_best_then_a_worse_epoch(tmp_path)
+    assert not (tmp_path / "best.keras").exists()
+    assert runs.read_status(tmp_path).get("best_epoch") is None, "the status names only a model on disk"
+    recorder.on_train_end()
+    np.testing.assert_array_equal(_saved_kernel(tmp_path), best)
+    np.testing.assert_array_equal(dense.kernel.numpy(), best + 1.0)
+    assert runs.read_status(tmp_path)["best_epoch"] == 1
+
+
+def test_a_fault_during_fit_still_leaves_the_best_model_the_status_names(tmp_path):
+    recorder, _, best = _recorder_after_a_best_then_a_worse_epoch(tmp_path)
+    recorder.keep_best_after_fault()  # what the trainer does when fit raises
+    np.testing.assert_array_equal(_saved_kernel(tmp_path), best)
+    status = runs.read_status(tmp_path)
+    assert (status["best_epoch"], status["best_val_accuracy"]) == (1, 0.9)
+
+
 # The cache
 
 

@@ -419,9 +419,6 @@ def disk_full(disk_filling):
                            returncode=returncode)
 
 
-@pytest.mark.xfail(reason="open: since the cached-features path landed, best.keras from before the fault is "
-                          "missing after a metrics write fails mid-run (found at the end of a session)",
-                   strict=False)
 def test_a_full_disk_mid_run_fails_the_run_with_the_reason_and_keeps_what_was_written(disk_full):
     info = disk_full.info
     assert info.status == "failed" and disk_full.returncode == 1

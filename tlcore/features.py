@@ -46,7 +46,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -209,41 +209,27 @@ class Cut:
         progress: called after every batch with the number of images done so far.
         jit_compile: compile the frozen part with XLA (helps on GPUs, hurts on CPUs).
 
-        A prefetching `tf.data` pipeline decodes the next images while the current batch runs;
+        Files are decoded by a parallel, prefetching `tf.data` pipeline while the current batch runs;
         results go straight into preallocated arrays.
         """
         import tensorflow as tf
 
-        from tlcore.pipeline import decode_and_resize
-
         size = self.image_size
-
-        def decode(path: tf.Tensor) -> tf.Tensor:
-            return decode_and_resize(path, size)
-
-        def to_float(batch: tf.Tensor) -> tf.Tensor:
-            return tf.cast(batch, tf.float32)
-
-        if isinstance(images, np.ndarray):
-            if images.ndim != 4 or tuple(images.shape[1:]) != (size, size, 3):
-                raise ValueError(f"`images` must have shape (n, {size}, {size}, 3); received {images.shape}.")
-            source = tf.data.Dataset.from_tensor_slices(images)
-        else:
-            source = tf.data.Dataset.from_tensor_slices([str(path) for path in images])
-            source = source.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if isinstance(images, np.ndarray) and (images.shape[1:] != (size, size, 3) or images.dtype != np.uint8):
+            raise ValueError(f"`images` must be uint8 of shape (n, {size}, {size}, 3); received {images.dtype} "
+                             f"of shape {images.shape}.")
         outputs = tuple(np.empty((len(images), *shape), dtype="float32") for shape in self.shapes)
         if not len(images):
             return outputs
         if jit_compile not in self._traced:
             self._traced[jit_compile] = tf.function(
-                tf.autograph.experimental.do_not_convert(self.forward),
-                input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
+                tf.autograph.experimental.do_not_convert(self._forward_pixels),
+                input_signature=[tf.TensorSpec((None, size, size, 3), tf.uint8)],
                 jit_compile=jit_compile,
             )
         forward = self._traced[jit_compile]
-        batches = source.batch(batch_size).map(to_float).prefetch(2)
         done = 0
-        for batch in batches:
+        for batch in self._batches(images, batch_size):
             values = forward(batch)
             count = int(batch.shape[0])
             for target, value in zip(outputs, values):
@@ -252,6 +238,30 @@ class Cut:
             if progress is not None:
                 progress(done)
         return outputs
+
+    def _batches(self, images: np.ndarray | Sequence[str | os.PathLike[str]], batch_size: int) -> Iterator[Any]:
+        """uint8 batches: slices of decoded images, or files decoded in parallel ahead of the model."""
+        import tensorflow as tf
+
+        from tlcore.pipeline import decode_and_resize
+
+        if isinstance(images, np.ndarray):
+            for start in range(0, len(images), batch_size):
+                yield images[start:start + batch_size]
+            return
+        size = self.image_size
+
+        def decode(path: tf.Tensor) -> tf.Tensor:
+            return decode_and_resize(path, size)
+
+        files = tf.data.Dataset.from_tensor_slices([str(path) for path in images])
+        decoded = files.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        yield from decoded.batch(batch_size).prefetch(2)
+
+    def _forward_pixels(self, pixels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        import tensorflow as tf
+
+        return self.forward(tf.cast(pixels, tf.float32))
 
     def forward(self, images: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """The frozen part on a batch of float32 RGB images (0-255): the cut's activations, as float32."""

@@ -363,9 +363,13 @@ def _train(workspace: Workspace, run_dir: Path, spec: RunSpec, report: EpochRepo
             runs.update_status(run_dir, path=path, path_note=note)
         _compile(view, spec, phase, acceleration)
         recorder.begin_phase(phase.name, frozen, parameter_counts(model)["trainable"])
-        view.fit(train_data, validation_data=val_data, initial_epoch=first_epoch,
-                 epochs=first_epoch + phase.epochs, callbacks=[recorder], verbose=0,
-                 shuffle=False)  # both pipelines reshuffle every epoch themselves
+        try:
+            view.fit(train_data, validation_data=val_data, initial_epoch=first_epoch,
+                     epochs=first_epoch + phase.epochs, callbacks=[recorder], verbose=0,
+                     shuffle=False)  # both pipelines reshuffle every epoch themselves
+        except BaseException:
+            recorder.keep_best_after_fault()
+            raise
         first_epoch += phase.epochs
         if recorder.stop_seen:
             break
@@ -443,7 +447,8 @@ class RunRecorder(keras.callbacks.Callback):
     throttled status update, and a look for the `STOP` file. Per epoch: a metrics line with the
     validation results; when validation accuracy improves, the weights are kept in memory and
     `best.keras` is replaced, at most every `BEST_SAVE_INTERVAL_SECONDS` and always when `fit` ends
-    (a fast-path epoch can be shorter than writing a large model).
+    (a fast-path epoch can be shorter than writing a large model). The status's `best_val_accuracy`
+    and `best_epoch` always describe the `best.keras` on disk, even after a crash.
 
     saved_model: the model written to `best.keras` (the full model, not the view being fitted).
     mixed_precision: the model computes in mixed precision; it is saved with float32 layers.
@@ -470,8 +475,10 @@ class RunRecorder(keras.callbacks.Callback):
         self.step = 0
         self.epoch_started = started
         self.epoch_seconds: list[float] = []
-        self.best_val_accuracy: float | None = None
+        self.best_val_accuracy: float | None = None  # the best epoch seen
         self.best_epoch: int | None = None
+        self.saved_val_accuracy: float | None = None  # the epoch best.keras holds
+        self.saved_epoch: int | None = None
         self.last_status_write = 0.0
         self.last_best_save = started
         self.best_weights: list[Any] | None = None  # best weights not yet written to best.keras
@@ -481,8 +488,8 @@ class RunRecorder(keras.callbacks.Callback):
 
     def _resume_best(self) -> None:
         status = runs.read_status(self.run_dir)
-        self.best_val_accuracy = status.get("best_val_accuracy")
-        self.best_epoch = status.get("best_epoch")
+        self.best_val_accuracy = self.saved_val_accuracy = status.get("best_val_accuracy")
+        self.best_epoch = self.saved_epoch = status.get("best_epoch")
 
     def begin_phase(self, phase: str, frozen_layers: int, trainable_params: int) -> None:
         self.phase = phase
@@ -524,7 +531,8 @@ class RunRecorder(keras.callbacks.Callback):
         if val_accuracy is not None and (self.best_val_accuracy is None or val_accuracy > self.best_val_accuracy):
             self.best_val_accuracy = float(val_accuracy)
             self.best_epoch = self.epoch
-            self.best_weights = [keras.ops.convert_to_numpy(w) for w in self.saved_model.weights]
+            # Tensor copies: cheap reads that later updates of the variables never change (copy on write).
+            self.best_weights = [keras.ops.copy(w) for w in self.saved_model.weights]
             self.best_is_current = True
             if time.monotonic() - self.last_best_save >= BEST_SAVE_INTERVAL_SECONDS:
                 self._save_best()
@@ -535,7 +543,21 @@ class RunRecorder(keras.callbacks.Callback):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.best_weights is not None:
             self._save_best()
+            self._status(force=True)
         self.metrics_file.flush()
+
+    def keep_best_after_fault(self) -> None:
+        """Write the best model still held in memory after `fit` raised (Keras skips `on_train_end` then).
+
+        Best effort: the fault being reported matters more than a second one from this write.
+        """
+        if self.best_weights is None:
+            return
+        try:
+            self._save_best()
+            self._status(force=True)
+        except Exception:  # noqa: BLE001 - the original error is the one the run must report
+            traceback.print_exc()
 
     def _write(self, values: dict[str, Any]) -> dict[str, Any]:
         row = {
@@ -563,8 +585,8 @@ class RunRecorder(keras.callbacks.Callback):
             global_step=self.global_step,
             elapsed_seconds=round(now - self.started, 3),
             seconds_per_epoch=(sum(self.epoch_seconds) / len(self.epoch_seconds)) if self.epoch_seconds else None,
-            best_val_accuracy=self.best_val_accuracy,
-            best_epoch=self.best_epoch,
+            best_val_accuracy=self.saved_val_accuracy,
+            best_epoch=self.saved_epoch,
             **changes,
         )
 
@@ -573,7 +595,7 @@ class RunRecorder(keras.callbacks.Callback):
         variables = self.saved_model.weights
         current = None
         if not self.best_is_current:
-            current = [keras.ops.convert_to_numpy(w) for w in variables]
+            current = [keras.ops.copy(w) for w in variables]
             for variable, value in zip(variables, self.best_weights):
                 variable.assign(value)
         target = self.run_dir / runs.BEST_MODEL_FILE
@@ -585,6 +607,7 @@ class RunRecorder(keras.callbacks.Callback):
             for variable, value in zip(variables, current):
                 variable.assign(value)
         self.best_weights = None
+        self.saved_val_accuracy, self.saved_epoch = self.best_val_accuracy, self.best_epoch
         self.last_best_save = time.monotonic()
 
 
