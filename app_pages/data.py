@@ -1,6 +1,6 @@
 """Data: add a dataset (a zip, a train zip and a val zip, or the demo), pick one, and inspect it."""
 
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import pandas as pd
 import streamlit as st
@@ -15,20 +15,20 @@ SAMPLES_PER_CLASS = 6
 CLASSES_SHOWN = 8
 
 
-def ingest(train_zip: BinaryIO | bytes, val_zip: BinaryIO | bytes | None, name: str) -> None:
-    """Ingest an upload with a progress bar; choose the new dataset, or say why it was refused."""
+def add_dataset(name: str, make: Callable[[Callable[[int, int], None]], datasets.Dataset]) -> None:
+    """Run `make(progress)` (an ingestion) with a progress bar; choose the new dataset, or say why it was refused."""
     text = t("data.ingesting", name=name)
     bar = st.progress(0.0, text=text)
     shown = [0]
 
     def on_progress(done: int, total: int) -> None:
         percent = min(100, done * 100 // total) if total else 0
-        if percent != shown[0]:  # one browser update per percent, not one per zip entry
+        if percent != shown[0]:  # one browser update per percent, not one per file
             shown[0] = percent
             bar.progress(percent, text=text)
 
     try:
-        dataset = datasets.ingest_zip(train_zip, val_zip, workspace=workspace, name=name, progress=on_progress)
+        dataset = make(on_progress)
     except TLCoreError as exc:
         bar.empty()
         st.error(i18n.error_text(exc))
@@ -37,6 +37,26 @@ def ingest(train_zip: BinaryIO | bytes, val_zip: BinaryIO | bytes | None, name: 
     choose_dataset(dataset.id)
     st.success(t("data.ingested", name=dataset.name, images=int(dataset.counts()["total"].sum()),
                  classes=len(dataset.classes)))
+
+
+def ingest(train_zip: BinaryIO | bytes, val_zip: BinaryIO | bytes | None, name: str) -> None:
+    add_dataset(name, lambda progress: datasets.ingest_zip(train_zip, val_zip, workspace=workspace, name=name,
+                                                           progress=progress))
+
+
+def server_folder_section() -> None:
+    """Register a folder the operator allowed (`TLCORE_DATA_DIRS`); nothing is offered when none is."""
+    with st.expander(t("data.folder_title"), icon=":material/dns:"):
+        st.caption(t("data.folder_help"))
+        roots = datasets.allowed_data_dirs()
+        if not roots:
+            st.info(t("data.folder_none"))
+            return
+        folders = [str(folder) for folder in datasets.server_folders(roots)]
+        folder = st.selectbox(t("data.folder_pick"), folders, key=state.DATA_FOLDER)
+        if st.button(t("data.folder_add"), icon=":material/create_new_folder:"):
+            add_dataset(folder, lambda progress: datasets.ingest_folder(folder, workspace=workspace,
+                                                                         allowed_roots=roots, progress=progress))
 
 
 def choose_dataset(dataset_id: str) -> None:
@@ -50,6 +70,8 @@ def on_dataset_picked() -> None:
 def show_dataset(dataset: datasets.Dataset) -> None:
     """Class counts, sample images per class and the files that were skipped, with reasons."""
     counts = dataset.counts()
+    if dataset.source_dir is not None:
+        st.caption(t("data.folder_source", folder=str(dataset.source_dir)))
     classes_col, train_col, val_col = st.columns(3)
     classes_col.metric(t("data.classes"), len(dataset.classes))
     train_col.metric(t("data.train_images"), int(counts["train"].sum()))
@@ -58,11 +80,16 @@ def show_dataset(dataset: datasets.Dataset) -> None:
 
     st.subheader(t("data.samples"))
     shown = st.multiselect(t("data.samples_classes"), dataset.classes, default=dataset.classes[:CLASSES_SHOWN])
+    gone = False
     for class_name in shown:
         files = dataset.sample_files(class_name, SAMPLES_PER_CLASS)
+        present = [path for path in files if path.is_file()]
+        gone = gone or len(present) < len(files)
         st.markdown(f"**{class_name}**")
-        if files:
-            st.image([str(path) for path in files], width=110)
+        if present:
+            st.image([str(path) for path in present], width=110)
+    if gone:
+        st.warning(t("data.folder_missing", folder=str(dataset.source_dir)))
 
     icon = ":material/warning:" if dataset.skipped else None
     with st.expander(t("data.skipped", count=len(dataset.skipped)), icon=icon):
@@ -91,6 +118,7 @@ with demo_col.container(border=True):
     st.caption(t("data.demo_help"))
     if st.button(t("data.demo"), icon=":material/auto_awesome:"):
         ingest(demo.demo_zip(), None, "demo.zip")
+server_folder_section()
 
 known = {dataset.id: dataset for dataset in cached.dataset_list(workspace)}
 if not known:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore import codegen, evaluation, export, runs
+from tlcore import codegen, datasets, evaluation, export, runs
 from tlcore.errors import TLCoreError
 from tlcore.predict import ImageError, Predictor, load_image, model_file, model_stamp
 from tlcore.workspace import Workspace
@@ -124,7 +124,12 @@ def show_evaluation(result: evaluation.Evaluation) -> None:
     gradcam = st.toggle(t("evaluate.gradcam"), key=GRADCAM, help=t("evaluate.gradcam_help"))
     if len(mistakes) > GALLERY_LIMIT:
         st.caption(t("evaluate.gallery_more", shown=GALLERY_LIMIT, count=len(mistakes)))
-    predictor = predictor_for(result.run_id) if gradcam else None
+    predictor = None
+    if gradcam:
+        try:
+            predictor = predictor_for(result.run_id)
+        except TLCoreError as exc:
+            st.error(i18n.error_text(exc))
     columns = st.columns(GALLERY_COLUMNS)
     for index, image in enumerate(mistakes[:GALLERY_LIMIT]):
         caption = t("evaluate.gallery_caption", true=result.classes[image.label],
@@ -254,6 +259,29 @@ def code_tab(info: runs.RunInfo) -> None:
     st.download_button(t("evaluate.code_download", file=file_name), data=script, file_name=file_name,
                        mime="text/x-python", icon=":material/download:")
     st.code(script, language="python", line_numbers=True)
+    reproduce_section(info)
+
+
+def reproduce_section(info: runs.RunInfo) -> None:
+    """The run's spec and dataset as downloads, with the commands that train them on another machine."""
+    st.subheader(t("evaluate.reproduce_title"))
+    st.caption(t("evaluate.reproduce_intro"))
+    try:
+        dataset = datasets.load_dataset(workspace, info.spec.dataset)
+    except TLCoreError as exc:
+        st.error(i18n.error_text(exc))
+        return
+    zip_name = f"dataset-{dataset.id}.zip"
+    spec_col, data_col = st.columns(2)
+    spec_col.download_button(t("evaluate.reproduce_spec"), data=(info.dir / runs.SPEC_FILE).read_bytes,
+                             file_name="spec.json", mime="application/json", icon=":material/download:")
+    if dataset.source_dir is None:
+        data_col.download_button(t("evaluate.reproduce_dataset", file=zip_name),
+                                 data=lambda: datasets.export_zip(dataset, workspace).read_bytes(),
+                                 file_name=zip_name, mime="application/zip", icon=":material/folder_zip:")
+    else:
+        data_col.caption(t("evaluate.reproduce_folder", folder=str(dataset.source_dir)))
+    st.code(codegen.reproduce_commands(dataset, zip_name), language="bash")
 
 
 def default_run(infos: list[runs.RunInfo]) -> str:

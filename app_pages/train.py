@@ -112,12 +112,14 @@ def run_monitor(run_id: str, status_shown: str) -> None:
         heading_col.caption(i18n.run_settings(info.spec))
     if info.status == "queued":
         st.info(t("train.queued"))
+    if info.path or info.path_note:
+        st.caption(i18n.path_text(info))
+    if info.in_feature_pass:
+        st.progress(info.features_fraction, text=i18n.features_progress_text(info))
     st.progress(info.progress, text=i18n.progress_text(info))
     if info.error:
         notice = st.warning if info.status in ("stopped", "interrupted") else st.error
         notice(f"{t('train.run_error')} {info.error}")
-    if info.path_note:
-        st.caption(info.path_note)
     if info.best_val_accuracy is not None:
         st.metric(t("train.best_val_accuracy"), f"{info.best_val_accuracy:.1%}",
                   help=t("train.best_epoch", epoch=info.best_epoch))

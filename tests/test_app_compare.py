@@ -1,29 +1,15 @@
 """The Compare page: runs side by side, renaming, and deleting only after a confirmation."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tlcore import datasets, runs
+from tlcore import runs
 from tlcore.models import ModelSpec
 from tlcore.spec import RunSpec
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def dataset(workspace, demo_zip_bytes) -> datasets.Dataset:
-    return datasets.ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
-
-
-@pytest.fixture
-def app(workspace, monkeypatch) -> AppTest:
-    monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
 
 
 def make_run(workspace, dataset, name: str, strategy: str = "transfer", status: str | None = "completed",
@@ -85,6 +71,19 @@ def test_choosing_fewer_runs_narrows_the_curves_and_the_table(app, workspace, da
     at.multiselect(key="compare.runs").set_value([keep.id]).run()
     assert chart_runs(at) == {"keep"}
     assert at.dataframe[0].value["name"].tolist() == ["keep"]
+
+
+def test_the_table_says_which_path_each_run_trained_on(app, workspace, dataset):
+    fast = make_run(workspace, dataset, "cached features")
+    runs.update_status(fast.dir, path="features", path_note="Cached features: the frozen base ran once over …")
+    full = make_run(workspace, dataset, "from scratch", "scratch")
+    runs.update_status(full.dir, path="full", path_note="Training from scratch: every layer learns, …")
+    make_run(workspace, dataset, "still waiting", status=None)
+    at = open_compare_page(app)
+    table = at.dataframe[0].value.set_index("name")
+    assert table.loc["cached features", "path"] == "Fast path: cached features"
+    assert table.loc["from scratch", "path"] == "Full network every epoch"
+    assert pd.isna(table.loc["still waiting", "path"])
 
 
 def test_a_run_is_renamed_everywhere(app, workspace, dataset):

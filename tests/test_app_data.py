@@ -1,5 +1,7 @@
 """The Data page: uploads refused with a message or ingested with a report, the demo, picking a dataset."""
 
+import io
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +20,12 @@ def app(workspace, monkeypatch) -> AppTest:
     monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     return at.switch_page("app_pages/data.py").run()
+
+
+def unpack_demo(folder: Path) -> None:
+    """The demo dataset as class folders of JPEGs (`circles/`, `squares/`) in `folder`, as on a server."""
+    with zipfile.ZipFile(io.BytesIO(demo_zip(classes=2, per_class=3, size=24, seed=1))) as archive:
+        archive.extractall(folder)
 
 
 def button(at: AppTest, label: str):
@@ -97,8 +105,9 @@ def test_skipped_files_are_listed_with_their_reason(app, workspace):
         archive.writestr("circles/notes.txt", "not an image")
     app.file_uploader(key="data.train_zip").set_value(("with-notes.zip", buffer.getvalue(), "application/zip"))
     button(app.run(), "Add dataset").click().run()
-    assert app.expander[0].label == "Skipped files (1)"
-    skipped = app.expander[0].dataframe[0].value
+    (skipped_files,) = [expander for expander in app.expander if expander.label.startswith("Skipped files")]
+    assert skipped_files.label == "Skipped files (1)"
+    skipped = skipped_files.dataframe[0].value
     assert skipped["path"].str.contains("notes.txt").any()
     assert skipped["reason"].str.len().min() > 0
 
@@ -108,3 +117,37 @@ def test_the_data_page_speaks_japanese(app):
     button(app.run(), "デモデータセット").click().run()
     assert app.title[0].value == "データ"
     assert {m.label for m in app.metric} == {"クラス数", "学習用画像", "検証用画像"}
+
+
+def test_without_allowed_server_folders_the_page_says_how_an_operator_allows_some(app, monkeypatch):
+    monkeypatch.delenv("TLCORE_DATA_DIRS", raising=False)
+    app.run()
+    assert any("TLCORE_DATA_DIRS" in info.value for info in app.info)
+    assert not [b for b in app.button if b.label == "Register folder"]
+
+
+def test_an_allowed_server_folder_is_registered_and_read_in_place(workspace, monkeypatch, tmp_path):
+    server = tmp_path / "server"
+    unpack_demo(server / "shapes")
+    monkeypatch.setenv("TLCORE_DATA_DIRS", str(server))
+    monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at = at.switch_page("app_pages/data.py").run()
+    picker = at.selectbox(key="data.folder")
+    shapes = str((server / "shapes").resolve())
+    assert picker.options[:2] == [str(server.resolve()), shapes]
+    picker.set_value(shapes)
+    button(at.run(), "Register folder").click().run()
+    assert not at.exception and not at.error
+    (dataset,) = datasets.list_datasets(workspace)
+    assert dataset.classes == ("circles", "squares") and str(dataset.source_dir) == shapes
+    assert all(item.in_place for item in dataset.items)
+    assert at.session_state["dataset_id"] == dataset.id
+    assert any(caption.value == f"Read in place from the server folder {shapes}." for caption in at.caption)
+    assert not at.warning
+
+    gone = dataset.path(dataset.items[0])
+    gone.unlink()
+    at.run()
+    assert not at.exception
+    assert at.warning[0].value.startswith(f"Some of these images are no longer in {shapes}")

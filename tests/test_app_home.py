@@ -10,12 +10,6 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def app(workspace, monkeypatch) -> AppTest:
-    monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-
-
 def chart_data(at: AppTest) -> list[pd.DataFrame]:
     """The data behind each Altair chart on the page."""
     return [

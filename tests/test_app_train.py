@@ -8,29 +8,19 @@ import fcntl
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tlcore import datasets, runs
+from tlcore import datasets, runs, training
 from tlcore.errors import RunError
 from tlcore.models import ModelSpec
 from tlcore.spec import Augmentation, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy="transfer")
-
-
-@pytest.fixture
-def dataset(workspace, demo_zip_bytes) -> datasets.Dataset:
-    return datasets.ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
-
-
-@pytest.fixture
-def app(workspace, monkeypatch) -> AppTest:
-    monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
 
 
 def open_train_page(at: AppTest, dataset: datasets.Dataset | None = None, model: ModelSpec | None = MODEL) -> AppTest:
@@ -67,6 +57,18 @@ def trained_run(workspace, dataset, status: str, epochs: int = 2, steps: int = 3
     runs.update_status(info.dir, status=status, steps_per_epoch=steps, total_steps=steps * epochs, epoch=epochs,
                        best_val_accuracy=0.25 * epochs, best_epoch=epochs, **fields)
     return info
+
+
+@contextmanager
+def live_trainer(info: runs.RunInfo):
+    """Holds the run's lock as its trainer process would, so the run is not taken for a dead one."""
+    with open(info.dir / runs.LOCK_FILE, "r+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def captions(at: AppTest) -> list[str]:
+    return [caption.value for caption in at.main.caption]
 
 
 def test_the_train_page_asks_for_a_dataset_first(app):
@@ -157,8 +159,9 @@ def test_a_running_run_shows_progress_with_eta_and_can_be_stopped(app, workspace
     with open(info.dir / runs.LOCK_FILE, "r+") as lock:  # stands in for the trainer process
         fcntl.flock(lock, fcntl.LOCK_EX)
         write_metrics(info, epochs=1, steps=3)
+        # One epoch of two is done, in 30 s; the 100 s so far include setting up.
         runs.update_status(info.dir, status="running", pid=os.getpid(), epoch=2, step=0, steps_per_epoch=3,
-                           total_steps=6, global_step=3, elapsed_seconds=30.0)
+                           total_steps=6, global_step=3, elapsed_seconds=100.0, seconds_per_epoch=30.0)
         at = open_train_page(app)
         progress = at.get("progress")[0].proto
         assert progress.value == 50
@@ -244,3 +247,65 @@ def test_missing_imagenet_weights_offline_refuse_the_start_with_the_fix(app, wor
     button(at, "Start training").click().run()
     assert at.error[0].value == "Error: " + backbones.missing_weights_message(backbone, 32)
     assert runs.list_runs(workspace) == []
+
+
+def test_a_run_in_the_feature_pass_shows_its_own_progress_with_the_counts(app, workspace, dataset):
+    info = runs.create_run(RunSpec(dataset=dataset.id, model=MODEL, epochs=2, name="first pass"), workspace)
+    path, note = training.choose_path(info.spec)
+    with live_trainer(info):
+        # 312 images in 6 s: the other 183 take about 3.5 s more. No epoch has run, so the run's end is unknown.
+        runs.update_status(info.dir, status="running", pid=os.getpid(), phase="features", path=path,
+                           path_note=note, features_done=312, features_total=495, features_cached=False,
+                           features_seconds=6.0, steps_per_epoch=3, total_steps=6, elapsed_seconds=8.0)
+        at = open_train_page(app)
+        features, epochs = (bar.proto for bar in at.get("progress"))
+        assert features.value == 63
+        assert features.text == "Computing the frozen base's features: 312 / 495 images · about 4s left"
+        assert epochs.value == 0 and epochs.text.startswith("Epoch 0 / 2")
+        assert "left" not in epochs.text
+        assert f":green-badge[Fast path: cached features] {note}" in captions(at)
+
+        at.session_state["lang"] = "ja"
+        features = at.run().get("progress")[0].proto
+        assert features.text == "凍結したベースの特徴量を計算中：312 / 495 枚 · 残り約 4秒"
+
+        runs.update_status(info.dir, phase="transfer", features_done=495, features_seconds=9.5, global_step=1,
+                           step=1, epoch=1)
+        at.session_state["lang"] = "en"
+        (epochs,) = (bar.proto for bar in at.run().get("progress"))  # the pass is over: its bar is gone
+        assert epochs.text.startswith("Epoch 1 / 2 · step 1 / 3")
+
+
+def test_a_finished_fast_path_run_shows_its_path_and_why(app, workspace, dataset):
+    note = "Cached features: the frozen base ran once over the 24 images (3 s); each epoch trains only the head."
+    trained_run(workspace, dataset, "completed", path="features", path_note=note, features_done=24,
+                features_total=24, features_cached=False, features_seconds=3.2)
+    at = open_train_page(app)
+    assert f":green-badge[Fast path: cached features] {note}" in captions(at)
+    assert len(at.get("progress")) == 1
+
+
+def test_an_augmented_run_says_the_frozen_base_runs_every_epoch(app, workspace, dataset):
+    spec = RunSpec(dataset=dataset.id, model=MODEL, epochs=2, augmentation=Augmentation(flip=True), name="flipped")
+    info = runs.create_run(spec, workspace)
+    path, note = training.choose_path(info.spec)
+    runs.update_status(info.dir, status="completed", path=path, path_note=note, epoch=2, steps_per_epoch=3,
+                       total_steps=6)
+    at = open_train_page(app)
+    (shown,) = [caption for caption in captions(at) if "badge[" in caption]
+    assert shown.startswith(":gray-badge[Full network every epoch] Augmentation is on:")
+    assert "the frozen base runs every epoch" in shown
+
+
+def test_a_status_with_damaged_feature_fields_still_renders(app, workspace, dataset):
+    info = runs.create_run(RunSpec(dataset=dataset.id, model=MODEL, epochs=2, name="damaged"), workspace)
+    with live_trainer(info):
+        runs.update_status(info.dir, status="running", pid=os.getpid(), phase="features", path="sideways",
+                           path_note=["not", "a", "sentence"], features_done="312", features_total=-495,
+                           features_cached="yes", features_seconds=float("nan"), seconds_per_epoch="fast",
+                           steps_per_epoch=3, total_steps=6)
+        at = open_train_page(app)
+        assert not at.exception and not at.error
+        (epochs,) = (bar.proto for bar in at.get("progress"))
+        assert epochs.text.startswith("Epoch 0 / 2") and "left" not in epochs.text
+        assert not any("badge[" in caption for caption in captions(at))

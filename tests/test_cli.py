@@ -84,6 +84,9 @@ def test_train_then_runs_reports_best_val_accuracy(demo_zip, tmp_path):
     assert [r["id"] for r in listed] == [run["id"]]
     assert listed[0]["best_val_accuracy"] == run["best_val_accuracy"]
     assert 0.0 <= run["best_val_accuracy"] <= 1.0
+    assert listed[0]["path"] in ("features", "prefix", "full") and listed[0]["path_note"]
+    if listed[0]["path"] != "full":
+        assert listed[0]["features_done"] == listed[0]["features_total"] > 0
 
 
 def test_train_with_unavailable_imagenet_weights_says_where_to_put_the_file(demo_zip, tmp_path):
@@ -107,3 +110,27 @@ def test_bad_flag_values_exit_2_with_one_line(tmp_path, demo_zip):
     result = tlcore("train", "--data", str(demo_zip), "--epochs", "zero", workspace=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((), "Nothing to train: give a dataset"),
+    (("--run", "r1", "--spec", "spec.json"), "--run trains a run that already has its spec"),
+    (("--dataset", "0123456789abcdef", "--scale-batch"), "use it with --distribute mirrored or multiworker"),
+    (("--spec", "missing.json"), "The spec file 'missing.json' does not exist."),
+    (("--data-dir", "photos", "--val", "val.zip"), "--val is a zip of validation images for --data DATA.zip"),
+])
+def test_train_without_a_usable_source_exits_2_and_says_what_to_give(args, expected, tmp_path):
+    result = tlcore("train", *args, workspace=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_spec_whose_dataset_is_elsewhere_asks_for_the_data(tmp_path):
+    spec = {"dataset": "0123456789abcdef", "model": {"backbone": "mobilenet_0.25", "weights": "none",
+                                                     "num_classes": 2}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    result = tlcore("train", "--spec", str(tmp_path / "spec.json"), workspace=tmp_path / "ws")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "give the data with --data DATA.zip, --data-dir DIR or --dataset ID.")

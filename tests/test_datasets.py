@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from corpus import image_bytes, make_zip
 from tlcore import datasets
 from tlcore.datasets import (
     Dataset,
@@ -40,26 +41,7 @@ from tlcore.workspace import Workspace
 # Corpus helpers
 
 
-def image_bytes(fmt: str = "PNG", mode: str = "RGB", size: tuple[int, int] = (8, 8), color=None, **save) -> bytes:
-    """A tiny solid image encoded as `fmt`."""
-    if color is None:
-        color = {"L": 90, "1": 1, "I;16": 40000, "P": 3, "LA": (90, 128), "RGBA": (200, 30, 30, 255),
-                 "CMYK": (0, 255, 255, 0)}.get(mode, (200, 30, 30))
-    buffer = io.BytesIO()
-    Image.new(mode, size, color).save(buffer, format=fmt, **save)
-    return buffer.getvalue()
-
-
 PNG = image_bytes()
-
-
-def make_zip(entries, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    """Zip bytes from `{name: bytes}` or `[(name or ZipInfo, bytes), ...]`."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in entries.items() if isinstance(entries, dict) else entries:
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def classes_zip(*classes: str, per_class: int = 3, prefix: str = "", extra: dict | None = None) -> bytes:

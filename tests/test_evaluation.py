@@ -13,59 +13,28 @@ import sys
 import zipfile
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from tlcore import runs
-from tlcore.backbones import get_backbone
 from tlcore.datasets import ingest_zip, list_datasets
 from tlcore.demo import demo_zip
 from tlcore.errors import RunError
 from tlcore.evaluation import (VAL_FILE, EvaluationError, class_metrics, confusion_matrix, evaluate,
                                held_out_workspace, load_evaluation)
-from tlcore.models import ModelSpec
 from tlcore.pipeline import load_images
 from tlcore.predict import ImageError, Predictor, load_image
-from tlcore.spec import RunSpec
-from tlcore.training import train_run
 from tlcore.workspace import Workspace
 from ui.eval_charts import confusion_heatmap, heatmap_overlay, top_k_bars
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def calibrated_base_weights(path: Path, images: np.ndarray) -> Path:
-    """Random MobileNet ×0.25 weights whose BatchNormalization statistics fit `images`.
-
-    A random base in inference mode maps every image to the same features (its statistics are still
-    mean 0, variance 1), so its model predicts one constant and every confusion matrix is a single
-    column. Statistics taken from one batch make predictions depend on the image, with no ImageNet
-    weights needed.
-    """
-    base = get_backbone("mobilenet_0.25").create_base(images.shape[1], None)
-    for layer in base.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    base(keras.applications.mobilenet.preprocess_input(images.astype("float32")), training=True)
-    base.save_weights(path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, demo_zip_bytes):
-    workspace = Workspace(tmp_path_factory.mktemp("evaluation-ws"))
-    dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
-    weights = calibrated_base_weights(tmp_path_factory.mktemp("weights") / "base.weights.h5",
-                                      load_images(dataset.files("train")[0], 32))
-    model = ModelSpec(backbone="mobilenet_0.25", weights=str(weights), image_size=32, num_classes=3,
-                      strategy="transfer")
-    spec = RunSpec(dataset=dataset.id, model=model, epochs=2, batch_size=8, learning_rate=1e-2)
-    info = train_run(workspace, runs.create_run(spec, workspace).id)
-    assert info.status == "completed", info.error
-    return workspace, dataset, info
+def trained(train_calibrated):
+    return train_calibrated("evaluation-ws", epochs=2)
 
 
 @pytest.fixture(scope="module")
@@ -335,7 +304,7 @@ def test_the_page_shows_a_stored_evaluation_and_the_code(page, evaluated, lang):
     page.session_state["lang"] = lang
     at = page.run()
     assert not at.exception
-    assert [tab.label for tab in at.tabs] == (["Evaluate", "Try it", "Export", "Code"] if lang == "en"
-                                              else ["評価", "試す", "書き出し", "コード"])
+    assert [tab.label for tab in at.tabs] == (["Evaluate", "Try it", "Export", "Code & reproduce"] if lang == "en"
+                                              else ["評価", "試す", "書き出し", "コードと再現"])
     assert at.metric[0].value == f"{evaluated.accuracy:.1%}"
     assert "base_model = keras.applications.MobileNet(" in at.code[0].value

@@ -16,21 +16,14 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
 from tlcore import runs
-from tlcore.backbones import get_backbone
-from tlcore.datasets import ingest_zip
 from tlcore.errors import RunError
 from tlcore.export import (FILES, FORMATS, QUANT_DECISIVE_MARGIN, TOLERANCES, ExportError, export_run,
                            load_export, parse_formats)
-from tlcore.models import ModelSpec
-from tlcore.pipeline import load_images
 from tlcore.predict import Predictor, load_image
-from tlcore.spec import RunSpec
-from tlcore.training import train_run
 from tlcore.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,35 +56,9 @@ CLEAN_PREDICT = textwrap.dedent('''
 ''')
 
 
-def calibrated_base_weights(path: Path, images: np.ndarray) -> Path:
-    """Random MobileNet ×0.25 weights whose BatchNormalization statistics fit `images`.
-
-    A random base in inference mode maps every image to the same features (its statistics are still
-    mean 0, variance 1), so its model predicts one constant: useless for checking that an export
-    keeps the preprocessing and weights. Statistics taken from one batch make the features depend
-    on the image, with no ImageNet weights needed.
-    """
-    base = get_backbone("mobilenet_0.25").create_base(images.shape[1], None)
-    for layer in base.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    base(keras.applications.mobilenet.preprocess_input(images.astype("float32")), training=True)
-    base.save_weights(path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, demo_zip_bytes):
-    workspace = Workspace(tmp_path_factory.mktemp("export-ws"))
-    dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
-    weights = calibrated_base_weights(tmp_path_factory.mktemp("weights") / "base.weights.h5",
-                                      load_images(dataset.files("train")[0], 32))
-    model = ModelSpec(backbone="mobilenet_0.25", weights=str(weights), image_size=32, num_classes=3,
-                      strategy="transfer")
-    spec = RunSpec(dataset=dataset.id, model=model, epochs=10, batch_size=8, learning_rate=1e-2)
-    info = train_run(workspace, runs.create_run(spec, workspace).id)
-    assert info.status == "completed", info.error
-    return workspace, dataset, info
+def trained(train_calibrated):
+    return train_calibrated("export-ws", epochs=10)
 
 
 @pytest.fixture(scope="module")

@@ -409,6 +409,7 @@ def test_the_feature_pass_shows_its_own_progress_and_honours_stop(demo, monkeypa
     monkeypatch.setattr(features.Cut, "compute", compute_then_stop)
     final = train_run(workspace, info.id)
     assert seen["phase"] == "features" and seen["features_done"] == 0 and seen["features_total"] == 24
+    assert seen["features_seconds"] == 0.0  # the pass's own clock, which the time left is measured on
     assert seen["path"] == "features" and seen["path_note"].startswith("Cached features")
     assert final.status == "stopped" and "feature pass" in final.error
     assert runs.read_metrics(workspace, info.id).empty

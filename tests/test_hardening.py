@@ -19,8 +19,11 @@ subprocess, or with a file where a folder must be; a `chmod` test runs only for 
 from __future__ import annotations
 
 import ast
+import errno
+import fcntl
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -175,11 +178,6 @@ def cli(*args: str, workspace: Workspace, limit_writes: bool = False, timeout: f
         timeout=timeout, cwd=ROOT, env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
         preexec_fn=no_writes if limit_writes else None,
     )
-
-
-@pytest.fixture
-def dataset(workspace, demo_zip_bytes):
-    return ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,14 +429,109 @@ def test_a_full_disk_mid_run_fails_the_run_with_the_reason_and_keeps_what_was_wr
     assert snapshot(disk_full.other.dir) == disk_full.before
 
 
-@pytest.mark.xfail(strict=True, reason="tlcore/training.py reports a failed write as 'Training failed: OSError: "
-                                       "[Errno 28] ...' instead of naming the run folder (fix reported to the lead)")
 def test_a_full_disk_is_reported_as_a_write_to_the_run_folder_that_failed(disk_full):
-    assert disk_full.info.error.startswith("Could not write to the run folder: No space left on device")
+    error = disk_full.info.error
+    assert error.startswith("Could not write to the run folder: No space left on device (metrics.jsonl in ")
+    assert error.endswith("free some disk space or make the workspace writable, then start the run again.")
+    assert str(disk_full.info.dir) in error and "\n" not in error
+    assert [p.name for p in disk_full.info.dir.iterdir() if "partial" in p.name or p.suffix == ".tmp"] == []
+
+
+def test_a_best_model_write_that_fails_keeps_the_previous_best_keras_whole_and_no_partial_file(
+        workspace, dataset, monkeypatch):
+    import keras
+
+    from tlcore.training import RunRecorder
+
+    info = runs.create_run(tiny_spec(dataset.id), workspace)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    recorder = RunRecorder(info.dir, model, time.monotonic())
+    recorder.set_model(model)
+    first = [w.numpy() for w in model.weights]
+    recorder.on_train_begin()
+    recorder.on_epoch_begin(0)
+    recorder.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5})
+    recorder.on_train_end()  # epoch 1's model is written
+    saved = (info.dir / runs.BEST_MODEL_FILE).read_bytes()
+
+    for weight in model.weights:  # epoch 2 learns, and validates better
+        weight.assign(weight.numpy() + 1.0)
+    current = [w.numpy() for w in model.weights]
+    recorder.on_epoch_begin(1)
+    recorder.on_epoch_end(1, {"loss": 0.5, "accuracy": 0.9, "val_loss": 0.5, "val_accuracy": 0.9})
+
+    def fills_the_disk(path, *args, **kwargs):
+        Path(path).write_bytes(b"PK\x03\x04 half of a model")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(model, "save", fills_the_disk)
+    with pytest.raises(RunError, match=r"^Could not write to the run folder: No space left on device \(best\.keras"):
+        recorder.on_train_end()
+    assert (info.dir / runs.BEST_MODEL_FILE).read_bytes() == saved
+    assert sorted(p.name for p in info.dir.iterdir()) == sorted(
+        [runs.SPEC_FILE, runs.STATUS_FILE, runs.METRICS_FILE, runs.LABELS_FILE, runs.LOCK_FILE, runs.BEST_MODEL_FILE])
+    loaded = keras.models.load_model(info.dir / runs.BEST_MODEL_FILE)
+    for on_disk, expected in zip(loaded.weights, first):
+        np.testing.assert_array_equal(on_disk.numpy(), expected)
+    for in_memory, expected in zip(model.weights, current):  # training goes on from where it was
+        np.testing.assert_array_equal(in_memory.numpy(), expected)
+    status = runs.read_status(info.dir)
+    assert (status["best_epoch"], status["best_val_accuracy"]) == (1, 0.5)  # what best.keras holds
+
+
+def test_a_trainer_that_cannot_even_record_its_failure_leaves_an_interrupted_run_not_a_running_one(
+        workspace, dataset, monkeypatch):
+    from tlcore import training
+
+    info = runs.create_run(tiny_spec(dataset.id, name="disk full to the end"), workspace)
+    write_status, full = runs.update_status, []
+
+    def update_on_a_full_disk(run_dir: Path, **changes):
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_status(run_dir, **changes)
+
+    def fills_the_disk_while_training(*args, **kwargs):
+        runs.update_status(info.dir, status="running", started=runs.now_iso())
+        full.append(True)
+        runs.update_status(info.dir, epoch=1)
+
+    monkeypatch.setattr(runs, "update_status", update_on_a_full_disk)
+    monkeypatch.setattr(training, "_train", fills_the_disk_while_training)
+    with pytest.raises(RunError, match=r"^Could not write to the run folder: No space left on device \(status\.json"):
+        training.train_run(workspace, info.id)
+    assert runs.read_status(info.dir)["status"] == "running"  # the last word that reached the disk
+    assert not runs.lock_is_held(info.dir)
+    listed = runs.load_run(workspace, info.id)
+    assert listed.status == "interrupted" and "ended unexpectedly" in listed.error
 
 
 # ---------------------------------------------------------------------------------------------
 # Many users, without trainers
+
+
+def test_stop_pressed_in_two_tabs_and_again_after_the_end_never_shows_an_error(workspace, dataset, monkeypatch):
+    monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
+    info = runs.create_run(tiny_spec(dataset.id, name="busy"), workspace)
+
+    def stop_button(at: AppTest):
+        return next(button for button in at.button if button.label == "Stop")
+
+    with open(info.dir / runs.LOCK_FILE, "r+") as lock:  # stands in for the trainer process
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs.update_status(info.dir, status="running", pid=os.getpid(), epoch=1)
+        tabs = [app_page(workspace, "app_pages/train.py") for _ in range(3)]
+        assert not any(stop_button(at).disabled for at in tabs)
+        for at in tabs[:2]:
+            stop_button(at).click().run()
+            assert not at.exception and not at.error
+            assert runs.load_run(workspace, info.id).status == "stopping"
+            assert any(":orange-badge[Stopping]" in markdown.value for markdown in at.markdown)
+        runs.update_status(info.dir, status="stopped", ended=runs.now_iso())  # the trainer honours the stop
+    stop_button(tabs[2]).click().run()  # a tab that still showed the run running
+    assert not tabs[2].exception and not tabs[2].error
+    assert runs.load_run(workspace, info.id).status == "stopped"
 
 
 def test_runs_created_at_the_same_moment_with_the_same_id_get_folders_of_their_own(workspace, dataset, monkeypatch):
@@ -611,13 +704,14 @@ def test_the_server_config_listens_on_localhost_with_xsrf_on_uploads_capped_and_
     upload_mib = config["server"]["maxUploadSize"]
     assert 0 < upload_mib * MIB <= Limits().max_zip_bytes  # never more than tlcore would accept
     assert config["browser"]["gatherUsageStats"] is False
+    assert config["client"]["showErrorDetails"] in ("type", "none")  # no traceback, no message text
 
 
 def test_streamlit_reads_those_settings_from_the_project_folder(tmp_path):
     # Misspelt keys are ignored by Streamlit with a warning only: ask Streamlit itself.
     code = ("import json; from streamlit import config; config.get_config_options(force_reparse=True); "
             "print(json.dumps({k: config.get_option(k) for k in ('server.address', 'server.enableXsrfProtection', "
-            "'server.enableCORS', 'server.maxUploadSize', 'browser.gatherUsageStats')}))")
+            "'server.enableCORS', 'server.maxUploadSize', 'browser.gatherUsageStats', 'client.showErrorDetails')}))")
     env = {key: value for key, value in os.environ.items() if not key.startswith("STREAMLIT_")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                             env={**env, "HOME": str(tmp_path)})
@@ -625,7 +719,38 @@ def test_streamlit_reads_those_settings_from_the_project_folder(tmp_path):
     options = json.loads(result.stdout.strip().splitlines()[-1])
     assert options == {"server.address": _config()["server"]["address"], "server.enableXsrfProtection": True,
                        "server.enableCORS": True, "server.maxUploadSize": _config()["server"]["maxUploadSize"],
-                       "browser.gatherUsageStats": False}
+                       "browser.gatherUsageStats": False, "client.showErrorDetails": _config()["client"]["showErrorDetails"]}
+
+
+_FAILING_PAGE = """
+import streamlit as st
+st.error("Error: a message of ours, with what to do.")
+raise ValueError(f"a bug's message naming a server path: {__file__}")
+"""
+
+_OPEN_PAGE = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1]).run()
+shown = at.exception[0].proto
+print(json.dumps({"errors": [e.value for e in at.error], "exceptions": len(at.exception), "type": shown.type,
+                  "message": shown.message, "trace": list(shown.stack_trace)}))
+"""
+
+
+def test_an_unexpected_error_reaches_the_browser_without_its_traceback_or_text_but_our_messages_do(tmp_path):
+    page = tmp_path / "page.py"
+    page.write_text(_FAILING_PAGE, encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("STREAMLIT_")}
+    result = subprocess.run([sys.executable, "-c", _OPEN_PAGE, str(page)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=60, env={**env, "HOME": str(tmp_path)})  # the project's config, as `streamlit run`
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout.strip().splitlines()[-1])
+    assert shown["errors"] == ["Error: a message of ours, with what to do."]
+    assert shown["exceptions"] == 1 and shown["trace"] == []
+    assert str(tmp_path) not in shown["message"] and "a bug's message" not in shown["message"]
+    console = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)  # without the terminal colours
+    assert "ValueError: a bug's message" in console  # the details are in the server's log
 
 
 def _free_port() -> int:
@@ -751,7 +876,12 @@ def hostile_models(workspace, dataset, tmp_path):
     keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(outputs))).save(
         carrying_code.dir / runs.BEST_MODEL_FILE)
     marker.unlink()  # building the model ran the code once, here, on purpose
-    return SimpleNamespace(workspace=workspace, garbage=garbage, carrying_code=carrying_code, marker=marker)
+    two_outputs = made_run(workspace, dataset.id, "model with two outputs")
+    features = keras.layers.Flatten()(inputs := keras.Input((32, 32, 3)))
+    keras.Model(inputs, [keras.layers.Dense(3, activation="softmax")(features), keras.layers.Dense(1)(features)]).save(
+        two_outputs.dir / runs.BEST_MODEL_FILE)
+    return SimpleNamespace(workspace=workspace, garbage=garbage, carrying_code=carrying_code,
+                           two_outputs=two_outputs, marker=marker)
 
 
 def test_a_model_file_carrying_code_is_refused_and_its_code_never_runs(hostile_models):
@@ -768,12 +898,41 @@ def test_a_model_file_carrying_code_is_refused_and_its_code_never_runs(hostile_m
     assert not hostile_models.marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="tlcore/predict.py lets Keras's ValueError through, so the Evaluate page "
-                                       "shows a traceback (fix reported to the lead)")
-@pytest.mark.parametrize("which", ["carrying_code", "garbage"])
+_REFUSED_MODELS = {"carrying_code": "best.keras carries Python code, which is never run",
+                   "garbage": "best.keras is not a Keras model file"}
+
+
+def _refusal(info: runs.RunInfo, reason: str) -> str:
+    return f"The model of run {info.name!r} cannot be loaded safely ({reason}); train it again or delete the run."
+
+
+@pytest.mark.parametrize("which", _REFUSED_MODELS)
 def test_a_model_file_that_cannot_be_loaded_safely_is_refused_in_one_sentence(hostile_models, which):
     from tlcore.predict import Predictor
 
+    info = getattr(hostile_models, which)
     with pytest.raises(TLCoreError) as refusal:
-        Predictor.load(hostile_models.workspace, getattr(hostile_models, which).id)
-    assert "\n" not in str(refusal.value)
+        Predictor.load(hostile_models.workspace, info.id)
+    assert str(refusal.value) == _refusal(info, _REFUSED_MODELS[which])
+    assert not hostile_models.marker.exists()
+
+
+def test_a_model_file_that_is_not_a_classifier_is_refused_in_one_sentence(hostile_models):
+    from tlcore.predict import Predictor
+
+    info = hostile_models.two_outputs
+    with pytest.raises(TLCoreError) as refusal:
+        Predictor.load(hostile_models.workspace, info.id)
+    assert str(refusal.value) == (f"The model of run {info.name!r} is not a classifier of this app (it has 2 outputs, "
+                                  "not one vector of class probabilities); train it again or delete the run.")
+
+
+def test_the_evaluate_page_refuses_a_model_that_cannot_be_loaded_safely_with_a_message(hostile_models, monkeypatch):
+    monkeypatch.setenv("TLCORE_WORKSPACE", str(hostile_models.workspace.root))
+    at = app_page(hostile_models.workspace, "app_pages/evaluate.py")
+    for which, reason in _REFUSED_MODELS.items():
+        info = getattr(hostile_models, which)
+        at.selectbox(key="evaluate.run").set_value(info.id).run()
+        assert not at.exception
+        assert [error.value for error in at.error] == [f"Error: {_refusal(info, reason)}"]  # on the "Try it" tab
+    assert not hostile_models.marker.exists()

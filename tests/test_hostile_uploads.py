@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from corpus import image_bytes, make_zip
 from tlcore.datasets import ingest_zip, load_dataset
 from tlcore.errors import DatasetError
 from tlcore.workspace import Workspace
@@ -48,16 +49,8 @@ MARKER = f"pwned-{uuid.uuid4().hex[:8]}"  # the name every escape attempt tries 
 # Corpus helpers
 
 
-def image(fmt: str = "PNG", mode: str = "RGB", size: tuple[int, int] = (8, 8), color=None, **save) -> bytes:
-    if color is None:
-        color = {"L": 90, "1": 1, "I;16": 40000, "P": 3, "LA": (90, 128), "RGBA": (200, 30, 30, 100),
-                 "CMYK": (0, 255, 255, 0)}.get(mode, (200, 30, 30))
-    buffer = io.BytesIO()
-    Image.new(mode, size, color).save(buffer, format=fmt, **save)
-    return buffer.getvalue()
-
-
-PNG = image()
+PNG = image_bytes()
+HALF_TRANSPARENT_RED = (200, 30, 30, 100)  # alpha that must be blended onto white, not dropped
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -73,17 +66,8 @@ def png(width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2, ro
             + png_chunk(b"IEND", b""))
 
 
-def make_zip(entries, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    """Zip bytes from `[(name or ZipInfo, bytes), ...]` or a dict."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in entries.items() if isinstance(entries, dict) else entries:
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def classes(*names: str, per_class: int = 3) -> list[tuple[str, bytes]]:
-    return [(f"{name}/{i}.png", image(color=(40 * i, 90, 160))) for name in names for i in range(per_class)]
+    return [(f"{name}/{i}.png", image_bytes(color=(40 * i, 90, 160))) for name in names for i in range(per_class)]
 
 
 def with_raw_name(data: bytes, index: int, raw: bytes) -> bytes:
@@ -380,19 +364,19 @@ _TEXT_BOMB = png_chunk(b"zTXt", b"comment\0\0" + zlib.compress(bytes(200 * 1024*
 # path in the zip: (content, the reason it is skipped, or None if it must be stored)
 UNTIDY = {
     # colour modes and oddities that are converted, not skipped
-    "cats/cmyk.jpg": (image("JPEG", "CMYK"), None),
-    "cats/grey16.png": (image("PNG", "I;16"), None),
+    "cats/cmyk.jpg": (image_bytes("JPEG", "CMYK"), None),
+    "cats/grey16.png": (image_bytes("PNG", "I;16"), None),
     "cats/rgb16.png": (png(4, 4, bit_depth=16, rows=b"".join(b"\0" + b"\xff\xff\0\0\0\0" * 4 for _ in range(4))),
                        None),
-    "cats/palette-transparent.png": (image("PNG", "P", transparency=3), None),
-    "cats/alpha.png": (image("PNG", "RGBA"), None),
-    "cats/grey-alpha.png": (image("PNG", "LA"), None),
-    "cats/grey.jpg": (image("JPEG", "L"), None),
-    "cats/bilevel.bmp": (image("BMP", "1"), None),
+    "cats/palette-transparent.png": (image_bytes("PNG", "P", transparency=3), None),
+    "cats/alpha.png": (image_bytes("PNG", "RGBA", color=HALF_TRANSPARENT_RED), None),
+    "cats/grey-alpha.png": (image_bytes("PNG", "LA"), None),
+    "cats/grey.jpg": (image_bytes("JPEG", "L"), None),
+    "cats/bilevel.bmp": (image_bytes("BMP", "1"), None),
     "cats/float-nan.tif": (_float_tiff_with_nan(), None),
     "cats/exif-rotated.jpg": (_exif_rotated(), None),
-    "cats/Same.png": (image(color=(1, 2, 3)), None),
-    "cats/same.png": (image(color=(4, 5, 6)), None),
+    "cats/Same.png": (image_bytes(color=(1, 2, 3)), None),
+    "cats/same.png": (image_bytes(color=(4, 5, 6)), None),
     # damaged, hostile or not images at all
     "cats/truncated.png": (PNG[: len(PNG) // 2], "damaged"),
     "cats/truncated.jpg": (_noisy_jpeg()[:400], "damaged"),
@@ -559,7 +543,8 @@ def test_any_raw_name_bytes_without_the_utf8_flag_give_a_dataset_or_one_sentence
 )
 def test_any_layout_depth_and_colour_mode_gives_rgb_images_or_one_sentence(depth, wrappers, split, mode):
     prefix = "wrap/" * wrappers
-    sample = image("JPEG" if mode in ("CMYK", "L") else "PNG", mode)
+    sample = image_bytes("JPEG" if mode in ("CMYK", "L") else "PNG", mode,
+                         color=HALF_TRANSPARENT_RED if mode == "RGBA" else None)
     splits = split.split("/") if split else [""]
     entries = [(f"{prefix}{s + '/' if s else ''}{c}/{'sub/' * depth}{i}.png", sample)
                for s in splits for c in ("cats", "dogs") for i in range(2)]

@@ -144,7 +144,7 @@ def test_runs_queue_and_train_one_at_a_time(workspace, demo_zip_bytes, tmp_path)
     second = runs.start(spec, workspace)
     _wait(lambda: runs.load_run(workspace, first.id).status == "running")
     assert runs.load_run(workspace, second.id).status == "queued"
-    done = _wait(lambda: all((r := runs.load_run(workspace, i.id)).status == "completed" for i in (first, second)),
+    done = _wait(lambda: all(runs.load_run(workspace, i.id).status == "completed" for i in (first, second)),
                  timeout=180)
     assert done
     a, b = runs.load_run(workspace, first.id), runs.load_run(workspace, second.id)

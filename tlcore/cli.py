@@ -44,6 +44,7 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from tlcore.backbones import list_backbones
+    from tlcore.distribute import KINDS as DISTRIBUTIONS
     from tlcore.export import FORMATS as EXPORT_FORMATS
     from tlcore.models import POOLINGS, STRATEGIES
     from tlcore.spec import OPTIMIZERS
@@ -53,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     common = _common(False)
 
-    p = sub.add_parser("inspect", parents=[common], help="ingest a dataset zip and print its report")
-    p.add_argument("data", metavar="DATA.zip", help="zip of class folders (or train/ and val/ folders)")
+    p = sub.add_parser("inspect", parents=[common], help="ingest a dataset zip (or a folder) and print its report")
+    p.add_argument("data", metavar="DATA",
+                   help="zip of class folders (or train/ and val/ folders), or such a folder, registered in place")
     p.add_argument("--val", metavar="VAL.zip", help="a separate zip of validation images")
     _split_options(p)
 
@@ -65,12 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p, list_backbones(), STRATEGIES, POOLINGS)
     p.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
 
-    p = sub.add_parser("train", parents=[common], help="train a model (in the foreground)")
-    source = p.add_mutually_exclusive_group(required=True)
+    p = sub.add_parser("train", parents=[common], help="train a model (in the foreground)",
+                       description="Train on a dataset (--data, --data-dir or --dataset) with the model options "
+                                   "below, or reproduce a run from its --spec, on the spec's dataset or on the one "
+                                   "given. See docs/scaling.md for --distribute.")
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="TRAIN.zip", help="dataset zip to ingest and train on")
+    source.add_argument("--data-dir", metavar="DIR",
+                        help="a folder of class folders on this machine, read in place and streamed from disk")
     source.add_argument("--dataset", metavar="ID", help="an already ingested dataset")
-    source.add_argument("--spec", metavar="SPEC.json", help="reproduce a run from its spec.json")
     source.add_argument("--run", metavar="RUN", help="train an existing queued run (used by the app)")
+    p.add_argument("--spec", metavar="SPEC.json",
+                   help="reproduce a run from its spec.json (with --data/--data-dir/--dataset: on that dataset)")
+    p.add_argument("--distribute", choices=DISTRIBUTIONS, default="none",
+                   help="none (default), mirrored (every GPU of this machine) or multiworker (machines in TF_CONFIG)")
+    p.add_argument("--scale-batch", action="store_true",
+                   help="with --distribute: the batch size is per replica, learning rates scaled to match")
     p.add_argument("--val", metavar="VAL.zip", help="a separate zip of validation images (with --data)")
     _split_options(p)
     _model_options(p, list_backbones(), STRATEGIES, POOLINGS)
@@ -227,10 +239,16 @@ def _json_default(value: Any) -> Any:
 
 
 def cmd_inspect(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore.datasets import ingest_zip
+    from tlcore.datasets import ingest_folder, ingest_zip
 
-    dataset = ingest_zip(Path(args.data), Path(args.val) if args.val else None, workspace=workspace,
-                         val_fraction=args.val_fraction, seed=args.seed)
+    if Path(args.data).is_dir():
+        if args.val:
+            raise TLCoreError("--val goes with a zip; a folder gives its split with train/ and val/ folders.")
+        dataset = ingest_folder(Path(args.data), workspace=workspace, val_fraction=args.val_fraction,
+                                seed=args.seed)
+    else:
+        dataset = ingest_zip(Path(args.data), Path(args.val) if args.val else None, workspace=workspace,
+                             val_fraction=args.val_fraction, seed=args.seed)
     _emit(args, dataset.report(), dataset.summary())
 
 
@@ -280,18 +298,40 @@ def cmd_layers(args: argparse.Namespace, workspace: Workspace) -> None:
 
 
 def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
-    from tlcore import runs, training
+    from tlcore import distribute, runs, training
 
+    if not (args.run or args.spec or args.data or args.data_dir or args.dataset):
+        raise TLCoreError("Nothing to train: give a dataset (--data DATA.zip, --data-dir DIR or --dataset ID), "
+                          "a spec (--spec SPEC.json), or both.")
+    if args.run and args.spec:
+        raise TLCoreError("--run trains a run that already has its spec; leave out --spec.")
+    if args.val and not args.data:
+        raise TLCoreError("--val is a zip of validation images for --data DATA.zip; a folder gives its split "
+                          "with train/ and val/ folders, and a stored dataset already has its split.")
+    if args.scale_batch and args.distribute == "none":
+        raise TLCoreError("--scale-batch scales the batch to the number of replicas; use it with --distribute "
+                          "mirrored or multiworker.")
+    # Before anything else runs in TensorFlow: a multi-worker strategy configures its runtime.
+    distribution = distribute.create(args.distribute, scale_batch=args.scale_batch)
     if args.run:
-        info = training.train_run(workspace, args.run, lock_fd=args.lock_fd)
+        info = training.train_run(workspace, args.run, lock_fd=args.lock_fd, distribution=distribution)
         return 0 if info.status != "failed" else EXIT_RUN_FAILED
     spec = _train_spec(args, workspace)
+    if not distribution.is_chief:
+        if not args.json:
+            print(f"worker {distribution.worker}: training in step with the chief, which writes the run",
+                  flush=True)
+        ended = _train_as_worker(workspace, spec, distribution)
+        _emit(args, {"worker": distribution.worker, "status": ended}, f"worker {distribution.worker}: {ended}")
+        return 0
     info = runs.create_run(spec, workspace)
     if not args.json:
         print(f"run {info.id}: training {spec.model.backbone} ({spec.model.strategy}) "
               f"for {spec.total_epochs} epoch(s) in {info.dir}", flush=True)
+        if distribution.kind != "none":
+            print(distribution.describe(), flush=True)
     report = None if args.json else _print_epoch
-    info = training.train_run(workspace, info.id, report=report)
+    info = training.train_run(workspace, info.id, report=report, distribution=distribution)
     text = (f"run {info.id}: {info.status}"
             + (f", best val_accuracy {info.best_val_accuracy:.4f} at epoch {info.best_epoch}"
                if info.best_val_accuracy is not None else "")
@@ -310,19 +350,20 @@ def _print_epoch(row: dict[str, Any]) -> None:
 
 
 def _train_spec(args: argparse.Namespace, workspace: Workspace) -> Any:
-    from tlcore.datasets import ingest_zip, load_dataset
+    from dataclasses import replace
+
     from tlcore.spec import Augmentation, RunSpec
     from tlcore.training import read_spec_file
 
+    dataset = _train_dataset(args, workspace)
     if args.spec:
-        return RunSpec.from_dict(read_spec_file(Path(args.spec)))
-    if args.data:
-        dataset = ingest_zip(Path(args.data), Path(args.val) if args.val else None, workspace=workspace,
-                             val_fraction=args.val_fraction, seed=args.seed)
-        if not args.json:
-            print(dataset.summary(), flush=True)
-    else:
-        dataset = load_dataset(workspace, args.dataset)
+        spec = RunSpec.from_dict(read_spec_file(Path(args.spec)))
+        if dataset is not None:
+            return replace(spec, dataset=dataset.id)
+        if not workspace.dataset_dir(spec.dataset).is_dir():
+            raise TLCoreError(f"The spec's dataset {spec.dataset!r} is not in the workspace {str(workspace.root)!r}; "
+                              "give the data with --data DATA.zip, --data-dir DIR or --dataset ID.")
+        return spec
     return RunSpec(
         dataset=dataset.id,
         model=_model_spec(args, len(dataset.classes)),
@@ -337,6 +378,40 @@ def _train_spec(args: argparse.Namespace, workspace: Workspace) -> Any:
         seed=args.seed,
         name=args.name,
     )
+
+
+def _train_as_worker(workspace: Workspace, spec: Any, distribution: Any) -> str:
+    """Train as a non-chief worker; how the job ended, or one sentence when this worker could not go on."""
+    from tlcore import training
+
+    try:
+        return training.train_worker(workspace, spec, distribution)
+    except TLCoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a collective that failed elsewhere surfaces here as any TF error
+        raise TLCoreError(
+            f"Worker {distribution.worker} stopped: {training.error_summary(exc)} "
+            "If the chief's run has ended, its status says why (python -m tlcore runs, on the chief)."
+        ) from None
+
+
+def _train_dataset(args: argparse.Namespace, workspace: Workspace) -> Any:
+    """The dataset named by --data, --data-dir or --dataset (ingested or registered now), or None."""
+    from tlcore.datasets import ingest_folder, ingest_zip, load_dataset
+
+    if args.data:
+        dataset = ingest_zip(Path(args.data), Path(args.val) if args.val else None, workspace=workspace,
+                             val_fraction=args.val_fraction, seed=args.seed)
+    elif args.data_dir:
+        dataset = ingest_folder(Path(args.data_dir), workspace=workspace, val_fraction=args.val_fraction,
+                                seed=args.seed)
+    elif args.dataset:
+        return load_dataset(workspace, args.dataset)
+    else:
+        return None
+    if not args.json:
+        print(dataset.summary(), flush=True)
+    return dataset
 
 
 def cmd_runs(args: argparse.Namespace, workspace: Workspace) -> None:
@@ -359,6 +434,9 @@ def _run_row(info: Any) -> dict[str, Any]:
         "best_val_accuracy": info.best_val_accuracy, "best_epoch": info.best_epoch,
         "trainable_params": info.trainable_params, "frozen_layers": info.frozen_layers,
         "seconds_per_epoch": info.seconds_per_epoch, "elapsed_seconds": info.elapsed_seconds,
+        "eta_seconds": info.eta_seconds, "path": info.path, "path_note": info.path_note,
+        "features_done": info.features_done, "features_total": info.features_total,
+        "features_cached": info.features_cached, "features_seconds": info.features_seconds,
         "created": info.created, "dir": str(info.dir),
     }
 

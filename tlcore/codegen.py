@@ -18,6 +18,7 @@ the app's stored, stratified one), its resizing does not antialias, and when fin
 from __future__ import annotations
 
 import json
+import shlex
 from typing import TYPE_CHECKING, Sequence
 
 from tlcore import __version__, runs
@@ -49,6 +50,25 @@ OPTIMIZER_CODE = {
 """Each optimizer as `tlcore.training.make_optimizer` builds it."""
 
 DEFAULT_VAL_FRACTION = 0.2
+
+
+def reproduce_commands(dataset: Dataset, dataset_zip: str, spec_file: str = "spec.json") -> str:
+    """The shell commands that train a run's spec again on another machine with tlcore (see docs/scaling.md).
+
+    dataset_zip: the file name the dataset is downloaded as (`tlcore.datasets.export_zip`); a dataset
+    registered from a server folder is named by its folder instead, which must exist there too.
+    """
+    data = (f"--data-dir {shlex.quote(str(dataset.source_dir))}" if dataset.source_dir is not None
+            else f"--data {shlex.quote(dataset_zip)}")
+    train = f"python -m tlcore train --spec {shlex.quote(spec_file)} {data}"
+    return "\n".join([
+        "# one device (a GPU when there is one)",
+        train,
+        "# every GPU of the machine; the spec's batch size is the global batch",
+        f"{train} --distribute mirrored",
+        "# several machines: the same command on each, with TF_CONFIG naming the cluster and this worker",
+        f"{train} --distribute multiworker",
+    ])
 
 
 def script_name(run_id: str) -> str:

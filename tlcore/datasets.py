@@ -19,6 +19,9 @@ Layouts understood (folder names are matched case-insensitively where they have 
 Without a given split, a seeded, stratified split holds out `val_fraction` of each class (at least
 one image) for validation. The split is fixed at ingestion and stored.
 
+A folder on the server can be registered too (`ingest_folder`, for data too large to upload): the
+same layouts and checks, but its plain RGB JPEGs are read where they are, never copied.
+
 An upload is untrusted input. Entry names are only ever used as labels, never as paths; archives
 that try to escape their folder, hold links or encrypted entries, or exceed the size, count,
 compression-ratio or pixel limits (`Limits`) are refused with a `DatasetError` before anything is
@@ -51,7 +54,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Union
+from typing import IO, TYPE_CHECKING, Any, Sequence, Union
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
 
 MANIFEST_FORMAT = 1
 SPLITS = ("train", "val", "test")
+DATA_DIRS_ENV = "TLCORE_DATA_DIRS"
 
 ZipSource = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
 """A zip given as a path, its bytes, or a binary file object (such as Streamlit's `UploadedFile`)."""
@@ -135,20 +139,27 @@ class Limits:
     """Images a class needs; never fewer than 2, one to train on and one to validate with."""
 
 
+FOLDER_LIMITS = Limits(max_files=10_000_000, max_total_pixels=2**62)
+"""A server folder's limits: an upload's per-image limits, with no cap on its total size."""
+
+
 @dataclass(frozen=True)
 class Item:
     """One stored image.
 
-    file: its path relative to the dataset folder (`"files/000123.jpg"`).
+    file: its path relative to the dataset folder (`"files/000123.jpg"`), or, when `in_place`,
+        relative to the dataset's `source_dir`.
     label: the index of its class in `Dataset.classes`.
     split: `"train"`, `"val"` or `"test"`.
-    source: its path inside the uploaded zip.
+    source: its path inside the uploaded zip (or the registered folder).
+    in_place: the image is read where it is, in the folder a dataset was registered from.
     """
 
     file: str
     label: int
     split: str
     source: str
+    in_place: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,8 @@ class Dataset:
     split_source: `"given"` (folders or a validation zip) or `"seeded"` (split at ingestion).
     val_fraction, seed: the settings of a seeded split (recorded, unused, for a given one).
     created: when it was ingested (ISO 8601, UTC).
+    source_dir: for a dataset registered from a folder on the server (`ingest_folder`), that
+        folder: its plain RGB JPEGs are read in place, never copied. None for an upload.
     """
 
     id: str
@@ -184,10 +197,28 @@ class Dataset:
     val_fraction: float
     seed: int
     created: str
+    source_dir: Path | None = None
 
     @property
     def fingerprint(self) -> str:
         return self.id
+
+    def path(self, item: Item) -> Path:
+        """Where the image of `item` is read from."""
+        if item.in_place:
+            if self.source_dir is None:
+                raise ValueError(f"{item.file!r} is read in place, but dataset {self.id!r} has no source folder.")
+            return self.source_dir / item.file
+        return self.root / item.file
+
+    def check_source(self) -> None:
+        """Raise `DatasetError` when an image read in place has gone from its folder since registration."""
+        for item in self.items:
+            if item.in_place and not self.path(item).is_file():
+                raise DatasetError(
+                    f"The image {item.source!r} of dataset {self.name!r} is no longer in {str(self.source_dir)!r}; "
+                    "register the folder again to train on what it holds now."
+                )
 
     def counts(self) -> pd.DataFrame:
         """Images per class and split: columns `class`, `train`, `val`, (`test`,) `total`."""
@@ -202,14 +233,14 @@ class Dataset:
         if split not in SPLITS:
             raise ValueError(f"`split` must be one of {', '.join(SPLITS)}. Received: split={split!r}")
         chosen = [item for item in self.items if item.split == split]
-        return [self.root / item.file for item in chosen], [item.label for item in chosen]
+        return [self.path(item) for item in chosen], [item.label for item in chosen]
 
     def sample_files(self, class_name: str, k: int) -> list[Path]:
         """Up to `k` images of `class_name`, spread evenly over the class, the same ones every time."""
         if class_name not in self.classes:
             raise ValueError(f"{class_name!r} is not a class of this dataset; its classes are {list(self.classes)}.")
         label = self.classes.index(class_name)
-        paths = [self.root / item.file for item in self.items if item.label == label]
+        paths = [self.path(item) for item in self.items if item.label == label]
         if k >= len(paths):
             return paths
         return [paths[i * len(paths) // k] for i in range(max(k, 0))]
@@ -339,6 +370,280 @@ def _ingest_zip(
             return _publish(staging, manifest, workspace)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def ingest_folder(
+    folder: str | os.PathLike[str],
+    *,
+    workspace: Workspace,
+    allowed_roots: Sequence[str | os.PathLike[str]] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    limits: Limits = FOLDER_LIMITS,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """Register a folder of class folders on this machine as a dataset, reading its images in place.
+
+    For data too large to upload: the same layouts as a zip (see the module's docstring), the same
+    checks on every image, the same report. Plain RGB JPEGs (most photos) are not copied: training
+    streams them from the folder. Every other image is converted once, exactly as an upload's, into
+    the dataset's folder in the workspace. Nothing is ever written into `folder`. Symbolic links are
+    not followed (they are listed as skipped), so the dataset stays inside `folder`.
+
+    Args:
+        folder: the folder to register.
+        allowed_roots: when given (the app passes the operator's `TLCORE_DATA_DIRS`), `folder` must
+            be one of these folders or inside one, after resolving links.
+        val_fraction, seed, progress: as for `ingest_zip`.
+        limits: an upload's per-image limits apply; the folder's totals are not capped by default.
+
+    Returns:
+        The `Dataset`; registering an unchanged folder again returns the stored one at once. A
+        folder whose files changed (added, removed, rewritten) becomes a new dataset.
+
+    Raises:
+        DatasetError: the folder is missing, not allowed, or holds no usable dataset.
+    """
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+        raise DatasetError(
+            f"The validation fraction must be a number between 0 and 1 (such as 0.2), but {val_fraction!r} was given."
+        )
+    root = _allowed_folder(folder, allowed_roots)
+    files, junk = _walk_folder(root, limits)
+    digest = hashlib.sha256(f"folder\0{root}\0{float(val_fraction)!r}\0{int(seed)}".encode())
+    for _, real, size, mtime in files:
+        digest.update(f"{real}\0{size}\0{mtime}\0".encode("utf-8", "surrogateescape"))
+    dataset_id = digest.hexdigest()[:16]
+    existing = _load_or_none(workspace, dataset_id)
+    if existing is not None:
+        return existing
+    staging = Path(tempfile.mkdtemp(prefix=f"register-{dataset_id}-", dir=workspace.tmp_dir))
+    try:
+        manifest = _register(root, [(entry, real) for entry, real, _, _ in files], junk, staging, dataset_id,
+                             float(val_fraction), int(seed), limits, progress)
+        return _publish(staging, manifest, workspace)
+    except OSError as error:
+        raise DatasetError(
+            f"The folder {str(root)!r} could not be registered ({error.strerror or error}); check that it can be "
+            f"read and that the workspace {str(workspace.root)!r} can be written."
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def allowed_data_dirs(setting: str | None = None) -> list[Path]:
+    """The folders an operator allows the app to register: `TLCORE_DATA_DIRS`, separated by `os.pathsep`.
+
+    Only folders that exist are returned, resolved. The app offers nothing when the list is empty.
+    """
+    text = os.environ.get(DATA_DIRS_ENV, "") if setting is None else setting
+    found = []
+    for part in text.split(os.pathsep):
+        if part.strip() and Path(part.strip()).expanduser().is_dir():
+            found.append(Path(part.strip()).expanduser().resolve())
+    return found
+
+
+def server_folders(roots: Sequence[Path], depth: int = 2, limit: int = 500) -> list[Path]:
+    """The folders under `roots` (each root included, then `depth` levels of sub-folders) a user may pick.
+
+    Hidden folders and links are left out; at most `limit` are returned, in name order.
+    """
+    found: list[Path] = []
+
+    def visit(folder: Path, level: int) -> None:
+        if len(found) >= limit:
+            return
+        found.append(folder)
+        if level == depth:
+            return
+        try:
+            children = sorted(child for child in folder.iterdir()
+                              if child.is_dir() and not child.is_symlink() and not child.name.startswith("."))
+        except OSError:
+            return
+        for child in children:
+            visit(child, level + 1)
+
+    for root in roots:
+        visit(root, 0)
+    return found
+
+
+def _allowed_folder(folder: str | os.PathLike[str], allowed_roots: Sequence[str | os.PathLike[str]] | None) -> Path:
+    shown = str(folder)
+    try:
+        root = Path(folder).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise DatasetError(f"There is no folder {shown!r} on this machine; check the path.") from None
+    if not root.is_dir():
+        raise DatasetError(f"{shown!r} is a file, not a folder; give the folder that holds one folder per class.")
+    if allowed_roots is not None:
+        allowed = [Path(r).expanduser().resolve() for r in allowed_roots]
+        if not any(root == base or base in root.parents for base in allowed):
+            listed = ", ".join(repr(str(base)) for base in allowed) or "none"
+            raise DatasetError(
+                f"The folder {shown!r} is not inside a folder the operator allowed ({listed}); ask them to add it "
+                f"to {DATA_DIRS_ENV}."
+            )
+    return root
+
+
+def _walk_folder(root: Path, limits: Limits) -> tuple[list[tuple[_Entry, str, int, int]], list[SkippedFile]]:
+    """Every regular file under `root`: its entry (names as people read them), its real relative path, its
+    size and modification time; and what was skipped. Hidden and system folders are not entered."""
+    files: list[tuple[_Entry, str, int, int]] = []
+    skipped: list[SkippedFile] = []
+    junk: Counter[tuple[str, str]] = Counter()
+
+    def unreadable(error: OSError) -> None:
+        shown = Path(error.filename or root).relative_to(root).as_posix() if error.filename else "."
+        skipped.append(SkippedFile(_printable(shown) + "/", f"cannot be read ({_brief(error)})"))
+
+    for current, folders, names in os.walk(root, onerror=unreadable, followlinks=False):
+        relative = Path(current).relative_to(root).parts
+        kept = []
+        for name in sorted(folders):
+            shown = "/".join((*relative, _printable(name))) + "/"
+            if not _is_utf8(name):
+                skipped.append(SkippedFile(shown, "name is not valid UTF-8 (folder not read)"))
+            elif (Path(current) / name).is_symlink():
+                skipped.append(SkippedFile(shown, "symbolic link (not followed)"))
+            elif (junk_folder := _junk(_Entry(None, shown[:-1], (*relative, name), True))) is not None:  # type: ignore[arg-type]
+                skipped.append(SkippedFile(*junk_folder))
+            else:
+                kept.append(name)
+        folders[:] = kept
+        for name in sorted(names):
+            if not _is_utf8(name):
+                skipped.append(SkippedFile("/".join((*relative, _printable(name))), "name is not valid UTF-8"))
+                continue
+            path = Path(current) / name
+            parts = tuple(unicodedata.normalize("NFC", part) for part in (*relative, name))
+            entry = _Entry(None, "/".join(parts), parts, False)  # type: ignore[arg-type]
+            try:
+                info = path.lstat()
+            except OSError as error:
+                skipped.append(SkippedFile(entry.path, f"cannot be read ({_brief(error)})"))
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                skipped.append(SkippedFile(entry.path, "symbolic link (not followed)"))
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            if len(parts) > limits.max_depth:
+                junk[(entry.path, f"nested more than {limits.max_depth} folders deep")] += 1
+                continue
+            reason = _junk(entry)
+            if reason is not None:
+                junk[reason] += 1
+                continue
+            files.append((entry, "/".join((*relative, name)), info.st_size, info.st_mtime_ns))
+            if len(files) > limits.max_files:
+                raise DatasetError(f"The folder {str(root)!r} holds more than {limits.max_files:,} files; "
+                                   "register a smaller folder.")
+    skipped += [SkippedFile(path, f"{reason} ({_count(count, 'file')})" if path.endswith("/") else reason)
+                for (path, reason), count in junk.items()]
+    return files, skipped
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a file name the file system gave as bytes that are not UTF-8 (decoded with surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    """`name` with any undecodable bytes shown as `\\xNN`, so it can be listed and stored as JSON."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _register(
+    root: Path,
+    files: list[tuple[_Entry, str]],
+    junk: list[SkippedFile],
+    staging: Path,
+    dataset_id: str,
+    val_fraction: float,
+    seed: int,
+    limits: Limits,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
+    """Check every image of a folder, convert the ones not read in place into `staging/files/`; the manifest."""
+    name = root.name or str(root)
+    entries = [entry for entry, _ in files]
+    targets, skipped, folders, given = _plan(entries, _Upload(name, None, None))  # type: ignore[arg-type]
+    skipped = junk + skipped
+    (staging / "files").mkdir()
+    stored: list[_Stored] = []
+    found: Counter[str] = Counter()
+    budget = _Budget(limits)
+    if progress is not None:
+        progress(0, len(entries))
+    for done, (entry, real) in enumerate(files, 1):
+        target = targets.get(id(entry))
+        if target is not None:
+            outcome = _check_in_place(root / real, entry, budget, staging, len(stored))
+            if isinstance(outcome, SkippedFile):
+                skipped.append(outcome)
+            else:
+                stored.append(_Stored(target.class_name, target.split, outcome or real, entry.path, outcome is None))
+                found[target.folder] += 1
+        if progress is not None:
+            progress(done, len(entries))
+    skipped += [SkippedFile(f"{folder}/", "empty class folder (no usable images)") for folder in folders
+                if not found[folder]]
+    return _manifest(stored, skipped, given, dataset_id, name, str(root), val_fraction, seed, limits, root)
+
+
+def _check_in_place(path: Path, entry: _Entry, budget: _Budget, staging: Path, index: int) -> str | SkippedFile | None:
+    """None when the image at `path` can be read where it is; else the converted copy's path, or why it is skipped."""
+    try:
+        if path.stat().st_size > budget.limits.max_entry_bytes:
+            return SkippedFile(entry.path, f"larger than the {_size(budget.limits.max_entry_bytes)} one file may be")
+        data = path.read_bytes()
+    except OSError as error:
+        return SkippedFile(entry.path, f"cannot be read ({_brief(error)})")
+    converted = _convert(data, entry.path, budget.limits.max_image_pixels)
+    if isinstance(converted, str):
+        return SkippedFile(entry.path, converted)
+    encoded, suffix, _ = converted
+    if encoded is data:
+        return None
+    relative = f"files/{index:06d}{suffix}"
+    (staging / relative).write_bytes(encoded)
+    return relative
+
+
+def export_zip(dataset: Dataset, workspace: Workspace) -> Path:
+    """A zip of `dataset` that recreates it anywhere: `train/`, `val/` (and `test/`) folders of class folders.
+
+    Ingested again (`ingest_zip`, or `python -m tlcore train --spec spec.json --data THIS.zip` on
+    another machine), it gives the same images, labels and split, in the same order, so a run's spec
+    trains the same there. File names start with the image's rank to keep that order. The zip is
+    made once per dataset, in the workspace's cache, and returned from there afterwards.
+    """
+    target = workspace.cache_dir / "exports" / f"dataset-{dataset.id}.zip"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
+            for rank, item in enumerate(dataset.items):
+                name = Path(item.source).stem or "image"
+                suffix = Path(item.file).suffix
+                folder = f"{item.split}/{dataset.classes[item.label]}"
+                archive.write(dataset.path(item), f"{folder}/{rank:06d}-{name}{suffix}")
+        os.replace(partial, target)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def load_dataset(workspace: Workspace, dataset_id: str) -> Dataset:
@@ -491,6 +796,7 @@ class _Stored:
     split: str | None
     file: str
     source: str
+    in_place: bool = False
 
 
 def _ingest(
@@ -509,15 +815,32 @@ def _ingest(
         archives = [stack.enter_context(_open_zip(upload, limits)) for upload in uploads]
         scans = [_scan(archive, upload, budget) for archive, upload in zip(archives, uploads)]
         stored, skipped, given = _stage(archives, uploads, scans, budget, staging, progress)
-    classes = _check_classes(stored, given, name, limits)
+    return _manifest(stored, skipped, given, dataset_id, name, name, val_fraction, seed, limits)
+
+
+def _manifest(
+    stored: list[_Stored],
+    skipped: list[SkippedFile],
+    given: bool,
+    dataset_id: str,
+    name: str,
+    shown: str,
+    val_fraction: float,
+    seed: int,
+    limits: Limits,
+    source_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Check the classes of the images kept (`shown` names the upload in messages), split them unless
+    the layout did, and return the manifest; images stored `in_place` are read from `source_dir`."""
+    classes = _check_classes(stored, given, shown, limits)
     if not given:
         _split(stored, val_fraction, seed)
     label = {class_name: index for index, class_name in enumerate(classes)}
     items = sorted(
-        (Item(s.file, label[s.class_name], s.split, s.source) for s in stored),
+        (Item(s.file, label[s.class_name], s.split, s.source, s.in_place) for s in stored),
         key=lambda item: (item.label, item.source, item.file),
     )
-    return {
+    manifest = {
         "format": MANIFEST_FORMAT,
         "id": dataset_id,
         "name": name,
@@ -526,9 +849,13 @@ def _ingest(
         "split_source": "given" if given else "seeded",
         "val_fraction": val_fraction,
         "seed": seed,
-        "items": [{"file": i.file, "label": i.label, "split": i.split, "source": i.source} for i in items],
+        "items": [{"file": i.file, "label": i.label, "split": i.split, "source": i.source,
+                   **({"in_place": True} if i.in_place else {})} for i in items],
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
     }
+    if source_dir is not None:
+        manifest["source_dir"] = str(source_dir)
+    return manifest
 
 
 def _stage(
@@ -997,9 +1324,12 @@ def _from_manifest(root: Path, manifest: dict[str, Any]) -> Dataset:
     if manifest["id"] != root.name:
         raise ValueError(f"the manifest is for dataset {manifest['id']!r}")
     classes = tuple(str(c) for c in manifest["classes"])
-    items = tuple(Item(str(i["file"]), int(i["label"]), str(i["split"]), str(i["source"])) for i in manifest["items"])
+    source_dir = Path(manifest["source_dir"]) if manifest.get("source_dir") is not None else None
+    items = tuple(Item(str(i["file"]), int(i["label"]), str(i["split"]), str(i["source"]), bool(i.get("in_place")))
+                  for i in manifest["items"])
     for item in items:
-        if not _STORED_FILE.match(item.file) or not 0 <= item.label < len(classes) or item.split not in SPLITS:
+        valid_file = _in_place_name(item.file, source_dir) if item.in_place else _STORED_FILE.match(item.file)
+        if not valid_file or not 0 <= item.label < len(classes) or item.split not in SPLITS:
             raise ValueError(f"the manifest lists an invalid image {item.file!r}")
     return Dataset(
         id=manifest["id"],
@@ -1012,7 +1342,15 @@ def _from_manifest(root: Path, manifest: dict[str, Any]) -> Dataset:
         val_fraction=float(manifest["val_fraction"]),
         seed=int(manifest["seed"]),
         created=str(manifest["created"]),
+        source_dir=source_dir,
     )
+
+
+def _in_place_name(name: str, source_dir: Path | None) -> bool:
+    """A path that stays inside `source_dir` whatever the manifest says (it is read, never trusted)."""
+    parts = name.split("/")
+    return (source_dir is not None and source_dir.is_absolute() and bool(name) and not name.startswith("/")
+            and "\\" not in name and all(part not in ("", ".", "..") for part in parts))
 
 
 # ---------------------------------------------------------------------------------------------

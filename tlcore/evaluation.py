@@ -202,7 +202,8 @@ def evaluate(
 
     Raises:
         RunError: the run is still training, or has no saved model.
-        DatasetError: the test zip was refused (see `tlcore.datasets.ingest_zip`).
+        DatasetError: the test zip was refused (see `tlcore.datasets.ingest_zip`), or an image of a
+            dataset read in place from a server folder has gone from it.
         EvaluationError: the test zip's classes are not the run's.
     """
     info = runs.load_run(workspace, run_id)
@@ -220,6 +221,7 @@ def evaluate(
     items = [item for item in dataset.items if kind == "test" or item.split == "val"]
     if not items:
         raise EvaluationError(f"There are no images to evaluate in {dataset.name!r}.")
+    dataset.check_source()
     probabilities = _predict_items(predictor, dataset, items, progress)
     labels = [label_map[item.label] for item in items]
     evaluation = _build(info.id, predictor.classes, dataset, kind, stamp, items, labels, probabilities,
@@ -311,7 +313,7 @@ def _predict_items(predictor: Predictor, dataset: Dataset, items: Sequence[Any],
         if progress is not None:
             progress(start, len(items))
         chunk = items[start:start + CHUNK]
-        images = load_images([dataset.root / item.file for item in chunk], predictor.image_size)
+        images = load_images([dataset.path(item) for item in chunk], predictor.image_size)
         parts.append(predictor.probabilities(images))
     if progress is not None:
         progress(len(items), len(items))

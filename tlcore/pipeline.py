@@ -2,12 +2,17 @@
 
 Every image is decoded and resized once, kept in memory as uint8 (a 224-px image is 150 KB, so a
 thousand-photo dataset costs 150 MB), then shuffled, augmented, batched and prefetched each epoch.
+A dataset read in place from a server folder (`tlcore.datasets.ingest_folder`), or one whose decoded
+images would exceed `TLCORE_PIPELINE_MEMORY` bytes (default 4 GiB), is streamed instead: files are
+read and decoded in parallel, ahead of the model, every epoch, in the same seeded order, so the
+batches are the same as in memory.
 Models take raw RGB in [0, 255]: the backbone's own scaling is a layer inside the model
 (`tlcore.models`), so the same `load_image` serves training, evaluation and prediction.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -17,6 +22,20 @@ if TYPE_CHECKING:
 
     from tlcore.datasets import Dataset
     from tlcore.spec import Augmentation
+
+MEMORY_ENV = "TLCORE_PIPELINE_MEMORY"
+DEFAULT_MEMORY_BYTES = 4 * 1024**3
+
+
+def streams_from_disk(dataset: Dataset, image_size: int) -> bool:
+    """Whether `make_pipelines` reads `dataset` from disk every epoch rather than keeping it in memory."""
+    if dataset.source_dir is not None:
+        return True
+    try:
+        budget = int(os.environ.get(MEMORY_ENV, DEFAULT_MEMORY_BYTES))
+    except ValueError:
+        budget = DEFAULT_MEMORY_BYTES
+    return len(dataset.items) * image_size * image_size * 3 > budget
 
 
 def decode_and_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -72,15 +91,24 @@ def make_pipelines(
 
     train_paths, train_labels = dataset.files("train")
     val_paths, val_labels = dataset.files("val")
-    train_images = load_images(train_paths, image_size)
-    val_images = load_images(val_paths, image_size)
+    streamed = streams_from_disk(dataset, image_size)
+
+    def examples(paths: list[Path], labels: list[int]) -> tf.data.Dataset:
+        """`(image or file name, label)` pairs; shuffling file names shuffles like images (same seed, same count)."""
+        sources = [str(p) for p in paths] if streamed else load_images(paths, image_size)
+        return tf.data.Dataset.from_tensor_slices((sources, tf.constant(labels, tf.int32)))
+
+    def decoded(pairs: tf.data.Dataset) -> tf.data.Dataset:
+        if not streamed:
+            return pairs
+        return pairs.map(lambda path, label: (decode_and_resize(path, image_size), label),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     options = tf.data.Options()
     options.deterministic = True
 
-    train = tf.data.Dataset.from_tensor_slices((train_images, tf.constant(train_labels, tf.int32)))
-    train = train.shuffle(len(train_paths), seed=seed, reshuffle_each_iteration=True)
-    train = train.batch(batch_size).map(_to_float)
+    train = examples(train_paths, train_labels).shuffle(len(train_paths), seed=seed, reshuffle_each_iteration=True)
+    train = decoded(train).batch(batch_size).map(_to_float)
     if augmentation is not None and augmentation.active:
         layers = augmentation_layers(augmentation, seed)
 
@@ -92,8 +120,8 @@ def make_pipelines(
         train = train.map(augment)
     train = train.prefetch(tf.data.AUTOTUNE).with_options(options)
 
-    val = tf.data.Dataset.from_tensor_slices((val_images, tf.constant(val_labels, tf.int32)))
-    val = val.batch(batch_size).map(_to_float).prefetch(tf.data.AUTOTUNE).with_options(options)
+    val = decoded(examples(val_paths, val_labels)).batch(batch_size).map(_to_float)
+    val = val.prefetch(tf.data.AUTOTUNE).with_options(options)
     return train, val
 
 

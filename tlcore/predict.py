@@ -20,6 +20,7 @@ preprocessing is inside it, so nothing else is needed. It is loaded with Keras's
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Sequence, Union
@@ -113,6 +114,16 @@ def model_file(info: runs.RunInfo, require_finished: bool = True) -> Path:
     return path
 
 
+def _load_failure(path: Path, exc: Exception) -> str:
+    """Why Keras could not load the model file `path`, in a few words."""
+    if not zipfile.is_zipfile(path):
+        return f"{path.name} is not a Keras model file"
+    message = " ".join(str(exc).split())
+    if "safe_mode" in message:
+        return f"{path.name} carries Python code, which is never run"
+    return f"{type(exc).__name__}: {message[:120]}"
+
+
 def read_labels(run_dir: Path) -> tuple[str, ...]:
     """The class names of a run, in the model's output order (`labels.txt`)."""
     try:
@@ -146,8 +157,22 @@ class Predictor:
         path = model_file(info, require_finished)
         classes = read_labels(info.dir)
         stamp = model_stamp(path)
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
-        outputs = int(model.output.shape[-1])
+        try:
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError, EOFError,
+                zipfile.BadZipFile) as exc:
+            # Whatever a damaged or crafted file makes Keras raise: ValueError (not a zip, safe mode
+            # refusing a Lambda layer, bad JSON), KeyError (no config.json), TypeError (unknown class)...
+            raise RunError(
+                f"The model of run {info.name!r} cannot be loaded safely ({_load_failure(path, exc)}); "
+                "train it again or delete the run."
+            ) from None
+        if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+            raise RunError(
+                f"The model of run {info.name!r} is not a classifier of this app (it has {len(model.outputs)} "
+                "outputs, not one vector of class probabilities); train it again or delete the run."
+            )
+        outputs = int(model.outputs[0].shape[-1])
         if outputs != len(classes):
             raise RunError(
                 f"Run {info.name!r} is inconsistent: its model has {outputs} outputs but "

@@ -53,10 +53,23 @@ LOG_FILE = "trainer.log"
 METRIC_COLUMNS = ("kind", "phase", "epoch", "step", "global_step", "loss", "accuracy", "val_loss",
                   "val_accuracy", "elapsed")
 
+# The training paths (`tlcore.training.choose_path`), and the phase the status shows during a fast
+# path's one-off pass over the frozen layers.
+PATHS = ("features", "prefix", "full")
+FEATURE_PASS_PHASE = "features"
+
 
 @dataclass(frozen=True)
 class RunInfo:
-    """A run as people see it: what it is, where it stands, how well it did."""
+    """A run as people see it: what it is, where it stands, how well it did.
+
+    eta_seconds: time left while running: the remaining epochs at the measured `seconds_per_epoch`,
+        plus, during a feature pass, what is left of it at its measured rate; None until both are known.
+    path, path_note: the training path of the current phase (one of `PATHS`) and why, in words.
+    features_done, features_total, features_cached, features_seconds: the feature pass of a fast path,
+        in images (`features_cached` when the outputs came from the cache, not computed);
+        `features_eta_seconds` is what is left of it while it runs.
+    """
 
     id: str
     dir: Path
@@ -80,11 +93,29 @@ class RunInfo:
     best_epoch: int | None = None
     trainable_params: int | None = None
     frozen_layers: int | None = None
+    path: str | None = None
     path_note: str | None = None
+    features_done: int | None = None
+    features_total: int | None = None
+    features_cached: bool | None = None
+    features_seconds: float | None = None
+    features_eta_seconds: float | None = None
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def in_feature_pass(self) -> bool:
+        """True while the trainer runs the frozen layers once over the images, before a fast path's epochs."""
+        return self.active and self.phase == FEATURE_PASS_PHASE and bool(self.features_total)
+
+    @property
+    def features_fraction(self) -> float:
+        """How much of the feature pass is done, from 0 to 1."""
+        if not self.features_total:
+            return 0.0
+        return min(1.0, (self.features_done or 0) / self.features_total)
 
     def to_dict(self) -> dict[str, Any]:
         data = {key: getattr(self, key) for key in self.__dataclass_fields__}
@@ -304,20 +335,51 @@ def _info_from_status(
     else:
         progress = 0.0
     elapsed = _real(status.get("elapsed_seconds"))
-    eta = None
-    if state in ("running", "stopping") and elapsed and 0 < progress < 1:
-        eta = elapsed * (1 - progress) / progress
+    steps_per_epoch = _whole(status.get("steps_per_epoch"))
+    seconds_per_epoch = _seconds(status.get("seconds_per_epoch"))
+    phase = _text(status.get("phase"))
+    features_done = _count(status.get("features_done"))
+    features_total = _count(status.get("features_total"))
+    features_seconds = _seconds(status.get("features_seconds"))
+    features_eta = eta = None
+    if state == "running":
+        # Not elapsed / progress: a fast path spends most of its time in the one-off feature pass,
+        # which that ratio would charge to every remaining epoch.
+        eta = _epochs_left_seconds(total_epochs, steps_per_epoch, _count(status.get("global_step")) or 0,
+                                   seconds_per_epoch)
+        if phase == FEATURE_PASS_PHASE:
+            features_eta = _feature_pass_left_seconds(features_done, features_total, features_seconds)
+            eta = None if eta is None or features_eta is None else eta + features_eta
     return RunInfo(
         id=run_id, dir=run_dir, name=name, spec=spec, status=state,
         created=_text(status.get("created")), started=_text(status.get("started")), ended=_text(status.get("ended")),
-        error=_text(status.get("error")), phase=_text(status.get("phase")), epoch=_whole(status.get("epoch")) or 0,
-        total_epochs=total_epochs, steps_per_epoch=_whole(status.get("steps_per_epoch")),
+        error=_text(status.get("error")), phase=phase, epoch=_whole(status.get("epoch")) or 0,
+        total_epochs=total_epochs, steps_per_epoch=steps_per_epoch,
         step=_whole(status.get("step")) or 0, progress=progress, eta_seconds=eta, elapsed_seconds=elapsed,
-        seconds_per_epoch=_real(status.get("seconds_per_epoch")),
+        seconds_per_epoch=seconds_per_epoch,
         best_val_accuracy=_real(status.get("best_val_accuracy")), best_epoch=_whole(status.get("best_epoch")),
         trainable_params=_whole(status.get("trainable_params")), frozen_layers=_whole(status.get("frozen_layers")),
-        path_note=_text(status.get("path_note")),
+        path=status.get("path") if status.get("path") in PATHS else None, path_note=_text(status.get("path_note")),
+        features_done=features_done, features_total=features_total,
+        features_cached=_flag(status.get("features_cached")), features_seconds=features_seconds,
+        features_eta_seconds=features_eta,
     )
+
+
+def _epochs_left_seconds(
+    total_epochs: int, steps_per_epoch: int | None, global_step: int, seconds_per_epoch: float | None
+) -> float | None:
+    """The epochs still to train (the current one in part) at the measured time per epoch."""
+    if seconds_per_epoch is None or not steps_per_epoch:
+        return None
+    return max(0.0, total_epochs - global_step / steps_per_epoch) * seconds_per_epoch
+
+
+def _feature_pass_left_seconds(done: int | None, total: int | None, seconds: float | None) -> float | None:
+    """The images the feature pass has still to go through, at its rate so far."""
+    if not done or total is None or not seconds:
+        return None
+    return max(0, total - done) * seconds / done
 
 
 def _real(value: Any) -> float | None:
@@ -334,6 +396,20 @@ def _whole(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value
+
+
+def _count(value: Any) -> int | None:
+    number = _whole(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _seconds(value: Any) -> float | None:
+    number = _real(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def _text(value: Any) -> str | None:

@@ -32,9 +32,10 @@ import fcntl
 import json
 import math
 import os
+import re
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import keras
 
 from tlcore import runs
+from tlcore.distribute import Distribution
 from tlcore.errors import RunError, TLCoreError
 from tlcore.workspace import Workspace, read_json
 
@@ -117,8 +119,14 @@ def compile_for_phase(
     return view, frozen
 
 
-def _compile(view: keras.Model, spec: RunSpec, phase: Phase, acceleration: Acceleration) -> None:
-    optimizer = make_optimizer(spec.optimizer, phase.learning_rate)
+def _compile(
+    view: keras.Model,
+    spec: RunSpec,
+    phase: Phase,
+    acceleration: Acceleration,
+    learning_rate_factor: int = 1,
+) -> None:
+    optimizer = make_optimizer(spec.optimizer, phase.learning_rate * learning_rate_factor)
     if acceleration.mixed_precision:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     view.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -257,32 +265,36 @@ def train_run(
     run_id: str,
     lock_fd: int | None = None,
     report: EpochReport | None = None,
+    distribution: Distribution | None = None,
 ) -> runs.RunInfo:
     """Train the queued run `run_id` to the end (or to a stop) and return its final state.
 
     lock_fd: the run's lock, already held (handed over by `runs.start`); None takes it here.
     report: called with each epoch's metrics row, for a command line that prints progress.
+    distribution: where to train (`tlcore.distribute`); None is one device. In a multi-worker job
+        only the chief calls this; the other workers call `train_worker`.
+    A write into the run folder that fails (full disk, read-only workspace) fails the run with "Could
+    not write to the run folder: …"; when not even that can be written, `RunError` is raised.
     """
     run_dir = workspace.run_dir(run_id)
     info = runs.load_run(workspace, run_id)
     if info.status != "queued":
         raise RunError(f"Run {run_id!r} is {info.status}; only a queued run can be trained.")
     lock = _acquire_run_lock(run_dir, lock_fd)
-    runs.update_status(run_dir, pid=os.getpid())
-    slot = runs.wait_for_slot(workspace, run_dir)
+    slot: int | None = None
     try:
+        status = _status_writer(run_dir)
+        status(pid=os.getpid())
+        slot = runs.wait_for_slot(workspace, run_dir)
         if slot is None:
-            runs.update_status(run_dir, status="stopped", ended=runs.now_iso(),
-                                error="Stopped before training started.")
+            status(status="stopped", ended=runs.now_iso(), error="Stopped before training started.")
         else:
-            _train(workspace, run_dir, info.spec, report)
+            _train(workspace, run_dir, info.spec, report, distribution or Distribution())
     except TLCoreError as exc:
-        runs.update_status(run_dir, status="failed", ended=runs.now_iso(), error=str(exc))
+        _record_failure(run_dir, str(exc))
     except Exception as exc:  # noqa: BLE001 - any failure must end as a readable status, not a dead run
         traceback.print_exc()
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        runs.update_status(run_dir, status="failed", ended=runs.now_iso(),
-                            error=f"Training failed: {type(exc).__name__}: {message}"[:500])
+        _record_failure(run_dir, f"Training failed: {error_summary(exc)}")
     finally:
         if slot is not None:
             os.close(slot)
@@ -290,6 +302,33 @@ def train_run(
             os.close(lock)
     return runs.load_run(workspace, run_id)
 
+
+def train_worker(workspace: Workspace, spec: RunSpec, distribution: Distribution) -> str:
+    """Take part in a multi-worker job as a worker other than the chief: train in step, write nothing.
+
+    The dataset must be in this worker's `workspace` (its feature cache is kept there too). The worker
+    stops when the chief does. Returns how the job ended, `"completed"` or `"stopped"`; a failure
+    raises here as it does on the chief.
+    """
+    if distribution.is_chief:
+        raise RunError("The chief of a multi-worker job trains a run folder (`train_run`), not `train_worker`.")
+    return _train(workspace, None, spec.validated(), None, distribution)
+
+
+def error_summary(exc: BaseException) -> str:
+    """`"TypeName: the line that says what went wrong"`, at most 500 characters.
+
+    TensorFlow's errors from a compiled step start with "Graph execution error:" and the graph's
+    Python call stack; the cause is the line after them.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0] == "Graph execution error:":
+        noise = ("Detected at node", "File ", "[[", "0 successful operations", "0 derived errors")
+        causes = [line for line in lines[1:] if not line.startswith(noise) and "root error(s) found" not in line]
+        lines = [re.sub(r"^\(\d+\) [A-Z_]+:\s*", "", causes[0])] if causes else lines
+    if len(lines) > 1 and lines[0].endswith(":"):  # "...tasks are unhealthy:" followed by which
+        lines[0] = f"{lines[0]} {lines[1]}"
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".strip()[:500]
 
 
 class _Stopped(Exception):
@@ -299,9 +338,10 @@ class _Stopped(Exception):
 class _RunData:
     """A run's image files and labels, and its full-model pipelines, built at most once."""
 
-    def __init__(self, dataset: Dataset, spec: RunSpec) -> None:
+    def __init__(self, dataset: Dataset, spec: RunSpec, batch_size: int) -> None:
         self.dataset = dataset
         self.spec = spec
+        self.batch_size = batch_size  # the global batch
         self.paths = {split: dataset.files(split)[0] for split in ("train", "val")}
         self.labels = {split: dataset.files(split)[1] for split in ("train", "val")}
         self._pipelines: tuple[tf.data.Dataset, tf.data.Dataset] | None = None
@@ -314,30 +354,65 @@ class _RunData:
 
         if self._pipelines is None:
             spec = self.spec
-            self._pipelines = make_pipelines(self.dataset, spec.model.image_size, spec.batch_size, spec.seed,
+            self._pipelines = make_pipelines(self.dataset, spec.model.image_size, self.batch_size, spec.seed,
                                              spec.augmentation)
         return self._pipelines
 
 
-def _train(workspace: Workspace, run_dir: Path, spec: RunSpec, report: EpochReport | None) -> None:
+def _train(
+    workspace: Workspace,
+    run_dir: Path | None,
+    spec: RunSpec,
+    report: EpochReport | None,
+    distribution: Distribution,
+) -> str:
+    """Train `spec` phase by phase and return `"completed"` or `"stopped"`; `run_dir` None is a multi-worker
+    job's non-chief worker (writes nothing)."""
     from tlcore.datasets import load_dataset
-    from tlcore.features import Budget, feature_batches, shuffled_order
-    from tlcore.models import apply_strategy, build_model, parameter_counts, trainable_view
 
     started = time.monotonic()
-    runs.update_status(run_dir, status="running", started=runs.now_iso(), phase=spec.phases()[0].name)
+    status = _status_writer(run_dir)
+    status(status="running", started=runs.now_iso(), phase=spec.phases()[0].name, **distribution.status_fields())
     seed_everything(spec.seed)
     acceleration = detect_acceleration()
     dataset = load_dataset(workspace, spec.dataset)
-    data = _RunData(dataset, spec)
+    dataset.check_source()
+    data = _RunData(dataset, spec, spec.batch_size * distribution.batch_factor)
+    with distribution.scope():
+        return _train_phases(workspace, run_dir, spec, report, distribution, acceleration, data, started, status)
+
+
+def _train_phases(
+    workspace: Workspace,
+    run_dir: Path | None,
+    spec: RunSpec,
+    report: EpochReport | None,
+    distribution: Distribution,
+    acceleration: Acceleration,
+    data: _RunData,
+    started: float,
+    status: Callable[..., Any],
+) -> str:
+    from tlcore.distribute import prepare_for_fit, shard_by_data, without_starving_batch
+    from tlcore.features import Budget, feature_batches, shuffled_order
+    from tlcore.models import apply_strategy, base_training_mode, build_model, parameter_counts, trainable_view
+
     model = build_model(spec.model, workspace)
     if acceleration.mixed_precision:
         set_compute_policy(model, "mixed_float16")
     budget = Budget.from_env()
-    steps_per_epoch = math.ceil(data.count("train") / spec.batch_size)
-    recorder = RunRecorder(run_dir, model, started, report, mixed_precision=acceleration.mixed_precision)
-    runs.update_status(run_dir, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * spec.total_epochs,
-                       setup_seconds=round(time.monotonic() - started, 3))
+    # Training BatchNormalization (from scratch) cannot take a replica's empty share of a last, tiny batch.
+    starved = (base_training_mode(spec.model.strategy) is None
+               and distribution.starves_a_replica(data.count("train"), data.batch_size))
+    steps_per_epoch = math.ceil(data.count("train") / data.batch_size) - starved
+    recorder: RunRecorder | WorkerRecorder
+    if run_dir is None:
+        recorder = WorkerRecorder(distribution)
+    else:
+        recorder = RunRecorder(run_dir, model, started, report, mixed_precision=acceleration.mixed_precision,
+                               distribution=distribution)
+    status(steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * spec.total_epochs,
+           global_batch_size=data.batch_size, setup_seconds=round(time.monotonic() - started, 3))
 
     order = None  # the fast paths' epoch order, made once so that reshuffling continues across phases
     first_epoch = 0
@@ -345,23 +420,32 @@ def _train(workspace: Workspace, run_dir: Path, spec: RunSpec, report: EpochRepo
         frozen = apply_strategy(model, phase.strategy, phase.frozen_layers)
         image_count = data.count("train") + data.count("val")
         path, note, cut = _plan(spec, phase, model, image_count, budget)
-        runs.update_status(run_dir, path=path, path_note=note)
+        status(path=path, path_note=note)
+        distribution.check_in_step(
+            f"phase {phase.name}, {data.count('train')} training and {data.count('val')} validation images "
+            f"in {len(data.dataset.classes)} classes, {frozen} frozen layers, {path} path")
         if cut is None:
             view = trainable_view(model, phase.strategy)
             train_data, val_data = data.pipelines()
         else:
             try:
                 cached, note = _cached_features(workspace, run_dir, spec, cut, data, budget, acceleration, path,
-                                                started)
+                                                started, honour_stop=distribution.kind != "multiworker")
             except _Stopped:
                 recorder.stop_seen = True
                 break
             view = cut.trainable_model()
             order = order if order is not None else shuffled_order(data.count("train"), spec.seed)
-            train_data = feature_batches(cached.train, data.labels["train"], spec.batch_size, order)
-            val_data = feature_batches(cached.val, data.labels["val"], spec.batch_size)
-            runs.update_status(run_dir, path=path, path_note=note)
-        _compile(view, spec, phase, acceleration)
+            train_data = feature_batches(cached.train, data.labels["train"], data.batch_size, order)
+            val_data = feature_batches(cached.val, data.labels["val"], data.batch_size)
+            status(path=path, path_note=note)
+        if starved:
+            train_data = without_starving_batch(train_data, distribution.replicas)
+        if distribution.kind != "none":
+            train_data, val_data = shard_by_data(train_data), shard_by_data(val_data)
+        _compile(view, spec, phase, acceleration, learning_rate_factor=distribution.batch_factor)
+        status(learning_rate=phase.learning_rate * distribution.batch_factor)
+        prepare_for_fit(view, distribution, train_data)
         recorder.begin_phase(phase.name, frozen, parameter_counts(model)["trainable"])
         try:
             view.fit(train_data, validation_data=val_data, initial_epoch=first_epoch,
@@ -377,13 +461,48 @@ def _train(workspace: Workspace, run_dir: Path, spec: RunSpec, report: EpochRepo
     changes: dict[str, Any] = {}
     if recorder.stop_seen and recorder.global_step == 0:
         changes["error"] = "Stopped during the feature pass, before the first epoch."
-    runs.update_status(run_dir, status=final, ended=runs.now_iso(), elapsed_seconds=time.monotonic() - started,
-                       **changes)
+    status(status=final, ended=runs.now_iso(), elapsed_seconds=time.monotonic() - started, **changes)
+    return final
+
+
+def _status_writer(run_dir: Path | None) -> Callable[..., Any]:
+    """`runs.update_status` for `run_dir` (a failed write raises `RunError`), or a no-op for a worker
+    that writes nothing."""
+    if run_dir is None:
+        return lambda **changes: None
+
+    def write(**changes: Any) -> None:
+        with _run_folder_write(run_dir, runs.STATUS_FILE):
+            runs.update_status(run_dir, **changes)
+
+    return write
+
+
+@contextmanager
+def _run_folder_write(run_dir: Path, file_name: str) -> Iterator[None]:
+    """Turn a failed write into the run folder (full disk, read-only workspace) into the run's failure."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunError(
+            f"Could not write to the run folder: {exc.strerror or exc} ({file_name} in {str(run_dir)!r}); "
+            "free some disk space or make the workspace writable, then start the run again."
+        ) from exc
+
+
+def _record_failure(run_dir: Path, error: str) -> None:
+    """End the run as `failed` with `error`.
+
+    If even that write fails, the `RunError` raised here ends the trainer; once its process (and so
+    the run's lock) is gone, `runs.load_run` lists the run as `interrupted`, never as running.
+    """
+    with _run_folder_write(run_dir, runs.STATUS_FILE):
+        runs.update_status(run_dir, status="failed", ended=runs.now_iso(), error=error)
 
 
 def _cached_features(
     workspace: Workspace,
-    run_dir: Path,
+    run_dir: Path | None,
     spec: RunSpec,
     cut: Cut,
     data: _RunData,
@@ -391,13 +510,18 @@ def _cached_features(
     acceleration: Acceleration,
     path: str,
     started: float,
+    honour_stop: bool = True,
 ) -> tuple[CachedFeatures, str]:
     """The cut's activations over both splits, from the cache or computed now, and the path note saying which.
 
     While computing, the status shows `phase: "features"` with `features_done` / `features_total`
-    (images), and a stop request ends the pass (`_Stopped`).
+    (images) and `features_seconds` so far (the rate the ETA uses), and a stop request ends the pass
+    (`_Stopped`) when `honour_stop` (a multi-worker job stops at an epoch's end instead, where every
+    worker learns of it). `run_dir` None writes nothing.
     """
     from tlcore.features import CachedFeatures, FeatureCache, cache_key, format_bytes
+
+    status = _status_writer(run_dir)
 
     counts = {split: data.count(split) for split in ("train", "val")}
     total = counts["train"] + counts["val"]
@@ -407,23 +531,23 @@ def _cached_features(
     key = cache_key(spec.dataset, spec.model.backbone, cut)
     entry = cache.load(key, counts, cut.shapes)
     if entry is not None:
-        runs.update_status(run_dir, features_done=total, features_total=total, features_cached=True,
+        status(features_done=total, features_total=total, features_cached=True,
                            features_seconds=0.0)
         return entry, _fast_note(path, cut.frozen_layers, suffix_layers, "cached", f"these {total:,} images")
 
     began = time.monotonic()
-    runs.update_status(run_dir, phase="features", features_done=0, features_total=total, features_cached=False)
+    status(phase="features", features_done=0, features_total=total, features_cached=False, features_seconds=0.0)
     last_write = began
 
     def progress(done: int) -> None:
         nonlocal last_write
-        if runs.stop_requested(run_dir):
-            runs.update_status(run_dir, status="stopping", features_done=done)
+        if honour_stop and run_dir is not None and runs.stop_requested(run_dir):
+            status(status="stopping", features_done=done)
             raise _Stopped
         now = time.monotonic()
         if now - last_write >= STATUS_INTERVAL_SECONDS:
             last_write = now
-            runs.update_status(run_dir, features_done=done, elapsed_seconds=round(now - started, 3))
+            status(features_done=done, features_seconds=round(now - began, 3), elapsed_seconds=round(now - started, 3))
 
     train = cut.compute(data.paths["train"], progress, jit_compile=acceleration.jit_compile)
     val = cut.compute(data.paths["val"], lambda done: progress(counts["train"] + done),
@@ -432,7 +556,7 @@ def _cached_features(
     seconds = time.monotonic() - began
     on_disk = cache.store(key, entry, meta={"dataset": spec.dataset, "backbone": spec.model.backbone,
                                             "frozen_layers": cut.frozen_layers, "cut": list(cut.names)})
-    runs.update_status(run_dir, features_done=total, features_seconds=round(seconds, 3))
+    status(features_done=total, features_seconds=round(seconds, 3))
     note = _fast_note(path, cut.frozen_layers, suffix_layers, "computed", images, seconds)
     if not on_disk:
         note += (f" They take {format_bytes(entry.nbytes)}, more than the {format_bytes(budget.disk)} disk "
@@ -452,6 +576,9 @@ class RunRecorder(keras.callbacks.Callback):
 
     saved_model: the model written to `best.keras` (the full model, not the view being fitted).
     mixed_precision: the model computes in mixed precision; it is saved with float32 layers.
+    distribution: in a multi-worker job, a stop request takes effect at the end of the epoch, when
+        every worker votes (`Distribution.any_worker`): a worker leaving `fit` alone would leave the
+        others waiting for it forever.
     """
 
     def __init__(
@@ -461,14 +588,17 @@ class RunRecorder(keras.callbacks.Callback):
         started: float,
         report: EpochReport | None = None,
         mixed_precision: bool = False,
+        distribution: Distribution | None = None,
     ) -> None:
         super().__init__()
         self.run_dir = run_dir
+        self.distribution = distribution or Distribution()
         self.saved_model = saved_model
         self.mixed_precision = mixed_precision
         self.started = started
         self.report = report
-        self.metrics_file = open(run_dir / runs.METRICS_FILE, "a", encoding="utf-8")
+        with _run_folder_write(run_dir, runs.METRICS_FILE):
+            self.metrics_file = open(run_dir / runs.METRICS_FILE, "a", encoding="utf-8")
         self.phase = ""
         self.global_step = 0
         self.epoch = 0
@@ -493,8 +623,9 @@ class RunRecorder(keras.callbacks.Callback):
 
     def begin_phase(self, phase: str, frozen_layers: int, trainable_params: int) -> None:
         self.phase = phase
-        runs.update_status(self.run_dir, phase=phase, frozen_layers=frozen_layers,
-                            trainable_params=trainable_params)
+        with _run_folder_write(self.run_dir, runs.STATUS_FILE):
+            runs.update_status(self.run_dir, phase=phase, frozen_layers=frozen_layers,
+                               trainable_params=trainable_params)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.last_best_save = time.monotonic()
@@ -512,7 +643,8 @@ class RunRecorder(keras.callbacks.Callback):
         self._write({"kind": "batch", "loss": logs.get("loss"), "accuracy": logs.get("accuracy")})
         if runs.stop_requested(self.run_dir) and not self.stop_seen:
             self.stop_seen = True
-            self.model.stop_training = True
+            if self.distribution.kind != "multiworker":
+                self.model.stop_training = True
             self._status(force=True, status="stopping")
         else:
             self._status()
@@ -539,6 +671,8 @@ class RunRecorder(keras.callbacks.Callback):
         self._status(force=True)
         if self.report is not None:
             self.report(row)
+        if self.distribution.kind == "multiworker" and self.distribution.any_worker(self.stop_seen):
+            self.model.stop_training = True
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.best_weights is not None:
@@ -569,8 +703,9 @@ class RunRecorder(keras.callbacks.Callback):
             **{key: _number(value) for key, value in values.items()},
             "elapsed": round(time.monotonic() - self.started, 3),
         }
-        self.metrics_file.write(json.dumps(row) + "\n")
-        self.metrics_file.flush()
+        with _run_folder_write(self.run_dir, runs.METRICS_FILE):
+            self.metrics_file.write(json.dumps(row) + "\n")
+            self.metrics_file.flush()
         return row
 
     def _status(self, force: bool = False, **changes: Any) -> None:
@@ -578,20 +713,25 @@ class RunRecorder(keras.callbacks.Callback):
         if not force and now - self.last_status_write < STATUS_INTERVAL_SECONDS:
             return
         self.last_status_write = now
-        runs.update_status(
-            self.run_dir,
-            epoch=self.epoch,
-            step=self.step,
-            global_step=self.global_step,
-            elapsed_seconds=round(now - self.started, 3),
-            seconds_per_epoch=(sum(self.epoch_seconds) / len(self.epoch_seconds)) if self.epoch_seconds else None,
-            best_val_accuracy=self.saved_val_accuracy,
-            best_epoch=self.saved_epoch,
-            **changes,
-        )
+        with _run_folder_write(self.run_dir, runs.STATUS_FILE):
+            runs.update_status(
+                self.run_dir,
+                epoch=self.epoch,
+                step=self.step,
+                global_step=self.global_step,
+                elapsed_seconds=round(now - self.started, 3),
+                seconds_per_epoch=(sum(self.epoch_seconds) / len(self.epoch_seconds)) if self.epoch_seconds else None,
+                best_val_accuracy=self.saved_val_accuracy,
+                best_epoch=self.saved_epoch,
+                **changes,
+            )
 
     def _save_best(self) -> None:
-        """Write the kept best weights to `best.keras` as the full model, then carry on with the current ones."""
+        """Write the kept best weights to `best.keras` as the full model, then carry on with the current ones.
+
+        The model is written to a temporary name and renamed: a write that fails (`RunError`) leaves the
+        previous `best.keras` whole and no partial file, and the best weights stay kept for another try.
+        """
         variables = self.saved_model.weights
         current = None
         if not self.best_is_current:
@@ -600,15 +740,46 @@ class RunRecorder(keras.callbacks.Callback):
                 variable.assign(value)
         target = self.run_dir / runs.BEST_MODEL_FILE
         partial = self.run_dir / f".{runs.BEST_MODEL_FILE}.partial.keras"
-        with _float32_layers(self.saved_model, self.mixed_precision):
-            self.saved_model.save(partial)
-        os.replace(partial, target)
-        if current is not None:
-            for variable, value in zip(variables, current):
-                variable.assign(value)
+        try:
+            with _run_folder_write(self.run_dir, runs.BEST_MODEL_FILE):
+                with _float32_layers(self.saved_model, self.mixed_precision):
+                    self.saved_model.save(partial)
+                os.replace(partial, target)
+        except BaseException:
+            with suppress(OSError):
+                partial.unlink(missing_ok=True)
+            raise
+        finally:
+            if current is not None:
+                for variable, value in zip(variables, current):
+                    variable.assign(value)
         self.best_weights = None
         self.saved_val_accuracy, self.saved_epoch = self.best_val_accuracy, self.best_epoch
         self.last_best_save = time.monotonic()
+
+
+class WorkerRecorder(keras.callbacks.Callback):
+    """A multi-worker job's non-chief worker in place of `RunRecorder`: writes nothing, stops with the chief."""
+
+    def __init__(self, distribution: Distribution) -> None:
+        super().__init__()
+        self.distribution = distribution
+        self.global_step = 0
+        self.stop_seen = False
+
+    def begin_phase(self, phase: str, frozen_layers: int, trainable_params: int) -> None:
+        """Nothing to record: the chief records the phase."""
+
+    def keep_best_after_fault(self) -> None:
+        """Nothing to keep: the chief keeps the best model."""
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.global_step += 1
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.distribution.any_worker(False):
+            self.stop_seen = True
+            self.model.stop_training = True
 
 
 def _number(value: Any) -> float | None:

@@ -103,6 +103,20 @@ EN: dict[str, str] = {
     "data.skipped_path": "File",
     "data.skipped_reason": "Reason",
     "data.nothing_skipped": "Every file was used.",
+    "data.folder_title": "Folder on the server",
+    "data.folder_help": (
+        "For data too large to upload: register a folder of class folders on this server. Its JPEG photos are read "
+        "where they are, never copied, and training streams them from disk."
+    ),
+    "data.folder_none": (
+        "No server folder is allowed yet. The operator allows some by starting the app with TLCORE_DATA_DIRS set to "
+        "them, separated by colons, for example `TLCORE_DATA_DIRS=/data/photos streamlit run app.py`."
+    ),
+    "data.folder_pick": "Folder",
+    "data.folder_add": "Register folder",
+    "data.folder_source": "Read in place from the server folder {folder}.",
+    "data.folder_missing": "Some of these images are no longer in {folder}; register the folder again to "
+                           "train on what it holds now.",
     # model
     "model.title": "Model",
     "model.intro": (
@@ -224,6 +238,11 @@ EN: dict[str, str] = {
     "train.progress_step": "step {step} / {steps}",
     "train.progress_elapsed": "{time} elapsed",
     "train.progress_eta": "about {time} left",
+    "train.features_progress": "Computing the frozen base's features: {done} / {total} images",
+    "train.prefix_progress": "Computing the frozen layers' outputs: {done} / {total} images",
+    "path.features": "Fast path: cached features",
+    "path.prefix": "Fast path: cached frozen layers",
+    "path.full": "Full network every epoch",
     "status.queued": "Queued",
     "status.running": "Running",
     "status.stopping": "Stopping",
@@ -253,6 +272,11 @@ EN: dict[str, str] = {
     "runs.name": "Name",
     "runs.backbone": "Backbone",
     "runs.strategy": "Strategy",
+    "runs.path": "Path",
+    "runs.path_help": (
+        "How each epoch ran: on features the frozen base computed once, on the cached outputs of the frozen "
+        "layers, or through the whole network."
+    ),
     "runs.frozen_layers": "Frozen layers",
     "runs.trainable_params": "Trainable parameters",
     "runs.best_val_accuracy": "Best val. accuracy",
@@ -285,7 +309,7 @@ EN: dict[str, str] = {
     "evaluate.tab_evaluate": "Evaluate",
     "evaluate.tab_try": "Try it",
     "evaluate.tab_export": "Export",
-    "evaluate.tab_code": "Code",
+    "evaluate.tab_code": "Code & reproduce",
     "evaluate.intro": (
         "Measures the run's best model on the validation images it never trained on, or on a test zip of your "
         "own. Results are kept with the run, so evaluating again is instant."
@@ -367,6 +391,17 @@ EN: dict[str, str] = {
         "Run it with `python {file} IMAGES_FOLDER`, where the folder holds one folder of images per class."
     ),
     "evaluate.code_download": "Download {file}",
+    "evaluate.reproduce_title": "Train it on another machine",
+    "evaluate.reproduce_intro": (
+        "The spec is the whole job: download it with the dataset and run one of these commands where tlcore is "
+        "installed, on a GPU server or a cluster (see docs/scaling.md). The spec's batch size stays the global "
+        "batch, so the run trains as it did here."
+    ),
+    "evaluate.reproduce_spec": "Download spec.json",
+    "evaluate.reproduce_dataset": "Download {file}",
+    "evaluate.reproduce_folder": (
+        "The dataset is read from the server folder {folder}; it must be there on the other machine too."
+    ),
     "evaluate.chart_true": "true class",
     "evaluate.chart_predicted": "predicted class",
     "evaluate.chart_images": "images",
@@ -454,6 +489,19 @@ JA: dict[str, str] = {
     "data.skipped_path": "ファイル",
     "data.skipped_reason": "理由",
     "data.nothing_skipped": "すべてのファイルを使用しました。",
+    "data.folder_title": "サーバー上のフォルダ",
+    "data.folder_help": (
+        "アップロードするには大きすぎるデータ向け：このサーバー上の、クラスごとのフォルダを含むフォルダを登録します。"
+        "JPEG 写真はコピーせずその場で読み込み、学習時にディスクから順に読み出します。"
+    ),
+    "data.folder_none": (
+        "許可されたサーバーフォルダはまだありません。運用者が TLCORE_DATA_DIRS にフォルダをコロン区切りで設定して"
+        "アプリを起動すると使えます（例：`TLCORE_DATA_DIRS=/data/photos streamlit run app.py`）。"
+    ),
+    "data.folder_pick": "フォルダ",
+    "data.folder_add": "フォルダを登録",
+    "data.folder_source": "サーバーのフォルダ {folder} からその場で読み込みます。",
+    "data.folder_missing": "一部の画像が {folder} にもうありません。今の中身で学習するには、フォルダをもう一度登録してください。",
     "model.title": "モデル",
     "model.intro": "学習済みのベース（バックボーン）に、あなたのクラス用の新しいヘッドを加えます。どの層が学習するかは学習方法で決まります。",
     "model.preset": "元記事のプリセット",
@@ -555,6 +603,11 @@ JA: dict[str, str] = {
     "train.progress_step": "ステップ {step} / {steps}",
     "train.progress_elapsed": "経過 {time}",
     "train.progress_eta": "残り約 {time}",
+    "train.features_progress": "凍結したベースの特徴量を計算中：{done} / {total} 枚",
+    "train.prefix_progress": "凍結した層の出力を計算中：{done} / {total} 枚",
+    "path.features": "高速パス：特徴量をキャッシュ",
+    "path.prefix": "高速パス：凍結した層の出力をキャッシュ",
+    "path.full": "毎エポック全体を計算",
     "status.queued": "待機中",
     "status.running": "実行中",
     "status.stopping": "停止処理中",
@@ -583,6 +636,11 @@ JA: dict[str, str] = {
     "runs.name": "名前",
     "runs.backbone": "バックボーン",
     "runs.strategy": "学習方法",
+    "runs.path": "学習パス",
+    "runs.path_help": (
+        "各エポックの計算方法：凍結したベースが一度だけ計算した特徴量で学習、凍結した層のキャッシュした出力から学習、"
+        "またはネットワーク全体を毎回計算。"
+    ),
     "runs.frozen_layers": "凍結層数",
     "runs.trainable_params": "学習するパラメータ数",
     "runs.best_val_accuracy": "最高検証正解率",
@@ -613,7 +671,7 @@ JA: dict[str, str] = {
     "evaluate.tab_evaluate": "評価",
     "evaluate.tab_try": "試す",
     "evaluate.tab_export": "書き出し",
-    "evaluate.tab_code": "コード",
+    "evaluate.tab_code": "コードと再現",
     "evaluate.intro": (
         "実行の最良モデルを、学習に使っていない検証画像、または独自のテスト用 zip で測定します。"
         "結果は実行と一緒に保存されるので、もう一度評価してもすぐに表示されます。"
@@ -696,6 +754,17 @@ JA: dict[str, str] = {
         "フォルダを置きます。"
     ),
     "evaluate.code_download": "{file} をダウンロード",
+    "evaluate.reproduce_title": "別のマシンで学習する",
+    "evaluate.reproduce_intro": (
+        "spec がジョブのすべてです。データセットと一緒にダウンロードし、tlcore を入れた GPU サーバーやクラスタで"
+        "次のコマンドのどれかを実行します（docs/scaling.md を参照）。spec のバッチサイズは全体のバッチのままなので、"
+        "ここと同じように学習します。"
+    ),
+    "evaluate.reproduce_spec": "spec.json をダウンロード",
+    "evaluate.reproduce_dataset": "{file} をダウンロード",
+    "evaluate.reproduce_folder": (
+        "データセットはサーバーのフォルダ {folder} から読み込みます。別のマシンにも同じフォルダが必要です。"
+    ),
     "evaluate.chart_true": "正解のクラス",
     "evaluate.chart_predicted": "予測したクラス",
     "evaluate.chart_images": "画像数",
@@ -843,6 +912,32 @@ def progress_text(info: RunInfo) -> str:
     if info.eta_seconds is not None:
         parts.append(t("train.progress_eta", time=duration(info.eta_seconds)))
     return " · ".join(parts)
+
+
+def path_label(path: str) -> str:
+    return {"features": t("path.features"), "prefix": t("path.prefix"), "full": t("path.full")}[path]
+
+
+def path_text(info: RunInfo) -> str:
+    """The run's training path as a badge, then the trainer's reason (an English sentence, like errors)."""
+    parts = []
+    if info.path is not None:
+        parts.append(f":{'gray' if info.path == 'full' else 'green'}-badge[{path_label(info.path)}]")
+    if info.path_note:
+        parts.append(info.path_note)
+    return " ".join(parts)
+
+
+def features_progress_text(info: RunInfo) -> str:
+    """Where the feature pass stands: images done of all, and its time left once measured."""
+    done, total = info.features_done or 0, info.features_total or 0
+    if info.path == "prefix":
+        text = t("train.prefix_progress", done=done, total=total)
+    else:
+        text = t("train.features_progress", done=done, total=total)
+    if info.features_eta_seconds is not None:
+        text += " · " + t("train.progress_eta", time=duration(info.features_eta_seconds))
+    return text
 
 
 def run_option(info: RunInfo) -> str:

@@ -12,7 +12,8 @@ Choices that other pages read (set by one page, read by several):
 Widgets keep their own values under the keys below. Those that must survive a page switch are
 created with `persist_state="session"`, so coming back to a page finds it as it was left.
 
-- Data page: `data.pick` (dataset selector), `data.train_zip`, `data.val_zip` (uploaders).
+- Data page: `data.pick` (dataset selector), `data.train_zip`, `data.val_zip` (uploaders), `data.folder`
+  (server folder to register).
 - Model page: `model.backbone`, `model.image_size`, `model.pooling`, `model.dropout`, `model.hidden_units`,
   `model.weights` ("imagenet", "none" or "file"), `model.weights_path`, `model.strategy`,
   `model.frozen_layers`, `model.snap` (snap the slider to block boundaries).
@@ -45,6 +46,7 @@ RUN_ID = "run_id"
 DATA_PICK = "data.pick"
 DATA_TRAIN_ZIP = "data.train_zip"
 DATA_VAL_ZIP = "data.val_zip"
+DATA_FOLDER = "data.folder"
 
 MODEL_BACKBONE = "model.backbone"
 MODEL_IMAGE_SIZE = "model.image_size"

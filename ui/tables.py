@@ -59,6 +59,7 @@ def run_table(infos: list[RunInfo]) -> pd.DataFrame:
             "name": info.name,
             "backbone": spec.model.backbone if spec else None,
             "strategy": strategy,
+            "path": i18n.path_label(info.path) if info.path else None,
             "frozen_layers": info.frozen_layers,
             "trainable_params": info.trainable_params,
             "best_val_accuracy": info.best_val_accuracy,
@@ -69,7 +70,7 @@ def run_table(infos: list[RunInfo]) -> pd.DataFrame:
             "id": info.id,
         })
     return pd.DataFrame(rows, columns=[
-        "name", "backbone", "strategy", "frozen_layers", "trainable_params", "best_val_accuracy",
+        "name", "backbone", "strategy", "path", "frozen_layers", "trainable_params", "best_val_accuracy",
         "best_epoch", "seconds_per_epoch", "total_seconds", "status", "id",
     ])
 
@@ -80,6 +81,7 @@ def run_columns() -> dict[str, Any]:
         "name": st.column_config.TextColumn(t("runs.name")),
         "backbone": st.column_config.TextColumn(t("runs.backbone")),
         "strategy": st.column_config.TextColumn(t("runs.strategy")),
+        "path": st.column_config.TextColumn(t("runs.path"), help=t("runs.path_help")),
         "frozen_layers": st.column_config.NumberColumn(t("runs.frozen_layers")),
         "trainable_params": st.column_config.NumberColumn(t("runs.trainable_params"), format="localized"),
         "best_val_accuracy": st.column_config.NumberColumn(t("runs.best_val_accuracy"), format="percent"),
