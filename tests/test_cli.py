@@ -118,6 +118,8 @@ def test_bad_flag_values_exit_2_with_one_line(tmp_path, demo_zip):
     (("--dataset", "0123456789abcdef", "--scale-batch"), "use it with --distribute mirrored or multiworker"),
     (("--spec", "missing.json"), "The spec file 'missing.json' does not exist."),
     (("--data-dir", "photos", "--val", "val.zip"), "--val is a zip of validation images for --data DATA.zip"),
+    (("--spec", "spec.json", "--epochs", "3", "--lr", "0.1"),
+     "The spec sets the model and training options; leave out --epochs, --lr (or edit the spec file)."),
 ])
 def test_train_without_a_usable_source_exits_2_and_says_what_to_give(args, expected, tmp_path):
     result = tlcore("train", *args, workspace=tmp_path)

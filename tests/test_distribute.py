@@ -225,16 +225,24 @@ def test_a_worker_that_dies_fails_the_chief_run_which_keeps_its_best_model(tmp_p
     assert len(epochs(tmp_path / "chief", info["id"])) >= 1
 
 
-def test_workers_given_different_data_both_stop_with_a_message_saying_so(tmp_path, spec_files, demo_zip_path):
-    fewer = tmp_path / "fewer.zip"
-    with zipfile.ZipFile(demo_zip_path) as source, zipfile.ZipFile(fewer, "w") as target:
-        images = [entry for entry in source.infolist() if not entry.is_dir()]
-        for entry in images[:-1]:
-            target.writestr(entry, source.read(entry))
+@pytest.mark.parametrize("differs", ["data", "seed"])
+def test_workers_given_different_jobs_both_stop_with_a_message_saying_so(differs, tmp_path, spec_files,
+                                                                       demo_zip_path):
+    worker_zip, worker_spec = demo_zip_path, spec_files["transfer"]
+    if differs == "data":
+        worker_zip = tmp_path / "fewer.zip"
+        with zipfile.ZipFile(demo_zip_path) as source, zipfile.ZipFile(worker_zip, "w") as target:
+            images = [entry for entry in source.infolist() if not entry.is_dir()]
+            for entry in images[:-1]:
+                target.writestr(entry, source.read(entry))
+    else:
+        worker_spec = tmp_path / "reseeded.json"
+        worker_spec.write_text(json.dumps({**json.loads(spec_files["transfer"].read_text()), "seed": 7}))
     ports = [free_port(), free_port()]
-    common = ("--spec", str(spec_files["transfer"]), "--distribute", "multiworker")
-    chief = launch(tmp_path / "chief", *common, "--data", str(demo_zip_path), env={"TF_CONFIG": tf_config(ports, 0)})
-    worker = launch(tmp_path / "worker", *common, "--data", str(fewer), env={"TF_CONFIG": tf_config(ports, 1)})
+    chief = launch(tmp_path / "chief", "--spec", str(spec_files["transfer"]), "--data", str(demo_zip_path),
+                   "--distribute", "multiworker", env={"TF_CONFIG": tf_config(ports, 0)})
+    worker = launch(tmp_path / "worker", "--spec", str(worker_spec), "--data", str(worker_zip),
+                    "--distribute", "multiworker", env={"TF_CONFIG": tf_config(ports, 1)})
     chief_out, _ = chief.communicate(timeout=300)
     _, worker_err = worker.communicate(timeout=300)
     info = json.loads(chief_out[chief_out.index("{"):])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,6 +19,7 @@ from tlcore.evaluation import evaluate
 from tlcore.models import ModelSpec
 from tlcore.spec import RunSpec
 from tlcore.training import train_run
+from tlcore.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +81,24 @@ def test_undecodable_names_and_hidden_folders_are_listed_as_skipped_not_a_crash(
     assert reasons["dogs/.thumbnails/"] == "hidden folder"
     assert dataset.classes == ("cats", "dogs") and len(dataset.items) == 11
     json.dumps([skipped.path for skipped in dataset.skipped])
+
+
+def test_a_name_with_a_backslash_is_copied_into_the_workspace_and_the_dataset_loads(photos, workspace):
+    Image.new("RGB", (40, 40)).save(photos / "cats" / "a\\b.jpg")
+    dataset = ingest_folder(photos, workspace=workspace)
+    (item,) = [item for item in dataset.items if item.source == "cats/a\\b.jpg"]
+    assert not item.in_place and dataset.path(item).is_relative_to(workspace.root)
+    assert load_dataset(workspace, dataset.id).items == dataset.items
+
+
+def test_a_workspace_inside_the_folder_is_not_read_and_a_folder_inside_the_workspace_is_refused(photos, tmp_path):
+    inside = Workspace(photos / "workspace")
+    (photos / "workspace").mkdir(exist_ok=True)
+    first = ingest_folder(photos, workspace=inside)
+    assert {skipped.path: skipped.reason for skipped in first.skipped}["workspace/"] == "the app's workspace (not read)"
+    assert ingest_folder(photos, workspace=inside).id == first.id  # its own new files change nothing
+    with pytest.raises(DatasetError, match="is inside the app's workspace"):
+        ingest_folder(photos / "workspace", workspace=inside)
 
 
 def test_registering_an_unchanged_folder_again_gives_the_same_dataset_and_a_changed_one_a_new_one(photos,
@@ -159,6 +179,10 @@ def test_a_run_on_a_folder_trains_and_fails_clearly_once_an_image_has_gone(photo
     with pytest.raises(DatasetError) as refused:
         evaluate(workspace, trained.id)
     assert str(refused.value) == gone
+    os.utime(photos / "cats" / "1.jpg", ns=(1, 1))  # rewritten since registration
+    with pytest.raises(DatasetError) as refused:
+        load_dataset(workspace, dataset.id).check_source()
+    assert str(refused.value).startswith(f"The image 'cats/1.jpg' of dataset 'photos' has changed in {str(photos)!r}")
 
 
 def test_the_command_line_trains_on_a_data_dir(photos, tmp_path):
@@ -204,3 +228,14 @@ def test_inspect_of_a_folder_registers_it_and_prints_its_report(photos, tmp_path
     report = json.loads(result.stdout)
     assert report["classes"] == ["cats", "dogs"] and report["totals"]["total"] == 11
     assert {"path": "cats/linked.jpg", "reason": "symbolic link (not followed)"} in report["skipped"]
+
+
+def test_the_reproduce_commands_for_a_folder_split_by_seed_give_the_same_split(photos, workspace, tmp_path):
+    from tlcore.codegen import reproduce_commands
+
+    dataset = ingest_folder(photos, workspace=workspace, val_fraction=0.3, seed=5)
+    command = shlex.split(reproduce_commands(dataset, "unused.zip").splitlines()[1])
+    assert command[command.index("--data-dir") + 1] == str(photos)
+    val_fraction, seed = float(command[command.index("--val-fraction") + 1]), int(command[command.index("--seed") + 1])
+    elsewhere = ingest_folder(photos, workspace=Workspace(tmp_path / "elsewhere"), val_fraction=val_fraction, seed=seed)
+    assert [(item.source, item.split) for item in elsewhere.items] == [(item.source, item.split) for item in dataset.items]

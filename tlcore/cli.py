@@ -297,6 +297,16 @@ def cmd_layers(args: argparse.Namespace, workspace: Workspace) -> None:
     _emit(args, data, text)
 
 
+# Options a spec file already holds: given with --spec they would be silently ignored, so they are refused.
+_SPEC_FLAGS = ("--backbone", "--weights", "--strategy", "--frozen", "--image-size", "--head", "--dropout",
+               "--hidden", "--epochs", "--batch-size", "--lr", "--optimizer", "--two-phase", "--finetune-epochs",
+               "--finetune-lr", "--flip", "--rotation", "--zoom", "--contrast", "--name")
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
 def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
     from tlcore import distribute, runs, training
 
@@ -305,6 +315,12 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
                           "a spec (--spec SPEC.json), or both.")
     if args.run and args.spec:
         raise TLCoreError("--run trains a run that already has its spec; leave out --spec.")
+    if args.spec:
+        defaults = build_parser().parse_args(["train"])
+        given = [flag for flag in _SPEC_FLAGS if getattr(args, _dest(flag)) != getattr(defaults, _dest(flag))]
+        if given:
+            raise TLCoreError(f"The spec sets the model and training options; leave out {', '.join(given)} "
+                              "(or edit the spec file).")
     if args.val and not args.data:
         raise TLCoreError("--val is a zip of validation images for --data DATA.zip; a folder gives its split "
                           "with train/ and val/ folders, and a stored dataset already has its split.")
@@ -313,6 +329,9 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
                           "mirrored or multiworker.")
     # Before anything else runs in TensorFlow: a multi-worker strategy configures its runtime.
     distribution = distribute.create(args.distribute, scale_batch=args.scale_batch)
+    if args.run and not distribution.is_chief:
+        raise TLCoreError(f"--run trains a run folder, which only the chief of a multi-worker job writes; give "
+                          f"{distribution.worker} the run's --spec and data instead.")
     if args.run:
         info = training.train_run(workspace, args.run, lock_fd=args.lock_fd, distribution=distribution)
         return 0 if info.status != "failed" else EXIT_RUN_FAILED

@@ -58,8 +58,12 @@ def reproduce_commands(dataset: Dataset, dataset_zip: str, spec_file: str = "spe
     dataset_zip: the file name the dataset is downloaded as (`tlcore.datasets.export_zip`); a dataset
     registered from a server folder is named by its folder instead, which must exist there too.
     """
-    data = (f"--data-dir {shlex.quote(str(dataset.source_dir))}" if dataset.source_dir is not None
-            else f"--data {shlex.quote(dataset_zip)}")
+    if dataset.source_dir is None:
+        data = f"--data {shlex.quote(dataset_zip)}"  # the zip holds the split in its train/ and val/ folders
+    else:
+        data = f"--data-dir {shlex.quote(str(dataset.source_dir))}"
+        if dataset.split_source == "seeded":  # the same split again
+            data += f" --val-fraction {dataset.val_fraction:g} --seed {dataset.seed}"
     train = f"python -m tlcore train --spec {shlex.quote(spec_file)} {data}"
     return "\n".join([
         "# one device (a GPU when there is one)",

@@ -153,6 +153,7 @@ class Item:
     split: `"train"`, `"val"` or `"test"`.
     source: its path inside the uploaded zip (or the registered folder).
     in_place: the image is read where it is, in the folder a dataset was registered from.
+    stat: for an image read in place, its size in bytes and modification time (ns) when registered.
     """
 
     file: str
@@ -160,6 +161,7 @@ class Item:
     split: str
     source: str
     in_place: bool = False
+    stat: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -212,13 +214,25 @@ class Dataset:
         return self.root / item.file
 
     def check_source(self) -> None:
-        """Raise `DatasetError` when an image read in place has gone from its folder since registration."""
+        """Raise `DatasetError` when an image read in place has gone from its folder, or changed, since
+        registration (its checks and split were made for the file as it was)."""
         for item in self.items:
-            if item.in_place and not self.path(item).is_file():
-                raise DatasetError(
-                    f"The image {item.source!r} of dataset {self.name!r} is no longer in {str(self.source_dir)!r}; "
-                    "register the folder again to train on what it holds now."
-                )
+            if not item.in_place:
+                continue
+            try:
+                info = self.path(item).stat()
+            except OSError:
+                info = None
+            if info is None or not stat.S_ISREG(info.st_mode):
+                change = "is no longer in"
+            elif item.stat is not None and (info.st_size, info.st_mtime_ns) != item.stat:
+                change = "has changed in"
+            else:
+                continue
+            raise DatasetError(
+                f"The image {item.source!r} of dataset {self.name!r} {change} {str(self.source_dir)!r}; "
+                "register the folder again to train on what it holds now."
+            )
 
     def counts(self) -> pd.DataFrame:
         """Images per class and split: columns `class`, `train`, `val`, (`test`,) `total`."""
@@ -409,7 +423,11 @@ def ingest_folder(
             f"The validation fraction must be a number between 0 and 1 (such as 0.2), but {val_fraction!r} was given."
         )
     root = _allowed_folder(folder, allowed_roots)
-    files, junk = _walk_folder(root, limits)
+    workspace_root = workspace.root.resolve()
+    if root == workspace_root or workspace_root in root.parents:
+        raise DatasetError(f"The folder {str(folder)!r} is inside the app's workspace {str(workspace_root)!r}; "
+                           "register a folder of your own images.")
+    files, junk = _walk_folder(root, limits, exclude=workspace_root)
     digest = hashlib.sha256(f"folder\0{root}\0{float(val_fraction)!r}\0{int(seed)}".encode())
     for _, real, size, mtime in files:
         digest.update(f"{real}\0{size}\0{mtime}\0".encode("utf-8", "surrogateescape"))
@@ -419,8 +437,8 @@ def ingest_folder(
         return existing
     staging = Path(tempfile.mkdtemp(prefix=f"register-{dataset_id}-", dir=workspace.tmp_dir))
     try:
-        manifest = _register(root, [(entry, real) for entry, real, _, _ in files], junk, staging, dataset_id,
-                             float(val_fraction), int(seed), limits, progress)
+        manifest = _register(root, files, junk, staging, dataset_id, float(val_fraction), int(seed), limits,
+                             progress)
         return _publish(staging, manifest, workspace)
     except OSError as error:
         raise DatasetError(
@@ -489,9 +507,11 @@ def _allowed_folder(folder: str | os.PathLike[str], allowed_roots: Sequence[str 
     return root
 
 
-def _walk_folder(root: Path, limits: Limits) -> tuple[list[tuple[_Entry, str, int, int]], list[SkippedFile]]:
+def _walk_folder(root: Path, limits: Limits, exclude: Path | None = None
+                 ) -> tuple[list[tuple[_Entry, str, int, int]], list[SkippedFile]]:
     """Every regular file under `root`: its entry (names as people read them), its real relative path, its
-    size and modification time; and what was skipped. Hidden and system folders are not entered."""
+    size and modification time; and what was skipped. Hidden and system folders, and `exclude` (the
+    app's workspace, when it lies inside `root`), are not entered."""
     files: list[tuple[_Entry, str, int, int]] = []
     skipped: list[SkippedFile] = []
     junk: Counter[tuple[str, str]] = Counter()
@@ -509,6 +529,8 @@ def _walk_folder(root: Path, limits: Limits) -> tuple[list[tuple[_Entry, str, in
                 skipped.append(SkippedFile(shown, "name is not valid UTF-8 (folder not read)"))
             elif (Path(current) / name).is_symlink():
                 skipped.append(SkippedFile(shown, "symbolic link (not followed)"))
+            elif exclude is not None and Path(current) / name == exclude:
+                skipped.append(SkippedFile(shown, "the app's workspace (not read)"))
             elif (junk_folder := _junk(_Entry(None, shown[:-1], (*relative, name), True))) is not None:  # type: ignore[arg-type]
                 skipped.append(SkippedFile(*junk_folder))
             else:
@@ -563,7 +585,7 @@ def _printable(name: str) -> str:
 
 def _register(
     root: Path,
-    files: list[tuple[_Entry, str]],
+    files: list[tuple[_Entry, str, int, int]],
     junk: list[SkippedFile],
     staging: Path,
     dataset_id: str,
@@ -572,9 +594,10 @@ def _register(
     limits: Limits,
     progress: Callable[[int, int], None] | None,
 ) -> dict[str, Any]:
-    """Check every image of a folder, convert the ones not read in place into `staging/files/`; the manifest."""
+    """Check every image of a folder (`files` as `_walk_folder` lists them), convert the ones not read in
+    place into `staging/files/`; the manifest."""
     name = root.name or str(root)
-    entries = [entry for entry, _ in files]
+    entries = [entry for entry, *_ in files]
     targets, skipped, folders, given = _plan(entries, _Upload(name, None, None))  # type: ignore[arg-type]
     skipped = junk + skipped
     (staging / "files").mkdir()
@@ -583,14 +606,18 @@ def _register(
     budget = _Budget(limits)
     if progress is not None:
         progress(0, len(entries))
-    for done, (entry, real) in enumerate(files, 1):
+    for done, (entry, real, size, mtime) in enumerate(files, 1):
         target = targets.get(id(entry))
         if target is not None:
-            outcome = _check_in_place(root / real, entry, budget, staging, len(stored))
+            # A name the manifest could not hold safely (a backslash in it) is copied, not read in place.
+            outcome = _check_in_place(root / real, entry, budget, staging, len(stored),
+                                      copy=not _in_place_name(real, root))
             if isinstance(outcome, SkippedFile):
                 skipped.append(outcome)
             else:
-                stored.append(_Stored(target.class_name, target.split, outcome or real, entry.path, outcome is None))
+                in_place = outcome is None
+                stored.append(_Stored(target.class_name, target.split, outcome or real, entry.path, in_place,
+                                      (size, mtime) if in_place else None))
                 found[target.folder] += 1
         if progress is not None:
             progress(done, len(entries))
@@ -599,8 +626,10 @@ def _register(
     return _manifest(stored, skipped, given, dataset_id, name, str(root), val_fraction, seed, limits, root)
 
 
-def _check_in_place(path: Path, entry: _Entry, budget: _Budget, staging: Path, index: int) -> str | SkippedFile | None:
-    """None when the image at `path` can be read where it is; else the converted copy's path, or why it is skipped."""
+def _check_in_place(path: Path, entry: _Entry, budget: _Budget, staging: Path, index: int,
+                    copy: bool = False) -> str | SkippedFile | None:
+    """None when the image at `path` can be read where it is (and `copy` is false); else the path of its
+    (converted) copy, or why it is skipped."""
     try:
         if path.stat().st_size > budget.limits.max_entry_bytes:
             return SkippedFile(entry.path, f"larger than the {_size(budget.limits.max_entry_bytes)} one file may be")
@@ -611,7 +640,7 @@ def _check_in_place(path: Path, entry: _Entry, budget: _Budget, staging: Path, i
     if isinstance(converted, str):
         return SkippedFile(entry.path, converted)
     encoded, suffix, _ = converted
-    if encoded is data:
+    if encoded is data and not copy:
         return None
     relative = f"files/{index:06d}{suffix}"
     (staging / relative).write_bytes(encoded)
@@ -797,6 +826,7 @@ class _Stored:
     file: str
     source: str
     in_place: bool = False
+    stat: tuple[int, int] | None = None
 
 
 def _ingest(
@@ -837,7 +867,7 @@ def _manifest(
         _split(stored, val_fraction, seed)
     label = {class_name: index for index, class_name in enumerate(classes)}
     items = sorted(
-        (Item(s.file, label[s.class_name], s.split, s.source, s.in_place) for s in stored),
+        (Item(s.file, label[s.class_name], s.split, s.source, s.in_place, s.stat) for s in stored),
         key=lambda item: (item.label, item.source, item.file),
     )
     manifest = {
@@ -850,7 +880,7 @@ def _manifest(
         "val_fraction": val_fraction,
         "seed": seed,
         "items": [{"file": i.file, "label": i.label, "split": i.split, "source": i.source,
-                   **({"in_place": True} if i.in_place else {})} for i in items],
+                   **({"in_place": True, "stat": list(i.stat or ())} if i.in_place else {})} for i in items],
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
     }
     if source_dir is not None:
@@ -1325,7 +1355,8 @@ def _from_manifest(root: Path, manifest: dict[str, Any]) -> Dataset:
         raise ValueError(f"the manifest is for dataset {manifest['id']!r}")
     classes = tuple(str(c) for c in manifest["classes"])
     source_dir = Path(manifest["source_dir"]) if manifest.get("source_dir") is not None else None
-    items = tuple(Item(str(i["file"]), int(i["label"]), str(i["split"]), str(i["source"]), bool(i.get("in_place")))
+    items = tuple(Item(str(i["file"]), int(i["label"]), str(i["split"]), str(i["source"]), bool(i.get("in_place")),
+                       (int(i["stat"][0]), int(i["stat"][1])) if i.get("stat") else None)
                   for i in manifest["items"])
     for item in items:
         valid_file = _in_place_name(item.file, source_dir) if item.in_place else _STORED_FILE.match(item.file)

@@ -26,9 +26,9 @@ it reduces a nested batch and scalar metrics with `axis=0` across workers, which
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import zlib
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ContextManager
@@ -105,24 +105,29 @@ class Distribution:
         to give every replica an image."""
         return 0 < images % batch_size < self.replicas
 
-    def check_in_step(self, summary: str) -> None:
-        """Raise `RunError` on every worker unless all of them pass the same `summary` (a collective).
+    def check_in_step(self, summary: str, job: str) -> None:
+        """Raise `RunError` on every worker unless all of them pass the same `summary` and `job` (a collective).
 
-        Workers that differ in what they train (another spec, other data, a cache that fits on one
-        machine and not on another) would otherwise run mismatched collectives, which hang or fail
-        with an error that names neither cause.
+        `summary` says in words what this worker is about to train; `job` is everything else that
+        must agree (the spec, the images and their labels, the batch, the numeric settings), shown
+        in the message by a short hash. Workers that differ (another spec, other data, a cache that
+        fits on one machine and not on another) would otherwise drift apart silently or run
+        mismatched collectives, which hang or fail with an error that names neither cause.
         """
         if self.kind != "multiworker":
             return
         import tensorflow as tf
 
-        fingerprint = float(zlib.crc32(summary.encode()) % (1 << 20))  # exact in float32, summed over replicas
+        digest = hashlib.sha256(f"{summary}\n{job}".encode()).hexdigest()
+        # Summed over replicas in float32, which is exact below 2**24: leave room for the replicas.
+        bits = 23 - max(self.replicas - 1, 1).bit_length()
+        fingerprint = float(int(digest, 16) % (1 << bits))
         values = self.strategy.run(lambda: tf.constant(fingerprint))
         total = float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None))
         if self.any_worker(total != fingerprint * self.replicas):
             raise RunError(
-                f"The workers of this job are not training the same thing ({self.worker} has: {summary}); "
-                "give every worker the same --spec and the same data."
+                f"The workers of this job are not training the same thing ({self.worker} has: {summary}; "
+                f"spec, images and settings {digest[:12]}); give every worker the same --spec and the same data."
             )
 
 

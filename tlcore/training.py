@@ -29,6 +29,7 @@ CPU both stay off: XLA does not speed up these convolutions there and float16 is
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -414,6 +415,7 @@ def _train_phases(
     status(steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * spec.total_epochs,
            global_batch_size=data.batch_size, setup_seconds=round(time.monotonic() - started, 3))
 
+    job = _job_description(spec, data, acceleration) if distribution.kind == "multiworker" else ""
     order = None  # the fast paths' epoch order, made once so that reshuffling continues across phases
     first_epoch = 0
     for phase in spec.phases():
@@ -423,7 +425,7 @@ def _train_phases(
         status(path=path, path_note=note)
         distribution.check_in_step(
             f"phase {phase.name}, {data.count('train')} training and {data.count('val')} validation images "
-            f"in {len(data.dataset.classes)} classes, {frozen} frozen layers, {path} path")
+            f"in {len(data.dataset.classes)} classes, {frozen} frozen layers, {path} path", job)
         if cut is None:
             view = trainable_view(model, phase.strategy)
             train_data, val_data = data.pipelines()
@@ -432,6 +434,11 @@ def _train_phases(
                 cached, note = _cached_features(workspace, run_dir, spec, cut, data, budget, acceleration, path,
                                                 started, honour_stop=distribution.kind != "multiworker")
             except _Stopped:
+                recorder.stop_seen = True
+                break
+            # A multi-worker job's workers each compute their own features; they learn of a stop here.
+            if distribution.any_worker(distribution.kind == "multiworker" and run_dir is not None
+                                       and runs.stop_requested(run_dir)):
                 recorder.stop_seen = True
                 break
             view = cut.trainable_model()
@@ -463,6 +470,17 @@ def _train_phases(
         changes["error"] = "Stopped during the feature pass, before the first epoch."
     status(status=final, ended=runs.now_iso(), elapsed_seconds=time.monotonic() - started, **changes)
     return final
+
+
+def _job_description(spec: RunSpec, data: _RunData, acceleration: Acceleration) -> str:
+    """What every worker of a multi-worker job must agree on, beyond the phase: the spec (wherever
+    its dataset came from), each image's name, class and split, the global batch, the acceleration."""
+    items = hashlib.sha256()
+    for item in data.dataset.items:
+        items.update(json.dumps([item.source, item.label, item.split]).encode())
+    return json.dumps({"spec": {**spec.to_dict(), "dataset": None}, "classes": list(data.dataset.classes),
+                       "items": items.hexdigest(), "global_batch_size": data.batch_size,
+                       "acceleration": [acceleration.jit_compile, acceleration.mixed_precision]}, sort_keys=True)
 
 
 def _status_writer(run_dir: Path | None) -> Callable[..., Any]:
@@ -516,7 +534,7 @@ def _cached_features(
 
     While computing, the status shows `phase: "features"` with `features_done` / `features_total`
     (images) and `features_seconds` so far (the rate the ETA uses), and a stop request ends the pass
-    (`_Stopped`) when `honour_stop` (a multi-worker job stops at an epoch's end instead, where every
+    (`_Stopped`) when `honour_stop` (a multi-worker job stops when the pass ends instead, where every
     worker learns of it). `run_dir` None writes nothing.
     """
     from tlcore.features import CachedFeatures, FeatureCache, cache_key, format_bytes
