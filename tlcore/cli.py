@@ -365,7 +365,7 @@ def _print_epoch(row: dict[str, Any]) -> None:
 
     print(f"epoch {row['epoch']:>3} [{row['phase']}]  loss {fmt(row.get('loss'))}  "
           f"accuracy {fmt(row.get('accuracy'))}  val_loss {fmt(row.get('val_loss'))}  "
-          f"val_accuracy {fmt(row.get('val_accuracy'))}  ({row['elapsed']:.1f}s)", flush=True)
+          f"val_accuracy {fmt(row.get('val_accuracy'))}  ({row['elapsed']:.1f} s since the start)", flush=True)
 
 
 def _train_spec(args: argparse.Namespace, workspace: Workspace) -> Any:
