@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation", type=float, default=0.0, help="augment: max rotation, fraction of a turn")
     p.add_argument("--zoom", type=float, default=0.0, help="augment: max zoom, fraction")
     p.add_argument("--contrast", type=float, default=0.0, help="augment: max contrast change, fraction")
-    p.add_argument("--name", default="", help="a display name for the run")
+    p.add_argument("--name", default="", help="a display name for the run (with --spec: in place of the spec's)")
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
 
     sub.add_parser("runs", parents=[common], help="list runs with status and best validation accuracy")
@@ -300,7 +300,7 @@ def cmd_layers(args: argparse.Namespace, workspace: Workspace) -> None:
 # Options a spec file already holds: given with --spec they would be silently ignored, so they are refused.
 _SPEC_FLAGS = ("--backbone", "--weights", "--strategy", "--frozen", "--image-size", "--head", "--dropout",
                "--hidden", "--epochs", "--batch-size", "--lr", "--optimizer", "--two-phase", "--finetune-epochs",
-               "--finetune-lr", "--flip", "--rotation", "--zoom", "--contrast", "--name")
+               "--finetune-lr", "--flip", "--rotation", "--zoom", "--contrast")
 
 
 def _dest(flag: str) -> str:
@@ -377,6 +377,8 @@ def _train_spec(args: argparse.Namespace, workspace: Workspace) -> Any:
     dataset = _train_dataset(args, workspace)
     if args.spec:
         spec = RunSpec.from_dict(read_spec_file(Path(args.spec)))
+        if args.name:
+            spec = replace(spec, name=args.name)
         if dataset is not None:
             return replace(spec, dataset=dataset.id)
         if not workspace.dataset_dir(spec.dataset).is_dir():

@@ -531,7 +531,7 @@ def _walk_folder(root: Path, limits: Limits, exclude: Path | None = None
                 skipped.append(SkippedFile(shown, "symbolic link (not followed)"))
             elif exclude is not None and Path(current) / name == exclude:
                 skipped.append(SkippedFile(shown, "the app's workspace (not read)"))
-            elif (junk_folder := _junk(_Entry(None, shown[:-1], (*relative, name), True))) is not None:  # type: ignore[arg-type]
+            elif junk_folder := _junk(_Entry(None, shown[:-1], (*relative, name), True)):  # type: ignore[arg-type]
                 skipped.append(SkippedFile(*junk_folder))
             else:
                 kept.append(name)

@@ -473,13 +473,15 @@ def _train_phases(
 
 
 def _job_description(spec: RunSpec, data: _RunData, acceleration: Acceleration) -> str:
-    """What every worker of a multi-worker job must agree on, beyond the phase: the spec (wherever
-    its dataset came from), each image's name, class and split, the global batch, the acceleration."""
+    """What every worker of a multi-worker job must agree on, beyond the phase: the spec (but where its
+    dataset came from and the run's display name), each image's name, class and split, the global
+    batch, the acceleration."""
     items = hashlib.sha256()
     for item in data.dataset.items:
         items.update(json.dumps([item.source, item.label, item.split]).encode())
-    return json.dumps({"spec": {**spec.to_dict(), "dataset": None}, "classes": list(data.dataset.classes),
-                       "items": items.hexdigest(), "global_batch_size": data.batch_size,
+    return json.dumps({"spec": {**spec.to_dict(), "dataset": None, "name": None},
+                       "classes": list(data.dataset.classes), "items": items.hexdigest(),
+                       "global_batch_size": data.batch_size,
                        "acceleration": [acceleration.jit_compile, acceleration.mixed_precision]}, sort_keys=True)
 
 
