@@ -80,16 +80,16 @@ def show_dataset(dataset: datasets.Dataset) -> None:
 
     st.subheader(t("data.samples"))
     shown = st.multiselect(t("data.samples_classes"), dataset.classes, default=dataset.classes[:CLASSES_SHOWN])
-    gone = False
     for class_name in shown:
-        files = dataset.sample_files(class_name, SAMPLES_PER_CLASS)
-        present = [path for path in files if path.is_file()]
-        gone = gone or len(present) < len(files)
+        present = [path for path in dataset.sample_files(class_name, SAMPLES_PER_CLASS) if path.is_file()]
         st.markdown(f"**{class_name}**")
         if present:
             st.image([str(path) for path in present], width=110)
-    if gone:
-        st.warning(t("data.folder_missing", folder=str(dataset.source_dir)))
+    if dataset.source_dir is not None:
+        try:
+            dataset.check_source()
+        except TLCoreError:
+            st.warning(t("data.folder_missing", folder=str(dataset.source_dir)))
 
     icon = ":material/warning:" if dataset.skipped else None
     with st.expander(t("data.skipped", count=len(dataset.skipped)), icon=icon):

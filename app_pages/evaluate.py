@@ -190,7 +190,7 @@ def validation_images(info: runs.RunInfo) -> dict[str, tuple[str, str]]:
     except TLCoreError:
         return {}
     return {
-        str(dataset.root / item.file): (f"{item.source} ({dataset.classes[item.label]})", dataset.classes[item.label])
+        str(dataset.path(item)): (f"{item.source} ({dataset.classes[item.label]})", dataset.classes[item.label])
         for item in dataset.items if item.split == "val"
     }
 

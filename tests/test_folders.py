@@ -185,6 +185,17 @@ def test_a_run_on_a_folder_trains_and_fails_clearly_once_an_image_has_gone(photo
     assert str(refused.value).startswith(f"The image 'cats/1.jpg' of dataset 'photos' has changed in {str(photos)!r}")
 
 
+def test_the_evaluation_of_a_folder_run_shows_the_images_from_the_folder(photos, workspace):
+    dataset = ingest_folder(photos, workspace=workspace)
+    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=2, strategy="scratch")
+    trained = train_run(workspace, runs.create_run(RunSpec(dataset=dataset.id, model=model, epochs=1, batch_size=4),
+                                                   workspace).id)
+    evaluation = evaluate(workspace, trained.id)
+    shown = [evaluation.image_path(image) for image in evaluation.images]  # the gallery and Grad-CAM read these
+    assert shown and all(path.is_file() for path in shown)
+    assert any(path.is_relative_to(photos) for path in shown)
+
+
 def test_the_command_line_trains_on_a_data_dir(photos, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "tlcore", "--workspace", str(tmp_path / "ws"), "train", "--data-dir", str(photos),

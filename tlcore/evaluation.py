@@ -27,6 +27,7 @@ recall is 0 (scikit-learn's `zero_division=0`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from tlcore.datasets import Dataset, ZipSource
+    from tlcore.datasets import Dataset, Item, ZipSource
 
 EVALUATION_FORMAT = 1
 VAL_FILE = "evaluation.json"
@@ -95,7 +96,7 @@ class Evaluation:
     data: what was evaluated: `kind` ("val" or "test"), `dataset` (id), `name` (the upload's name).
     model: `best.keras`'s `mtime_ns` and `size` when it was evaluated.
     confusion: `confusion[t][p]` counts images of true class t predicted as p.
-    images_root: the dataset folder the `ImageResult.file`s are in.
+    dataset: the dataset the `images` come from (where each image is read from).
     cached: True when read back from the run folder rather than computed now.
     """
 
@@ -109,7 +110,7 @@ class Evaluation:
     images: tuple[ImageResult, ...] = field(repr=False)
     created: str
     path: Path
-    images_root: Path
+    dataset: Dataset = field(repr=False)
     cached: bool = False
 
     @property
@@ -124,7 +125,13 @@ class Evaluation:
         return sorted(wrong, key=lambda image: (-image.confidence, image.file))
 
     def image_path(self, image: ImageResult) -> Path:
-        return self.images_root / image.file
+        """Where `image` is read from: the dataset's folder, or the server folder for images read in place."""
+        item = self._items.get((image.file, image.source))
+        return self.dataset.path(item) if item is not None else self.dataset.root / image.file
+
+    @functools.cached_property
+    def _items(self) -> dict[tuple[str, str], Item]:
+        return {(item.file, item.source): item for item in self.dataset.items}
 
     def per_class_frame(self) -> pd.DataFrame:
         """Columns `class`, `precision`, `recall`, `f1`, `support`, one row per class."""
@@ -341,7 +348,7 @@ def _build(run_id: str, classes: Sequence[str], dataset: Dataset, kind: str, sta
         images=images,
         created=now_iso(),
         path=path,
-        images_root=dataset.root,
+        dataset=dataset,
     )
 
 
@@ -364,7 +371,7 @@ def _read(path: Path, run_id: str, dataset: Dataset, kind: str, stamp: dict[str,
                          for image in data["images"]),
             created=data["created"],
             path=path,
-            images_root=dataset.root,
+            dataset=dataset,
             cached=True,
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

@@ -115,8 +115,8 @@ EN: dict[str, str] = {
     "data.folder_pick": "Folder",
     "data.folder_add": "Register folder",
     "data.folder_source": "Read in place from the server folder {folder}.",
-    "data.folder_missing": "Some of these images are no longer in {folder}; register the folder again to "
-                           "train on what it holds now.",
+    "data.folder_missing": "Some images of this dataset have gone from {folder} or changed since it was "
+                           "registered; register the folder again to train on what it holds now.",
     # model
     "model.title": "Model",
     "model.intro": (
@@ -501,7 +501,7 @@ JA: dict[str, str] = {
     "data.folder_pick": "フォルダ",
     "data.folder_add": "フォルダを登録",
     "data.folder_source": "サーバーのフォルダ {folder} からその場で読み込みます。",
-    "data.folder_missing": "一部の画像が {folder} にもうありません。今の中身で学習するには、フォルダをもう一度登録してください。",
+    "data.folder_missing": "このデータセットの一部の画像が、登録後に {folder} からなくなったか変更されました。今の中身で学習するには、フォルダをもう一度登録してください。",
     "model.title": "モデル",
     "model.intro": "学習済みのベース（バックボーン）に、あなたのクラス用の新しいヘッドを加えます。どの層が学習するかは学習方法で決まります。",
     "model.preset": "元記事のプリセット",
