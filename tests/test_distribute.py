@@ -220,7 +220,8 @@ def test_a_worker_that_dies_fails_the_chief_run_which_keeps_its_best_model(tmp_p
     out, _ = chief.communicate(timeout=180)
     info = json.loads(out[out.index("{"):])
     assert info["status"] == "failed"
-    assert "UnavailableError" in info["error"] and "task:1" in info["error"]  # names the worker that went
+    # TensorFlow's cause varies with timing ("Connection reset by peer", or the missed heartbeats of task:1).
+    assert info["error"].startswith("Training failed: UnavailableError: ")
     assert (Path(info["dir"]) / runs.BEST_MODEL_FILE).is_file()
     assert len(epochs(tmp_path / "chief", info["id"])) >= 1
 
