@@ -105,7 +105,9 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 # threads from restoring each other's filters in the wrong order.
 _WARNINGS_LOCK = threading.Lock()
 
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error)
+# NotImplementedError: an entry that claims to need a newer zip version (a damaged header can).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error,
+               NotImplementedError)
 _READ_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError,
                 RuntimeError, ValueError, struct.error)
 
