@@ -15,7 +15,6 @@ from tlcore.errors import TLCoreError
 from ui import i18n, sidebar, state
 from ui.i18n import t
 
-
 st.set_page_config(page_title="Transfer Learning Studio", page_icon=":material/neurology:", layout="wide")
 state.init_state()
 

@@ -45,10 +45,12 @@ def delete_pending(name: str) -> None:
 def side_by_side(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
     """The multiselect of runs, their overlaid curves and their summary table."""
     state.default(state.COMPARE_RUNS, list(by_id)[:3])
-    st.session_state[state.COMPARE_RUNS] = [run_id for run_id in st.session_state[state.COMPARE_RUNS]
-                                            if run_id in by_id]
-    chosen = st.multiselect(t("compare.runs"), list(by_id), format_func=labels.get, key=state.COMPARE_RUNS,
-                            persist_state="session")
+    st.session_state[state.COMPARE_RUNS] = [
+        run_id for run_id in st.session_state[state.COMPARE_RUNS] if run_id in by_id
+    ]
+    chosen = st.multiselect(
+        t("compare.runs"), list(by_id), format_func=labels.get, key=state.COMPARE_RUNS, persist_state="session"
+    )
     if not chosen:
         return
     curves = {labels[run_id]: cached.metrics(workspace, run_id) for run_id in chosen}
@@ -56,8 +58,12 @@ def side_by_side(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
     loss_col, accuracy_col = st.columns(2)
     loss_col.altair_chart(charts.compare_curve(curves, "loss", chart_labels), width="stretch")
     accuracy_col.altair_chart(charts.compare_curve(curves, "accuracy", chart_labels), width="stretch")
-    st.dataframe(tables.run_table([by_id[run_id] for run_id in chosen]), column_config=tables.run_columns(),
-                 hide_index=True, placeholder="–")
+    st.dataframe(
+        tables.run_table([by_id[run_id] for run_id in chosen]),
+        column_config=tables.run_columns(),
+        hide_index=True,
+        placeholder="–",
+    )
 
 
 def manage(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
@@ -66,16 +72,27 @@ def manage(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
     if st.session_state.get(state.COMPARE_TARGET) not in by_id:
         st.session_state[state.COMPARE_TARGET] = next(iter(by_id))
         st.session_state[state.COMPARE_NEW_NAME] = by_id[st.session_state[state.COMPARE_TARGET]].name
-    target = by_id[st.selectbox(
-        t("compare.target"), list(by_id), format_func=labels.get, key=state.COMPARE_TARGET,
-        on_change=lambda: st.session_state.update(
-            {state.COMPARE_NEW_NAME: by_id[st.session_state[state.COMPARE_TARGET]].name}),
-    )]
+    target = by_id[
+        st.selectbox(
+            t("compare.target"),
+            list(by_id),
+            format_func=labels.get,
+            key=state.COMPARE_TARGET,
+            on_change=lambda: st.session_state.update(
+                {state.COMPARE_NEW_NAME: by_id[st.session_state[state.COMPARE_TARGET]].name}
+            ),
+        )
+    ]
     name_col, rename_col, delete_col = st.columns([4, 1, 1], vertical_alignment="bottom")
     name_col.text_input(t("compare.new_name"), key=state.COMPARE_NEW_NAME, max_chars=200)
     rename_col.button(t("compare.rename"), on_click=rename_target, icon=":material/edit:")
-    delete_col.button(t("compare.delete"), on_click=ask_delete, icon=":material/delete:", disabled=target.active,
-                      help=t("compare.delete_active_help") if target.active else None)
+    delete_col.button(
+        t("compare.delete"),
+        on_click=ask_delete,
+        icon=":material/delete:",
+        disabled=target.active,
+        help=t("compare.delete_active_help") if target.active else None,
+    )
     pending = by_id.get(st.session_state.get(state.COMPARE_PENDING_DELETE))
     if pending is not None:
         st.warning(t("compare.confirm_delete", name=pending.name))

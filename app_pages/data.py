@@ -1,6 +1,7 @@
 """Data: add a dataset (a zip, a train zip and a val zip, or the demo), pick one, and inspect it."""
 
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 import pandas as pd
 import streamlit as st
@@ -9,7 +10,6 @@ from tlcore import datasets, demo
 from tlcore.errors import TLCoreError
 from ui import cached, charts, i18n, state
 from ui.i18n import t
-
 
 SAMPLES_PER_CLASS = 6
 CLASSES_SHOWN = 8
@@ -35,13 +35,16 @@ def add_dataset(name: str, make: Callable[[Callable[[int, int], None]], datasets
         return
     bar.empty()
     choose_dataset(dataset.id)
-    st.success(t("data.ingested", name=dataset.name, images=int(dataset.counts()["total"].sum()),
-                 classes=len(dataset.classes)))
+    st.success(
+        t("data.ingested", name=dataset.name, images=int(dataset.counts()["total"].sum()), classes=len(dataset.classes))
+    )
 
 
 def ingest(train_zip: BinaryIO | bytes, val_zip: BinaryIO | bytes | None, name: str) -> None:
-    add_dataset(name, lambda progress: datasets.ingest_zip(train_zip, val_zip, workspace=workspace, name=name,
-                                                           progress=progress))
+    add_dataset(
+        name,
+        lambda progress: datasets.ingest_zip(train_zip, val_zip, workspace=workspace, name=name, progress=progress),
+    )
 
 
 def server_folder_section() -> None:
@@ -55,8 +58,12 @@ def server_folder_section() -> None:
         folders = [str(folder) for folder in datasets.server_folders(roots)]
         folder = st.selectbox(t("data.folder_pick"), folders, key=state.DATA_FOLDER)
         if st.button(t("data.folder_add"), icon=":material/create_new_folder:"):
-            add_dataset(folder, lambda progress: datasets.ingest_folder(folder, workspace=workspace,
-                                                                         allowed_roots=roots, progress=progress))
+            add_dataset(
+                folder,
+                lambda progress: datasets.ingest_folder(
+                    folder, workspace=workspace, allowed_roots=roots, progress=progress
+                ),
+            )
 
 
 def choose_dataset(dataset_id: str) -> None:
@@ -109,8 +116,9 @@ st.caption(t("data.intro"))
 
 upload_col, demo_col = st.columns([3, 1])
 with upload_col.container(border=True):
-    train_zip = st.file_uploader(t("data.train_zip"), type=["zip"], key=state.DATA_TRAIN_ZIP,
-                                 help=t("data.train_zip_help"))
+    train_zip = st.file_uploader(
+        t("data.train_zip"), type=["zip"], key=state.DATA_TRAIN_ZIP, help=t("data.train_zip_help")
+    )
     val_zip = st.file_uploader(t("data.val_zip"), type=["zip"], key=state.DATA_VAL_ZIP, help=t("data.val_zip_help"))
     if st.button(t("data.add"), type="primary", disabled=train_zip is None, icon=":material/upload:"):
         ingest(train_zip, val_zip, train_zip.name)

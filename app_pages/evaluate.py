@@ -50,9 +50,14 @@ def predictor_for(run_id: str) -> Predictor:
 
 
 def chart_labels() -> EvalChartLabels:
-    return EvalChartLabels(true=t("evaluate.chart_true"), predicted=t("evaluate.chart_predicted"),
-                           images=t("evaluate.chart_images"), share=t("evaluate.chart_share"),
-                           class_=t("evaluate.chart_class"), probability=t("evaluate.chart_probability"))
+    return EvalChartLabels(
+        true=t("evaluate.chart_true"),
+        predicted=t("evaluate.chart_predicted"),
+        images=t("evaluate.chart_images"),
+        share=t("evaluate.chart_share"),
+        class_=t("evaluate.chart_class"),
+        probability=t("evaluate.chart_probability"),
+    )
 
 
 def percent(value: float) -> str:
@@ -71,8 +76,14 @@ def evaluate_tab(info: runs.RunInfo) -> None:
             bar.progress(done / max(total, 1), text=t("evaluate.progress", done=done, total=total))
 
         try:
-            result = evaluation.evaluate(workspace, info.id, test_zip=upload, test_name=upload.name if upload else None,
-                                         predictor=predictor_for(info.id), progress=progress)
+            result = evaluation.evaluate(
+                workspace,
+                info.id,
+                test_zip=upload,
+                test_name=upload.name if upload else None,
+                predictor=predictor_for(info.id),
+                progress=progress,
+            )
         except TLCoreError as exc:
             st.error(i18n.error_text(exc))
             return
@@ -104,15 +115,21 @@ def show_evaluation(result: evaluation.Evaluation) -> None:
     table_col, heat_col = st.columns(2)
     with table_col:
         st.markdown(f"**{t('evaluate.per_class')}**")
-        st.dataframe(result.per_class_frame(), hide_index=True, column_config={
-            "class": st.column_config.TextColumn(t("evaluate.col_class")),
-            "precision": st.column_config.NumberColumn(t("evaluate.col_precision"), format="percent",
-                                                       help=t("evaluate.col_precision_help")),
-            "recall": st.column_config.NumberColumn(t("evaluate.col_recall"), format="percent",
-                                                    help=t("evaluate.col_recall_help")),
-            "f1": st.column_config.NumberColumn(t("evaluate.col_f1"), format="percent"),
-            "support": st.column_config.NumberColumn(t("evaluate.col_support")),
-        })
+        st.dataframe(
+            result.per_class_frame(),
+            hide_index=True,
+            column_config={
+                "class": st.column_config.TextColumn(t("evaluate.col_class")),
+                "precision": st.column_config.NumberColumn(
+                    t("evaluate.col_precision"), format="percent", help=t("evaluate.col_precision_help")
+                ),
+                "recall": st.column_config.NumberColumn(
+                    t("evaluate.col_recall"), format="percent", help=t("evaluate.col_recall_help")
+                ),
+                "f1": st.column_config.NumberColumn(t("evaluate.col_f1"), format="percent"),
+                "support": st.column_config.NumberColumn(t("evaluate.col_support")),
+            },
+        )
     with heat_col:
         st.markdown(f"**{t('evaluate.confusion')}**", help=t("evaluate.confusion_help"))
         st.altair_chart(confusion_heatmap(result.confusion_frame(), result.classes, chart_labels()), width="stretch")
@@ -132,8 +149,12 @@ def show_evaluation(result: evaluation.Evaluation) -> None:
             st.error(i18n.error_text(exc))
     columns = st.columns(GALLERY_COLUMNS)
     for index, image in enumerate(mistakes[:GALLERY_LIMIT]):
-        caption = t("evaluate.gallery_caption", true=result.classes[image.label],
-                    predicted=result.classes[image.predicted], confidence=percent(image.confidence))
+        caption = t(
+            "evaluate.gallery_caption",
+            true=result.classes[image.label],
+            predicted=result.classes[image.predicted],
+            confidence=percent(image.confidence),
+        )
         path = result.image_path(image)
         with columns[index % GALLERY_COLUMNS]:
             if not path.is_file():
@@ -154,11 +175,16 @@ def try_tab(info: runs.RunInfo) -> None:
     except TLCoreError as exc:
         st.error(i18n.error_text(exc))
         return
-    uploads = st.file_uploader(t("evaluate.try_upload"), accept_multiple_files=True, key=TRY_FILES,
-                               type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"])
+    uploads = st.file_uploader(
+        t("evaluate.try_upload"),
+        accept_multiple_files=True,
+        key=TRY_FILES,
+        type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"],
+    )
     val_images = validation_images(info)
-    picked = st.multiselect(t("evaluate.try_val"), list(val_images), format_func=lambda p: val_images[p][0],
-                            key=TRY_VAL)
+    picked = st.multiselect(
+        t("evaluate.try_val"), list(val_images), format_func=lambda p: val_images[p][0], key=TRY_VAL
+    )
     classes = len(predictor.classes)
     state.default(TOP_K, min(5, classes))
     k = st.slider(t("evaluate.top_k"), 1, classes, key=TOP_K) if classes > 2 else classes
@@ -191,7 +217,8 @@ def validation_images(info: runs.RunInfo) -> dict[str, tuple[str, str]]:
         return {}
     return {
         str(dataset.path(item)): (f"{item.source} ({dataset.classes[item.label]})", dataset.classes[item.label])
-        for item in dataset.items if item.split == "val"
+        for item in dataset.items
+        if item.split == "val"
     }
 
 
@@ -210,40 +237,66 @@ def export_tab(info: runs.RunInfo) -> None:
         result = export.load_export(workspace, info.id)
     if result is None:
         return
-    names = {"keras": t("evaluate.format_keras"), "savedmodel": t("evaluate.format_savedmodel"),
-             "tflite": t("evaluate.format_tflite"), "tflite-quant": t("evaluate.format_tflite_quant"),
-             "labels": t("evaluate.format_labels"), "readme": t("evaluate.format_readme")}
+    names = {
+        "keras": t("evaluate.format_keras"),
+        "savedmodel": t("evaluate.format_savedmodel"),
+        "tflite": t("evaluate.format_tflite"),
+        "tflite-quant": t("evaluate.format_tflite_quant"),
+        "labels": t("evaluate.format_labels"),
+        "readme": t("evaluate.format_readme"),
+    }
     rows = []
     for fmt, check in result.checks.items():
-        required = (t("evaluate.tolerance_top1", margin=f"{export.QUANT_DECISIVE_MARGIN:g}") if check.tolerance is None
-                    else t("evaluate.tolerance_value", tolerance=f"{check.tolerance:g}"))
-        rows.append({"format": names[fmt],
-                     "passed": t("evaluate.export_passed") if check.passed else t("evaluate.export_failed"),
-                     "difference": f"{check.max_abs_diff:.1e}", "agreement": check.top1_agreement,
-                     "required": required, "file": result.files[fmt].name})
+        required = (
+            t("evaluate.tolerance_top1", margin=f"{export.QUANT_DECISIVE_MARGIN:g}")
+            if check.tolerance is None
+            else t("evaluate.tolerance_value", tolerance=f"{check.tolerance:g}")
+        )
+        rows.append(
+            {
+                "format": names[fmt],
+                "passed": t("evaluate.export_passed") if check.passed else t("evaluate.export_failed"),
+                "difference": f"{check.max_abs_diff:.1e}",
+                "agreement": check.top1_agreement,
+                "required": required,
+                "file": result.files[fmt].name,
+            }
+        )
     if rows:
-        st.dataframe(rows, hide_index=True, column_config={
-            "format": st.column_config.TextColumn(t("evaluate.export_format")),
-            "passed": st.column_config.TextColumn(t("evaluate.export_check"), width="small"),
-            "difference": st.column_config.TextColumn(t("evaluate.export_difference"), width="small"),
-            "agreement": st.column_config.NumberColumn(t("evaluate.export_agreement"), format="percent",
-                                                       width="small"),
-            "required": st.column_config.TextColumn(t("evaluate.export_tolerance")),
-            "file": st.column_config.TextColumn(t("evaluate.export_file")),
-        })
+        st.dataframe(
+            rows,
+            hide_index=True,
+            column_config={
+                "format": st.column_config.TextColumn(t("evaluate.export_format")),
+                "passed": st.column_config.TextColumn(t("evaluate.export_check"), width="small"),
+                "difference": st.column_config.TextColumn(t("evaluate.export_difference"), width="small"),
+                "agreement": st.column_config.NumberColumn(
+                    t("evaluate.export_agreement"), format="percent", width="small"
+                ),
+                "required": st.column_config.TextColumn(t("evaluate.export_tolerance")),
+                "file": st.column_config.TextColumn(t("evaluate.export_file")),
+            },
+        )
         st.caption(t("evaluate.export_check_note", images=next(iter(result.checks.values())).images))
     if "zip" in result.files:
         zip_path = result.files["zip"]
-        st.download_button(t("evaluate.download_all"), data=zip_path.read_bytes, file_name=zip_path.name,
-                           mime="application/zip", type="primary", icon=":material/folder_zip:")
+        st.download_button(
+            t("evaluate.download_all"),
+            data=zip_path.read_bytes,
+            file_name=zip_path.name,
+            mime="application/zip",
+            type="primary",
+            icon=":material/folder_zip:",
+        )
     columns = st.columns(3)
     for index, (key, path) in enumerate((k, p) for k, p in result.files.items() if k != "zip"):
         if path.is_dir():
             data, file_name = (lambda folder=path: export.zip_paths([folder])), f"{path.name}.zip"
         else:
             data, file_name = path.read_bytes, path.name
-        columns[index % 3].download_button(names[key], data=data, file_name=file_name, icon=":material/download:",
-                                           key=f"evaluate.download.{key}")
+        columns[index % 3].download_button(
+            names[key], data=data, file_name=file_name, icon=":material/download:", key=f"evaluate.download.{key}"
+        )
 
 
 def code_tab(info: runs.RunInfo) -> None:
@@ -256,8 +309,13 @@ def code_tab(info: runs.RunInfo) -> None:
         return
     file_name = codegen.script_name(info.id)
     st.markdown(t("evaluate.code_usage", file=file_name))
-    st.download_button(t("evaluate.code_download", file=file_name), data=script, file_name=file_name,
-                       mime="text/x-python", icon=":material/download:")
+    st.download_button(
+        t("evaluate.code_download", file=file_name),
+        data=script,
+        file_name=file_name,
+        mime="text/x-python",
+        icon=":material/download:",
+    )
     st.code(script, language="python", line_numbers=True)
     reproduce_section(info)
 
@@ -273,12 +331,21 @@ def reproduce_section(info: runs.RunInfo) -> None:
         return
     zip_name = f"dataset-{dataset.id}.zip"
     spec_col, data_col = st.columns(2)
-    spec_col.download_button(t("evaluate.reproduce_spec"), data=(info.dir / runs.SPEC_FILE).read_bytes,
-                             file_name="spec.json", mime="application/json", icon=":material/download:")
+    spec_col.download_button(
+        t("evaluate.reproduce_spec"),
+        data=(info.dir / runs.SPEC_FILE).read_bytes,
+        file_name="spec.json",
+        mime="application/json",
+        icon=":material/download:",
+    )
     if dataset.source_dir is None:
-        data_col.download_button(t("evaluate.reproduce_dataset", file=zip_name),
-                                 data=lambda: datasets.export_zip(dataset, workspace).read_bytes(),
-                                 file_name=zip_name, mime="application/zip", icon=":material/folder_zip:")
+        data_col.download_button(
+            t("evaluate.reproduce_dataset", file=zip_name),
+            data=lambda: datasets.export_zip(dataset, workspace).read_bytes(),
+            file_name=zip_name,
+            mime="application/zip",
+            icon=":material/folder_zip:",
+        )
     else:
         data_col.caption(t("evaluate.reproduce_folder", folder=str(dataset.source_dir)))
     st.code(codegen.reproduce_commands(dataset, zip_name), language="bash")
@@ -305,8 +372,15 @@ else:
     if st.session_state.get(RUN) not in by_id:
         st.session_state[RUN] = default_run(all_runs)
     options = {info.id: i18n.run_option(info) for info in all_runs}
-    run = by_id[st.selectbox(t("evaluate.run"), list(options), format_func=options.get, key=RUN,
-                             on_change=lambda: st.session_state.update({state.RUN_ID: st.session_state[RUN]}))]
+    run = by_id[
+        st.selectbox(
+            t("evaluate.run"),
+            list(options),
+            format_func=options.get,
+            key=RUN,
+            on_change=lambda: st.session_state.update({state.RUN_ID: st.session_state[RUN]}),
+        )
+    ]
     st.caption(i18n.run_settings(run.spec))
     evaluate_section, try_section, export_section, code_section = st.tabs(
         [t("evaluate.tab_evaluate"), t("evaluate.tab_try"), t("evaluate.tab_export"), t("evaluate.tab_code")]

@@ -16,7 +16,6 @@ from tlcore.models import POOLINGS, STRATEGIES, ModelSpec
 from ui import cached, charts, i18n, state, tables
 from ui.i18n import t
 
-
 WEIGHT_SOURCES = ("imagenet", "none", "file")
 ARTICLE_PRESET = {
     state.MODEL_BACKBONE: "resnet50",
@@ -49,26 +48,62 @@ def architecture() -> dict[str, Any]:
     """Backbone, input size and head widgets; returns the matching ModelSpec fields."""
     names = i18n.labelled(backbones.list_backbones(), lambda name: i18n.backbone_label(backbones.get_backbone(name)))
     backbone = st.selectbox(t("model.backbone"), list(names), format_func=names.get, key=state.MODEL_BACKBONE, **KEEP)
-    image_size = st.number_input(t("model.image_size"), min_value=backbones.get_backbone(backbone).min_size,
-                                 max_value=1024, step=16, key=state.MODEL_IMAGE_SIZE, help=t("model.image_size_help"),
-                                 **KEEP)
-    pooling = st.segmented_control(t("model.pooling"), POOLINGS, required=True, key=state.MODEL_POOLING,
-                                   format_func=i18n.labelled(POOLINGS, i18n.pooling_label).get, **KEEP)
+    image_size = st.number_input(
+        t("model.image_size"),
+        min_value=backbones.get_backbone(backbone).min_size,
+        max_value=1024,
+        step=16,
+        key=state.MODEL_IMAGE_SIZE,
+        help=t("model.image_size_help"),
+        **KEEP,
+    )
+    pooling = st.segmented_control(
+        t("model.pooling"),
+        POOLINGS,
+        required=True,
+        key=state.MODEL_POOLING,
+        format_func=i18n.labelled(POOLINGS, i18n.pooling_label).get,
+        **KEEP,
+    )
     dropout = st.slider(t("model.dropout"), 0.0, 0.9, step=0.05, key=state.MODEL_DROPOUT, **KEEP)
-    hidden_units = st.number_input(t("model.hidden_units"), min_value=0, max_value=8192, step=64,
-                                   key=state.MODEL_HIDDEN, help=t("model.hidden_units_help"), **KEEP)
-    return {"backbone": backbone, "image_size": int(image_size), "pooling": pooling, "dropout": float(dropout),
-            "hidden_units": int(hidden_units)}
+    hidden_units = st.number_input(
+        t("model.hidden_units"),
+        min_value=0,
+        max_value=8192,
+        step=64,
+        key=state.MODEL_HIDDEN,
+        help=t("model.hidden_units_help"),
+        **KEEP,
+    )
+    return {
+        "backbone": backbone,
+        "image_size": int(image_size),
+        "pooling": pooling,
+        "dropout": float(dropout),
+        "hidden_units": int(hidden_units),
+    }
 
 
 def strategy_and_weights(backbone: backbones.Backbone, image_size: int) -> tuple[str, str]:
     """Strategy and weights widgets, with a word on whether the weights are there; returns both."""
-    strategy = st.segmented_control(t("model.strategy"), STRATEGIES, required=True, key=state.MODEL_STRATEGY,
-                                    format_func=i18n.labelled(STRATEGIES, i18n.strategy_label).get, **KEEP)
+    strategy = st.segmented_control(
+        t("model.strategy"),
+        STRATEGIES,
+        required=True,
+        key=state.MODEL_STRATEGY,
+        format_func=i18n.labelled(STRATEGIES, i18n.strategy_label).get,
+        **KEEP,
+    )
     st.caption(i18n.strategy_hint(strategy))
-    source = st.radio(t("model.weights"), WEIGHT_SOURCES, key=state.MODEL_WEIGHTS, horizontal=True,
-                      format_func=i18n.labelled(WEIGHT_SOURCES, i18n.weights_label).get,
-                      disabled=strategy == "scratch", **KEEP)
+    source = st.radio(
+        t("model.weights"),
+        WEIGHT_SOURCES,
+        key=state.MODEL_WEIGHTS,
+        horizontal=True,
+        format_func=i18n.labelled(WEIGHT_SOURCES, i18n.weights_label).get,
+        disabled=strategy == "scratch",
+        **KEEP,
+    )
     if strategy == "scratch":
         st.caption(t("model.scratch_weights"))
         return strategy, "none"
@@ -84,8 +119,9 @@ def strategy_and_weights(backbone: backbones.Backbone, image_size: int) -> tuple
         return strategy, "imagenet"
     if source == "none":
         return strategy, "none"
-    path = st.text_input(t("model.weights_path"), key=state.MODEL_WEIGHTS_PATH, placeholder="/path/to/weights.h5",
-                         **KEEP).strip()
+    path = st.text_input(
+        t("model.weights_path"), key=state.MODEL_WEIGHTS_PATH, placeholder="/path/to/weights.h5", **KEEP
+    ).strip()
     if not path:
         st.info(t("model.weights_path_needed"))
         return strategy, "none"
@@ -119,17 +155,26 @@ def layers(spec: ModelSpec) -> None:
     total_col, trainable_col, frozen_col = st.columns(3)
     total_col.metric(t("model.params_total"), f"{view.counts['total']:,}")
     trainable_col.metric(t("model.params_trainable"), f"{view.counts['trainable']:,}")
-    frozen_col.metric(t("model.params_frozen"), f"{view.counts['non_trainable']:,}",
-                      help=t("model.params_frozen_help"))
+    frozen_col.metric(t("model.params_frozen"), f"{view.counts['non_trainable']:,}", help=t("model.params_frozen_help"))
     st.subheader(t("model.layers"))
     st.caption(t("model.layers_legend"))
     # The table shows a dozen rows at a time; the strip shows where the frozen part ends, wherever it is.
     st.caption(t("model.layer_strip"))
-    titles = {"index": t("layers.index"), "part": t("layers.part"), "name": t("layers.name"),
-              "type": t("layers.type"), "trainable": t("layers.trainable")}
+    titles = {
+        "index": t("layers.index"),
+        "part": t("layers.part"),
+        "name": t("layers.name"),
+        "type": t("layers.type"),
+        "trainable": t("layers.trainable"),
+    }
     st.altair_chart(charts.layer_strip(view.table, titles), width="stretch")
-    st.dataframe(tables.styled_layer_table(view.table), column_config=tables.layer_columns(), hide_index=True,
-                 height=480, placeholder="–")
+    st.dataframe(
+        tables.styled_layer_table(view.table),
+        column_config=tables.layer_columns(),
+        hide_index=True,
+        height=480,
+        placeholder="–",
+    )
 
 
 workspace = state.workspace()
@@ -150,8 +195,9 @@ with strategy_col:
 dataset = state.current_dataset(workspace)
 if dataset is None:
     st.caption(t("model.no_dataset"))
-spec = ModelSpec(**fields, weights=weights, strategy=strategy,
-                 num_classes=len(dataset.classes) if dataset is not None else 2)
+spec = ModelSpec(
+    **fields, weights=weights, strategy=strategy, num_classes=len(dataset.classes) if dataset is not None else 2
+)
 try:
     with st.spinner(t("model.building", label=backbones.get_backbone(spec.backbone).label)):
         structure = cached.structure(spec)

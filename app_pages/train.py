@@ -16,7 +16,6 @@ from tlcore.spec import OPTIMIZERS, Augmentation, RunSpec
 from ui import cached, charts, i18n, state
 from ui.i18n import t
 
-
 POLL_SECONDS = 1.0
 LEARNING_RATES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
 BATCH_SIZES = (8, 16, 32, 64, 128)
@@ -24,47 +23,81 @@ BATCH_SIZES = (8, 16, 32, 64, 128)
 
 def settings_form(dataset: Dataset, model_spec: ModelSpec) -> RunSpec:
     """The run settings as widgets; returns the RunSpec they describe."""
-    for key, value in ((state.TRAIN_EPOCHS, 5), (state.TRAIN_BATCH, 32), (state.TRAIN_LR, 1e-3),
-                       (state.TRAIN_OPTIMIZER, "adam"), (state.TRAIN_FLIP, False), (state.TRAIN_ROTATION, 0.0),
-                       (state.TRAIN_ZOOM, 0.0), (state.TRAIN_CONTRAST, 0.0), (state.TRAIN_TWO_PHASE, False),
-                       (state.TRAIN_FT_EPOCHS, 5), (state.TRAIN_FT_LR, 1e-5), (state.TRAIN_SEED, 0),
-                       (state.TRAIN_NAME, "")):
+    for key, value in (
+        (state.TRAIN_EPOCHS, 5),
+        (state.TRAIN_BATCH, 32),
+        (state.TRAIN_LR, 1e-3),
+        (state.TRAIN_OPTIMIZER, "adam"),
+        (state.TRAIN_FLIP, False),
+        (state.TRAIN_ROTATION, 0.0),
+        (state.TRAIN_ZOOM, 0.0),
+        (state.TRAIN_CONTRAST, 0.0),
+        (state.TRAIN_TWO_PHASE, False),
+        (state.TRAIN_FT_EPOCHS, 5),
+        (state.TRAIN_FT_LR, 1e-5),
+        (state.TRAIN_SEED, 0),
+        (state.TRAIN_NAME, ""),
+    ):
         state.default(key, value)
     keep = {"persist_state": "session"}
     basics, augment, recipe = st.columns(3)
     with basics:
         epochs = st.number_input(t("train.epochs"), 1, 1000, key=state.TRAIN_EPOCHS, **keep)
         batch_size = st.selectbox(t("train.batch_size"), BATCH_SIZES, key=state.TRAIN_BATCH, **keep)
-        learning_rate = st.select_slider(t("train.learning_rate"), LEARNING_RATES, format_func=i18n.rate,
-                                         key=state.TRAIN_LR, **keep)
+        learning_rate = st.select_slider(
+            t("train.learning_rate"), LEARNING_RATES, format_func=i18n.rate, key=state.TRAIN_LR, **keep
+        )
         optimizer = st.selectbox(t("train.optimizer"), OPTIMIZERS, key=state.TRAIN_OPTIMIZER, **keep)
     with augment:
         st.markdown(f"**{t('train.augmentation')}**")
         flip = st.toggle(t("train.flip"), key=state.TRAIN_FLIP, **keep)
-        rotation = st.slider(t("train.rotation"), 0.0, 0.5, step=0.05, key=state.TRAIN_ROTATION,
-                             help=t("train.rotation_help"), **keep)
+        rotation = st.slider(
+            t("train.rotation"), 0.0, 0.5, step=0.05, key=state.TRAIN_ROTATION, help=t("train.rotation_help"), **keep
+        )
         zoom = st.slider(t("train.zoom"), 0.0, 0.5, step=0.05, key=state.TRAIN_ZOOM, **keep)
         contrast = st.slider(t("train.contrast"), 0.0, 0.5, step=0.05, key=state.TRAIN_CONTRAST, **keep)
     with recipe:
         can_two_phase = model_spec.strategy == "finetune"
-        two_phase = st.toggle(t("train.two_phase"), key=state.TRAIN_TWO_PHASE, disabled=not can_two_phase,
-                              help=t("train.two_phase_help"), **keep) and can_two_phase
+        two_phase = (
+            st.toggle(
+                t("train.two_phase"),
+                key=state.TRAIN_TWO_PHASE,
+                disabled=not can_two_phase,
+                help=t("train.two_phase_help"),
+                **keep,
+            )
+            and can_two_phase
+        )
         if not can_two_phase:
             st.caption(t("train.two_phase_needs_finetune"))
-        finetune_epochs = st.number_input(t("train.finetune_epochs"), 1, 1000, key=state.TRAIN_FT_EPOCHS,
-                                          disabled=not two_phase, **keep)
-        finetune_rate = st.select_slider(t("train.finetune_learning_rate"), LEARNING_RATES, format_func=i18n.rate,
-                                         key=state.TRAIN_FT_LR, disabled=not two_phase, **keep)
+        finetune_epochs = st.number_input(
+            t("train.finetune_epochs"), 1, 1000, key=state.TRAIN_FT_EPOCHS, disabled=not two_phase, **keep
+        )
+        finetune_rate = st.select_slider(
+            t("train.finetune_learning_rate"),
+            LEARNING_RATES,
+            format_func=i18n.rate,
+            key=state.TRAIN_FT_LR,
+            disabled=not two_phase,
+            **keep,
+        )
         seed = st.number_input(t("train.seed"), 0, 2**31 - 1, key=state.TRAIN_SEED, **keep)
         name = st.text_input(t("train.name"), key=state.TRAIN_NAME, max_chars=200, **keep)
     return RunSpec(
         dataset=dataset.id,
         model=replace(model_spec, num_classes=len(dataset.classes)),
-        epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer, learning_rate=float(learning_rate),
-        two_phase=bool(two_phase), finetune_epochs=int(finetune_epochs), finetune_learning_rate=float(finetune_rate),
-        augmentation=Augmentation(flip=bool(flip), rotation=float(rotation), zoom=float(zoom),
-                                  contrast=float(contrast)),
-        seed=int(seed), name=name.strip(),
+        epochs=int(epochs),
+        batch_size=int(batch_size),
+        optimizer=optimizer,
+        learning_rate=float(learning_rate),
+        two_phase=bool(two_phase),
+        finetune_epochs=int(finetune_epochs),
+        finetune_learning_rate=float(finetune_rate),
+        augmentation=Augmentation(
+            flip=bool(flip), rotation=float(rotation), zoom=float(zoom), contrast=float(contrast)
+        ),
+        seed=int(seed),
+        name=name.strip(),
     )
 
 
@@ -101,8 +134,9 @@ def run_monitor(run_id: str, status_shown: str) -> None:
         # Redraw the whole page once (selector, sidebar); when the run has ended this stops the polling.
         st.rerun()
     heading_col, stop_col = st.columns([5, 1], vertical_alignment="center")
-    if runs.is_active(info) and stop_col.button(t("train.stop"), icon=":material/stop_circle:",
-                                                disabled=info.status == "stopping"):
+    if runs.is_active(info) and stop_col.button(
+        t("train.stop"), icon=":material/stop_circle:", disabled=info.status == "stopping"
+    ):
         try:
             info = runs.stop(workspace, run_id)
         except TLCoreError as exc:
@@ -121,8 +155,11 @@ def run_monitor(run_id: str, status_shown: str) -> None:
         notice = st.warning if info.status in ("stopped", "interrupted") else st.error
         notice(f"{t('train.run_error')} {info.error}")
     if info.best_val_accuracy is not None:
-        st.metric(t("train.best_val_accuracy"), f"{info.best_val_accuracy:.1%}",
-                  help=t("train.best_epoch", epoch=info.best_epoch))
+        st.metric(
+            t("train.best_val_accuracy"),
+            f"{info.best_val_accuracy:.1%}",
+            help=t("train.best_epoch", epoch=info.best_epoch),
+        )
     metrics = cached.metrics(workspace, run_id)
     if metrics.empty:
         st.caption(t("train.no_metrics"))
@@ -130,8 +167,7 @@ def run_monitor(run_id: str, status_shown: str) -> None:
     labels = i18n.chart_labels()
     loss_col, accuracy_col = st.columns(2)
     loss_col.altair_chart(charts.training_curve(metrics, "loss", info.steps_per_epoch, labels), width="stretch")
-    accuracy_col.altair_chart(charts.training_curve(metrics, "accuracy", info.steps_per_epoch, labels),
-                              width="stretch")
+    accuracy_col.altair_chart(charts.training_curve(metrics, "accuracy", info.steps_per_epoch, labels), width="stretch")
 
 
 workspace = state.workspace()
@@ -169,7 +205,8 @@ else:
     select_run(shown)
     st.session_state[state.TRAIN_RUN] = shown
     run_names = {info.id: i18n.run_option(info) for info in all_runs}
-    st.selectbox(t("train.run"), list(run_names), format_func=run_names.get, key=state.TRAIN_RUN,
-                 on_change=on_run_selected)
+    st.selectbox(
+        t("train.run"), list(run_names), format_func=run_names.get, key=state.TRAIN_RUN, on_change=on_run_selected
+    )
     status = next(info.status for info in all_runs if info.id == shown)
     st.fragment(run_every=POLL_SECONDS if status in runs.ACTIVE_STATUSES else None)(run_monitor)(shown, status)

@@ -36,9 +36,10 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -134,10 +135,22 @@ def run_spec(case: Case, dataset: Any, args: argparse.Namespace) -> Any:
     from tlcore.models import ModelSpec
     from tlcore.spec import RunSpec
 
-    model = ModelSpec(backbone=case.backbone, weights=case.weights, image_size=args.image_size,
-                      num_classes=len(dataset.classes), strategy=case.strategy, frozen_layers=case.frozen_layers)
-    return RunSpec(dataset=dataset.id, model=model, epochs=args.epochs, batch_size=args.batch_size,
-                   learning_rate=args.learning_rate, seed=args.seed).validated()
+    model = ModelSpec(
+        backbone=case.backbone,
+        weights=case.weights,
+        image_size=args.image_size,
+        num_classes=len(dataset.classes),
+        strategy=case.strategy,
+        frozen_layers=case.frozen_layers,
+    )
+    return RunSpec(
+        dataset=dataset.id,
+        model=model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    ).validated()
 
 
 def naive(spec: Any, workspace: Any, dataset: Any) -> dict[str, Any]:
@@ -155,9 +168,14 @@ def naive(spec: Any, workspace: Any, dataset: Any) -> dict[str, Any]:
     history = view.fit(train, validation_data=val, epochs=spec.epochs, verbose=0, shuffle=False)
     ended = time.perf_counter()
     accuracy = history.history["val_accuracy"]
-    return {"seconds": ended - began, "cpu_seconds": cpu_seconds() - cpu_began, "training_seconds": ended - fit_began,
-            "seconds_per_epoch": (ended - fit_began) / spec.epochs,
-            "val_accuracy": accuracy[-1], "best_val_accuracy": max(accuracy)}
+    return {
+        "seconds": ended - began,
+        "cpu_seconds": cpu_seconds() - cpu_began,
+        "training_seconds": ended - fit_began,
+        "seconds_per_epoch": (ended - fit_began) / spec.epochs,
+        "val_accuracy": accuracy[-1],
+        "best_val_accuracy": max(accuracy),
+    }
 
 
 def ours(spec: Any, workspace: Any) -> dict[str, Any]:
@@ -173,11 +191,17 @@ def ours(spec: Any, workspace: Any) -> dict[str, Any]:
         raise RuntimeError(f"run {info.id} ended {info.status}: {info.error}")
     status = runs.read_status(info.dir)
     epochs = runs.read_metrics(workspace, info.id).query("kind == 'epoch'")
-    return {"seconds": seconds, "cpu_seconds": cpu, "training_seconds": seconds - status["setup_seconds"],
-            "path": status.get("path"), "path_note": status.get("path_note"),
-            "features_seconds": status.get("features_seconds"), "seconds_per_epoch": status.get("seconds_per_epoch"),
-            "val_accuracy": float(epochs["val_accuracy"].iloc[-1]),
-            "best_val_accuracy": float(epochs["val_accuracy"].max())}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "training_seconds": seconds - status["setup_seconds"],
+        "path": status.get("path"),
+        "path_note": status.get("path_note"),
+        "features_seconds": status.get("features_seconds"),
+        "seconds_per_epoch": status.get("seconds_per_epoch"),
+        "val_accuracy": float(epochs["val_accuracy"].iloc[-1]),
+        "best_val_accuracy": float(epochs["val_accuracy"].max()),
+    }
 
 
 def throughput(spec: Any, workspace: Any, dataset: Any, repeats: int) -> dict[str, Any]:
@@ -197,8 +221,9 @@ def throughput(spec: Any, workspace: Any, dataset: Any, repeats: int) -> dict[st
     model = build_model(spec.model, workspace)
     cut = cut_model(model, len(get_base(model).layers))
     images = np.concatenate([load_images(dataset.files(split)[0], spec.model.image_size) for split in ("train", "val")])
-    batches = [tf.constant(images[i:i + FEATURE_BATCH_SIZE], tf.float32)
-               for i in range(0, len(images), FEATURE_BATCH_SIZE)]
+    batches = [
+        tf.constant(images[i : i + FEATURE_BATCH_SIZE], tf.float32) for i in range(0, len(images), FEATURE_BATCH_SIZE)
+    ]
     raw = tf.function(tf.autograph.experimental.do_not_convert(cut.forward))  # the frozen layers alone
 
     def raw_pass() -> None:
@@ -211,10 +236,12 @@ def throughput(spec: Any, workspace: Any, dataset: Any, repeats: int) -> dict[st
     raw(batches[0])
     cut.compute(images[:FEATURE_BATCH_SIZE])
     timings = {"raw": _best_of(raw_pass, repeats), "features": _best_of(feature_pass, repeats)}
-    return {"images": len(images),
-            "raw_images_per_second": len(images) / timings["raw"],
-            "features_images_per_second": len(images) / timings["features"],
-            "ratio": timings["raw"] / timings["features"]}
+    return {
+        "images": len(images),
+        "raw_images_per_second": len(images) / timings["raw"],
+        "features_images_per_second": len(images) / timings["features"],
+        "ratio": timings["raw"] / timings["features"],
+    }
 
 
 def cpu_seconds() -> float:
@@ -260,16 +287,24 @@ def main(argv: list[str] | None = None) -> int:
     from tlcore.workspace import Workspace
 
     memory = PeakMemory()
-    results: dict[str, Any] = {"machine": machine(), "tensorflow": tf.__version__, "args": vars(args) | {"json": None},
-                               "cases": {}, "throughput": {}}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "tensorflow": tf.__version__,
+        "args": vars(args) | {"json": None},
+        "cases": {},
+        "throughput": {},
+    }
     with tempfile.TemporaryDirectory(prefix="tlcore-bench-") as folder:
         workspace = Workspace(Path(folder) / "ws")
         dataset = ingest(args, workspace, Path(folder))
         counts = {split: len(dataset.files(split)[0]) for split in ("train", "val")}
         results["images"] = counts
-        print(f"{machine()}; TensorFlow {tf.__version__}; {counts['train']} training and {counts['val']} validation "
-              f"images at {args.image_size} px, {args.epochs} epochs, batch {args.batch_size}; "
-              f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"{machine()}; TensorFlow {tf.__version__}; {counts['train']} training and {counts['val']} validation "
+            f"images at {args.image_size} px, {args.epochs} epochs, batch {args.batch_size}; "
+            f"load average {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
         for case in cases:
             spec = run_spec(case, dataset, args)
             features._memory.clear()  # every case starts cold: its feature pass is part of its time
@@ -279,33 +314,46 @@ def main(argv: list[str] | None = None) -> int:
             memory.reset()
             fast = ours(spec, workspace)
             fast["peak_rss"] = memory.peak()
-            results["cases"][case.name] = {"naive": plain, "ours": fast, "speedup": plain["seconds"] / fast["seconds"],
-                                           "training_speedup": plain["training_seconds"] / fast["training_seconds"],
-                                           "cpu_speedup": plain["cpu_seconds"] / fast["cpu_seconds"]}
+            results["cases"][case.name] = {
+                "naive": plain,
+                "ours": fast,
+                "speedup": plain["seconds"] / fast["seconds"],
+                "training_speedup": plain["training_seconds"] / fast["training_seconds"],
+                "cpu_speedup": plain["cpu_seconds"] / fast["cpu_seconds"],
+            }
             results["cases"][case.name]["load_average"] = os.getloadavg()[0]
             print(case_line(case.name, plain, fast), flush=True)
-            print(f"    {fast['path_note']} Per epoch: naive {plain['seconds_per_epoch']:.2f} s, ours "
-                  f"{fast['seconds_per_epoch']:.2f} s. Load average {os.getloadavg()[0]:.2f}.", flush=True)
+            print(
+                f"    {fast['path_note']} Per epoch: naive {plain['seconds_per_epoch']:.2f} s, ours "
+                f"{fast['seconds_per_epoch']:.2f} s. Load average {os.getloadavg()[0]:.2f}.",
+                flush=True,
+            )
         for backbone in dict.fromkeys(case.backbone for case in cases if case.strategy == "transfer"):
             case = next(c for c in cases if c.backbone == backbone and c.strategy == "transfer")
             measured = throughput(run_spec(case, dataset, args), workspace, dataset, args.repeats)
             results["throughput"][backbone] = measured
-            print(f"feature pass {backbone}: {measured['features_images_per_second']:.1f} images/s, raw forward "
-                  f"{measured['raw_images_per_second']:.1f} images/s: {measured['ratio']:.0%} of raw", flush=True)
+            print(
+                f"feature pass {backbone}: {measured['features_images_per_second']:.1f} images/s, raw forward "
+                f"{measured['raw_images_per_second']:.1f} images/s: {measured['ratio']:.0%} of raw",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0
 
 
 def case_line(name: str, plain: dict[str, Any], fast: dict[str, Any]) -> str:
-    return (f"{name:27s} {fast['path']:8s} training: naive {plain['training_seconds']:6.1f} s, ours "
-            f"{fast['training_seconds']:5.1f} s = {plain['training_seconds'] / fast['training_seconds']:4.1f}x | "
-            f"end to end: {plain['seconds']:6.1f} s vs {fast['seconds']:5.1f} s = "
-            f"{plain['seconds'] / fast['seconds']:4.1f}x | CPU time {plain['cpu_seconds']:6.1f} s vs "
-            f"{fast['cpu_seconds']:5.1f} s = {plain['cpu_seconds'] / fast['cpu_seconds']:4.1f}x | val acc naive {plain['val_accuracy']:.3f} "
-            f"(best {plain['best_val_accuracy']:.3f}), ours {fast['val_accuracy']:.3f} "
-            f"(best {fast['best_val_accuracy']:.3f}) | peak RSS naive {plain['peak_rss'] / 2**30:.2f} GiB, "
-            f"ours {fast['peak_rss'] / 2**30:.2f} GiB")
+    return (
+        f"{name:27s} {fast['path']:8s} training: naive {plain['training_seconds']:6.1f} s, ours "
+        f"{fast['training_seconds']:5.1f} s = {plain['training_seconds'] / fast['training_seconds']:4.1f}x | "
+        f"end to end: {plain['seconds']:6.1f} s vs {fast['seconds']:5.1f} s = "
+        f"{plain['seconds'] / fast['seconds']:4.1f}x | CPU time {plain['cpu_seconds']:6.1f} s vs "
+        f"{fast['cpu_seconds']:5.1f} s = {plain['cpu_seconds'] / fast['cpu_seconds']:4.1f}x | "
+        f"val acc naive {plain['val_accuracy']:.3f} "
+        f"(best {plain['best_val_accuracy']:.3f}), ours {fast['val_accuracy']:.3f} "
+        f"(best {fast['best_val_accuracy']:.3f}) | peak RSS naive {plain['peak_rss'] / 2**30:.2f} GiB, "
+        f"ours {fast['peak_rss'] / 2**30:.2f} GiB"
+    )
 
 
 def machine() -> str:

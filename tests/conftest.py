@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 os.environ["TLCORE_OFFLINE"] = "1"
 
-import pytest  # noqa: E402
+import pytest
 
-from tlcore.demo import demo_zip  # noqa: E402
-from tlcore.workspace import Workspace  # noqa: E402
+from tlcore.demo import demo_zip
+from tlcore.workspace import Workspace
 
 if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
@@ -96,8 +96,13 @@ def train_calibrated(tmp_path_factory, demo_zip_bytes, calibrated_weights):
     def train(name: str, epochs: int):
         workspace = Workspace(tmp_path_factory.mktemp(name))
         dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
-        model = ModelSpec(backbone="mobilenet_0.25", weights=str(calibrated_weights), image_size=32, num_classes=3,
-                          strategy="transfer")
+        model = ModelSpec(
+            backbone="mobilenet_0.25",
+            weights=str(calibrated_weights),
+            image_size=32,
+            num_classes=3,
+            strategy="transfer",
+        )
         spec = RunSpec(dataset=dataset.id, model=model, epochs=epochs, batch_size=8, learning_rate=1e-2)
         info = train_run(workspace, runs.create_run(spec, workspace).id)
         assert info.status == "completed", info.error

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import io
 import zipfile
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from PIL import Image
 
 # A recognisable solid colour for each Pillow mode (red where the mode has colour).
-DEFAULT_COLOURS = {"L": 90, "1": 1, "I;16": 40000, "P": 3, "LA": (90, 128), "RGBA": (200, 30, 30, 255),
-                   "CMYK": (0, 255, 255, 0)}
+DEFAULT_COLOURS = {
+    "L": 90,
+    "1": 1,
+    "I;16": 40000,
+    "P": 3,
+    "LA": (90, 128),
+    "RGBA": (200, 30, 30, 255),
+    "CMYK": (0, 255, 255, 0),
+}
 
 
 def image_bytes(fmt: str = "PNG", mode: str = "RGB", size: tuple[int, int] = (8, 8), color=None, **save) -> bytes:
@@ -26,8 +33,10 @@ def image_bytes(fmt: str = "PNG", mode: str = "RGB", size: tuple[int, int] = (8,
     return buffer.getvalue()
 
 
-def make_zip(entries: Mapping[str, bytes] | Iterable[tuple[str | zipfile.ZipInfo, bytes]],
-             compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+def make_zip(
+    entries: Mapping[str, bytes] | Iterable[tuple[str | zipfile.ZipInfo, bytes]],
+    compression: int = zipfile.ZIP_DEFLATED,
+) -> bytes:
     """Zip bytes from `{name: bytes}` or `[(name or ZipInfo, bytes), ...]` (the list form allows repeated names)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression) as archive:

@@ -33,10 +33,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--no-first-run"]
-PAGES = {"home": "Transfer learning studio", "data": "Data", "model": "Model", "train": "Train",
-         "compare": "Compare runs", "evaluate": "Evaluate & export"}
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+PAGES = {
+    "home": "Transfer learning studio",
+    "data": "Data",
+    "model": "Model",
+    "train": "Train",
+    "compare": "Compare runs",
+    "evaluate": "Evaluate & export",
+}
 RUN_NAME = "browser check"
 
 pytestmark = [
@@ -81,9 +92,23 @@ def server(tmp_path_factory):
     env = {**os.environ, "TLCORE_WORKSPACE": str(workspace), "TLCORE_OFFLINE": "1"}
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://localhost:{port}"
     try:
@@ -139,7 +164,8 @@ def wait_until_idle(page, timeout: float = 60_000) -> None:
             window.__idleSince = window.__idleSince || performance.now();
             return performance.now() - window.__idleSince > 300;
         }""",
-        polling=100, timeout=timeout,
+        polling=100,
+        timeout=timeout,
     )
 
 
@@ -169,14 +195,14 @@ class Steps:
         self.page.screenshot(path=str(path), full_page=True)
         return path
 
-    def __enter__(self) -> "Steps":
+    def __enter__(self) -> Steps:
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
         if kind is not None:  # the page as it was when the test failed
             try:
                 self.shot("FAILED")
-            except Exception:  # noqa: BLE001 - keep the test's own error
+            except Exception:
                 pass
 
 
@@ -204,7 +230,7 @@ def metric_value(page, label: str) -> str:
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def layer_row_colours(grid) -> list[str]:
@@ -225,7 +251,7 @@ def layer_row_colours(grid) -> list[str]:
 
     def kind(pixel: tuple[int, int, int]) -> str | None:
         for name, colour in palette.items():
-            if sum(abs(a - b) for a, b in zip(pixel, colour)) <= 6:
+            if sum(abs(a - b) for a, b in zip(pixel, colour, strict=True)) <= 6:
                 return name
         return None
 
@@ -269,8 +295,13 @@ def strip_colours(page) -> dict[str, int]:
     an SVG Vega chart, one `rect` mark per layer, so its colours are in the DOM."""
     from ui.charts import FROZEN_COLOUR, LEARNS_COLOUR
 
-    fills = page.get_by_test_id("stMain").get_by_test_id("stVegaLiteChart").first.evaluate(
-        "chart => [...chart.querySelectorAll('.mark-rect.role-mark path')].map(mark => mark.getAttribute('fill'))")
+    fills = (
+        page.get_by_test_id("stMain")
+        .get_by_test_id("stVegaLiteChart")
+        .first.evaluate(
+            "chart => [...chart.querySelectorAll('.mark-rect.role-mark path')].map(mark => mark.getAttribute('fill'))"
+        )
+    )
     return {"learns": fills.count(LEARNS_COLOUR), "frozen": fills.count(FROZEN_COLOUR), "layers": len(fills)}
 
 
@@ -325,7 +356,7 @@ class RerunClock:
             return
         try:
             message = self._forward.FromString(payload)
-        except Exception:  # noqa: BLE001 - not every frame needs to be understood
+        except Exception:
             return
         if message.WhichOneof("type") == "script_finished":
             started, fragment = self._pending
@@ -384,7 +415,9 @@ def test_choices_keep_their_value_after_a_language_switch(server, page):
     wait_until_idle(page)
     page.get_by_test_id("stSidebar").get_by_text("MobileNet ×0.25 · 転移学習").wait_for()
     sync_api.expect(backbone).to_have_value(re.compile(r"^MobileNet ×0\.25 · パラメータ"))
-    sync_api.expect(page.get_by_role("radiogroup", name="初期の重み").get_by_role("radio", name="ランダム")).to_be_checked()
+    sync_api.expect(
+        page.get_by_role("radiogroup", name="初期の重み").get_by_role("radio", name="ランダム")
+    ).to_be_checked()
     no_exception(page)
 
 
@@ -477,7 +510,8 @@ def test_upload_fine_tune_train_stop_and_compare(server, browser, tmp_path):
         # 4. Train: many epochs (it must still be running when stopped), small batches, a name; Start.
         go_to(page, "Train", "Train")
         page.get_by_test_id("stMain").get_by_text(
-            f"Model: MobileNet ×0.25 · Fine-tuning · {frozen} frozen layers").wait_for()
+            f"Model: MobileNet ×0.25 · Fine-tuning · {frozen} frozen layers"
+        ).wait_for()
         set_number(page, "Epochs", 1000)
         wait_until_idle(page)
         choose(page, "Batch size", "8")
@@ -536,13 +570,19 @@ def test_upload_fine_tune_train_stop_and_compare(server, browser, tmp_path):
 
         # Page reruns while the run trained: the polled fragment (once a second) must stay quick.
         fragment_runs = [run["seconds"] for run in clock.runs if run["fragment"]]
-        (ARTIFACTS / "flow-rerun-times.json").write_text(json.dumps({
-            "fragment_runs_seconds": fragment_runs,
-            "full_runs_seconds": [run["seconds"] for run in clock.runs if not run["fragment"]],
-            "median_fragment_seconds": statistics.median(fragment_runs) if fragment_runs else None,
-            "chart_points": [first_points, later_points], "epoch_shown": [first_epoch, later_epoch],
-            "layer_rows": {"0 frozen": before, f"{frozen} frozen": after},
-            "layer_strip": {"0 frozen": strip_before, f"{frozen} frozen": strip_after},
-        }, indent=2))
+        (ARTIFACTS / "flow-rerun-times.json").write_text(
+            json.dumps(
+                {
+                    "fragment_runs_seconds": fragment_runs,
+                    "full_runs_seconds": [run["seconds"] for run in clock.runs if not run["fragment"]],
+                    "median_fragment_seconds": statistics.median(fragment_runs) if fragment_runs else None,
+                    "chart_points": [first_points, later_points],
+                    "epoch_shown": [first_epoch, later_epoch],
+                    "layer_rows": {"0 frozen": before, f"{frozen} frozen": after},
+                    "layer_strip": {"0 frozen": strip_before, f"{frozen} frozen": strip_after},
+                },
+                indent=2,
+            )
+        )
         assert len(fragment_runs) >= 3
         assert statistics.median(fragment_runs) < 1.0, fragment_runs

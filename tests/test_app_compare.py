@@ -12,20 +12,52 @@ from tlcore.models import ModelSpec
 from tlcore.spec import RunSpec
 
 
-def make_run(workspace, dataset, name: str, strategy: str = "transfer", status: str | None = "completed",
-             val_accuracy: tuple[float, ...] = (0.4, 0.6)) -> runs.RunInfo:
+def make_run(
+    workspace,
+    dataset,
+    name: str,
+    strategy: str = "transfer",
+    status: str | None = "completed",
+    val_accuracy: tuple[float, ...] = (0.4, 0.6),
+) -> runs.RunInfo:
     """A run made with `runs.create_run`, moved to `status` with one metrics line per epoch."""
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy=strategy,
-                      frozen_layers=20 if strategy == "finetune" else None)
+    model = ModelSpec(
+        backbone="mobilenet_0.25",
+        weights="none",
+        image_size=32,
+        num_classes=3,
+        strategy=strategy,
+        frozen_layers=20 if strategy == "finetune" else None,
+    )
     info = runs.create_run(RunSpec(dataset=dataset.id, model=model, epochs=len(val_accuracy), name=name), workspace)
-    lines = [{"kind": "epoch", "phase": strategy, "epoch": epoch, "step": 2, "global_step": 2 * epoch,
-              "loss": 1.0 / epoch, "accuracy": acc, "val_loss": 1.1 / epoch, "val_accuracy": acc, "elapsed": epoch}
-             for epoch, acc in enumerate(val_accuracy, start=1)]
+    lines = [
+        {
+            "kind": "epoch",
+            "phase": strategy,
+            "epoch": epoch,
+            "step": 2,
+            "global_step": 2 * epoch,
+            "loss": 1.0 / epoch,
+            "accuracy": acc,
+            "val_loss": 1.1 / epoch,
+            "val_accuracy": acc,
+            "elapsed": epoch,
+        }
+        for epoch, acc in enumerate(val_accuracy, start=1)
+    ]
     (info.dir / runs.METRICS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
     if status is not None:
         best = max(val_accuracy)
-        runs.update_status(info.dir, status=status, best_val_accuracy=best, best_epoch=val_accuracy.index(best) + 1,
-                           elapsed_seconds=12.0, seconds_per_epoch=6.0, frozen_layers=20, trainable_params=771)
+        runs.update_status(
+            info.dir,
+            status=status,
+            best_val_accuracy=best,
+            best_epoch=val_accuracy.index(best) + 1,
+            elapsed_seconds=12.0,
+            seconds_per_epoch=6.0,
+            frozen_layers=20,
+            trainable_params=771,
+        )
     return runs.load_run(workspace, info.id)
 
 

@@ -59,7 +59,7 @@ def test_demo_dataset_is_ingested_and_its_classes_are_charted(app, workspace):
     assert app.success[0].value.startswith("Added demo.zip")
     counts = dataset.counts()
     chart = class_chart(app)
-    assert chart.groupby("class")["images"].sum().to_dict() == dict(zip(counts["class"], counts["total"]))
+    assert chart.groupby("class")["images"].sum().to_dict() == dict(zip(counts["class"], counts["total"], strict=True))
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Classes"] == str(len(dataset.classes))
     assert metrics["Training images"] == str(counts["train"].sum())
@@ -71,7 +71,8 @@ def test_demo_dataset_is_ingested_and_its_classes_are_charted(app, workspace):
 def test_a_train_zip_and_a_val_zip_become_one_dataset(app, workspace):
     app.file_uploader(key="data.train_zip").set_value(("train.zip", demo_zip(per_class=6, size=32), "application/zip"))
     app.file_uploader(key="data.val_zip").set_value(
-        ("val.zip", demo_zip(per_class=3, size=32, seed=1), "application/zip"))
+        ("val.zip", demo_zip(per_class=3, size=32, seed=1), "application/zip")
+    )
     button(app.run(), "Add dataset").click().run()
     assert not app.exception and not app.error
     (dataset,) = datasets.list_datasets(workspace)

@@ -55,18 +55,34 @@ def test_article_preset_freezes_168_layers_of_resnet50_with_matching_counts(app)
     assert frozen_slider(at).value == 168
     spec = at.session_state["model_spec"]
     assert (spec.backbone, spec.pooling, spec.strategy, spec.frozen_layers) == ("resnet50", "flatten", "finetune", 168)
-    model = models.build_model(ModelSpec(backbone="resnet50", weights="none", image_size=224, num_classes=2,
-                                         pooling="flatten", dropout=spec.dropout, strategy="finetune",
-                                         frozen_layers=168), load_weights=False)
+    model = models.build_model(
+        ModelSpec(
+            backbone="resnet50",
+            weights="none",
+            image_size=224,
+            num_classes=2,
+            pooling="flatten",
+            dropout=spec.dropout,
+            strategy="finetune",
+            frozen_layers=168,
+        ),
+        load_weights=False,
+    )
     counts = models.parameter_counts(model)
-    assert metrics(at) == {"Total parameters": counts["total"], "Trainable parameters": counts["trainable"],
-                           "Frozen parameters": counts["non_trainable"]}
+    assert metrics(at) == {
+        "Total parameters": counts["total"],
+        "Trainable parameters": counts["trainable"],
+        "Frozen parameters": counts["non_trainable"],
+    }
 
 
 def test_strategy_sets_the_slider_all_for_transfer_none_for_scratch_free_for_finetune(app):
     at = open_model_page(app, **{"model.strategy": "transfer"})
-    base_layers = len(models.get_base(models.build_model(
-        ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32), load_weights=False)).layers)
+    base_layers = len(
+        models.get_base(
+            models.build_model(ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32), load_weights=False)
+        ).layers
+    )
     slider = frozen_slider(at)
     assert (slider.value, slider.disabled) == (base_layers, True)
     assert metrics(at)["Trainable parameters"] < 1000  # only the head
@@ -104,8 +120,7 @@ def test_moving_the_slider_recolours_the_layer_table_and_updates_the_counts(app)
 
 def test_snapping_offers_only_block_boundaries(app):
     at = open_model_page(app, **{"model.strategy": "finetune", "model.snap": True})
-    model = models.build_model(ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32),
-                               load_weights=False)
+    model = models.build_model(ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32), load_weights=False)
     boundaries = models.block_boundaries(models.get_base(model))
     assert [int(option) for option in frozen_slider(at).options] == boundaries
 
@@ -133,9 +148,16 @@ def test_the_spec_for_training_follows_the_widgets_and_the_dataset(app, workspac
     app.session_state["dataset_id"] = dataset.id
     at = open_model_page(app, **{"model.pooling": "flatten", "model.hidden_units": 64, "model.strategy": "transfer"})
     spec = at.session_state["model_spec"]
-    assert spec == ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32,
-                             num_classes=len(dataset.classes), pooling="flatten", dropout=spec.dropout,
-                             hidden_units=64, strategy="transfer")
+    assert spec == ModelSpec(
+        backbone="mobilenet_0.25",
+        weights="none",
+        image_size=32,
+        num_classes=len(dataset.classes),
+        pooling="flatten",
+        dropout=spec.dropout,
+        hidden_units=64,
+        strategy="transfer",
+    )
     assert "MobileNet ×0.25" in at.sidebar.markdown[-1].value
 
 

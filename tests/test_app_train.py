@@ -41,12 +41,32 @@ def write_metrics(info: runs.RunInfo, epochs: int, steps: int) -> None:
     for epoch in range(1, epochs + 1):
         for step in range(1, steps + 1):
             global_step = (epoch - 1) * steps + step
-            lines.append({"kind": "batch", "phase": "transfer", "epoch": epoch, "step": step,
-                          "global_step": global_step, "loss": 1.0 / global_step, "accuracy": 0.3,
-                          "elapsed": global_step})
-        lines.append({"kind": "epoch", "phase": "transfer", "epoch": epoch, "step": steps,
-                      "global_step": epoch * steps, "loss": 0.9 / epoch, "accuracy": 0.3 * epoch,
-                      "val_loss": 1.0 / epoch, "val_accuracy": 0.25 * epoch, "elapsed": epoch * steps})
+            lines.append(
+                {
+                    "kind": "batch",
+                    "phase": "transfer",
+                    "epoch": epoch,
+                    "step": step,
+                    "global_step": global_step,
+                    "loss": 1.0 / global_step,
+                    "accuracy": 0.3,
+                    "elapsed": global_step,
+                }
+            )
+        lines.append(
+            {
+                "kind": "epoch",
+                "phase": "transfer",
+                "epoch": epoch,
+                "step": steps,
+                "global_step": epoch * steps,
+                "loss": 0.9 / epoch,
+                "accuracy": 0.3 * epoch,
+                "val_loss": 1.0 / epoch,
+                "val_accuracy": 0.25 * epoch,
+                "elapsed": epoch * steps,
+            }
+        )
     (info.dir / runs.METRICS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
@@ -54,8 +74,16 @@ def trained_run(workspace, dataset, status: str, epochs: int = 2, steps: int = 3
     """A run whose folder says it trained `epochs` epochs of `steps` batches and is now `status`."""
     info = runs.create_run(RunSpec(dataset=dataset.id, model=MODEL, epochs=epochs, name=f"{status} run"), workspace)
     write_metrics(info, epochs, steps)
-    runs.update_status(info.dir, status=status, steps_per_epoch=steps, total_steps=steps * epochs, epoch=epochs,
-                       best_val_accuracy=0.25 * epochs, best_epoch=epochs, **fields)
+    runs.update_status(
+        info.dir,
+        status=status,
+        steps_per_epoch=steps,
+        total_steps=steps * epochs,
+        epoch=epochs,
+        best_val_accuracy=0.25 * epochs,
+        best_epoch=epochs,
+        **fields,
+    )
     return info
 
 
@@ -95,9 +123,18 @@ def test_the_settings_become_the_run_spec_that_is_started(app, workspace, datase
     at.text_input(key="train.name").set_value("  first try ")
     button(at.run(), "Start training").click().run()
     assert not at.exception and not at.error
-    assert started == [RunSpec(dataset=dataset.id, model=MODEL, epochs=3, batch_size=16, optimizer="sgd",
-                               learning_rate=3e-4, augmentation=Augmentation(rotation=0.1),
-                               name="first try")]
+    assert started == [
+        RunSpec(
+            dataset=dataset.id,
+            model=MODEL,
+            epochs=3,
+            batch_size=16,
+            optimizer="sgd",
+            learning_rate=3e-4,
+            augmentation=Augmentation(rotation=0.1),
+            name="first try",
+        )
+    ]
     (info,) = runs.list_runs(workspace)
     assert at.session_state["run_id"] == info.id
     assert at.query_params["run"] == info.id
@@ -119,8 +156,9 @@ def test_the_two_phase_recipe_needs_fine_tuning_and_sets_its_own_rate(app, datas
 
     started = []
     monkeypatch.setattr(runs, "start", lambda spec, ws: started.append(spec) or runs.create_run(spec, ws))
-    finetune = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3,
-                         strategy="finetune", frozen_layers=40)
+    finetune = ModelSpec(
+        backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy="finetune", frozen_layers=40
+    )
     at = open_train_page(AppTest.from_file(str(ROOT / "app.py"), default_timeout=60), dataset, model=finetune)
     at.toggle(key="train.two_phase").set_value(True).run()
     at.number_input(key="train.finetune_epochs").set_value(2)
@@ -160,8 +198,18 @@ def test_a_running_run_shows_progress_with_eta_and_can_be_stopped(app, workspace
         fcntl.flock(lock, fcntl.LOCK_EX)
         write_metrics(info, epochs=1, steps=3)
         # One epoch of two is done, in 30 s; the 100 s so far include setting up.
-        runs.update_status(info.dir, status="running", pid=os.getpid(), epoch=2, step=0, steps_per_epoch=3,
-                           total_steps=6, global_step=3, elapsed_seconds=100.0, seconds_per_epoch=30.0)
+        runs.update_status(
+            info.dir,
+            status="running",
+            pid=os.getpid(),
+            epoch=2,
+            step=0,
+            steps_per_epoch=3,
+            total_steps=6,
+            global_step=3,
+            elapsed_seconds=100.0,
+            seconds_per_epoch=30.0,
+        )
         at = open_train_page(app)
         progress = at.get("progress")[0].proto
         assert progress.value == 50
@@ -234,16 +282,16 @@ def test_a_damaged_run_shows_what_is_wrong_with_it(app, workspace):
     assert at.error[0].value == "Message from the run: spec.json is missing"
 
 
-def test_missing_imagenet_weights_offline_refuse_the_start_with_the_fix(app, workspace, dataset, tmp_path,
-                                                                        monkeypatch):
+def test_missing_imagenet_weights_offline_refuse_the_start_with_the_fix(app, workspace, dataset, tmp_path, monkeypatch):
     from tlcore import backbones
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
     backbone = backbones.get_backbone("mobilenet_0.5")
     if backbones.find_cached_weights(backbone, 32, workspace) is not None:
         pytest.skip("this machine has the MobileNet ×0.5 weights cached")
-    at = open_train_page(app, dataset, model=ModelSpec(backbone="mobilenet_0.5", weights="imagenet", image_size=32,
-                                                       num_classes=3))
+    at = open_train_page(
+        app, dataset, model=ModelSpec(backbone="mobilenet_0.5", weights="imagenet", image_size=32, num_classes=3)
+    )
     button(at, "Start training").click().run()
     assert at.error[0].value == "Error: " + backbones.missing_weights_message(backbone, 32)
     assert runs.list_runs(workspace) == []
@@ -254,9 +302,21 @@ def test_a_run_in_the_feature_pass_shows_its_own_progress_with_the_counts(app, w
     path, note = training.choose_path(info.spec)
     with live_trainer(info):
         # 312 images in 6 s: the other 183 take about 3.5 s more. No epoch has run, so the run's end is unknown.
-        runs.update_status(info.dir, status="running", pid=os.getpid(), phase="features", path=path,
-                           path_note=note, features_done=312, features_total=495, features_cached=False,
-                           features_seconds=6.0, steps_per_epoch=3, total_steps=6, elapsed_seconds=8.0)
+        runs.update_status(
+            info.dir,
+            status="running",
+            pid=os.getpid(),
+            phase="features",
+            path=path,
+            path_note=note,
+            features_done=312,
+            features_total=495,
+            features_cached=False,
+            features_seconds=6.0,
+            steps_per_epoch=3,
+            total_steps=6,
+            elapsed_seconds=8.0,
+        )
         at = open_train_page(app)
         features, epochs = (bar.proto for bar in at.get("progress"))
         assert features.value == 63
@@ -269,8 +329,9 @@ def test_a_run_in_the_feature_pass_shows_its_own_progress_with_the_counts(app, w
         features = at.run().get("progress")[0].proto
         assert features.text == "凍結したベースの特徴量を計算中：312 / 495 枚 · 残り約 4秒"
 
-        runs.update_status(info.dir, phase="transfer", features_done=495, features_seconds=9.5, global_step=1,
-                           step=1, epoch=1)
+        runs.update_status(
+            info.dir, phase="transfer", features_done=495, features_seconds=9.5, global_step=1, step=1, epoch=1
+        )
         at.session_state["lang"] = "en"
         (epochs,) = (bar.proto for bar in at.run().get("progress"))  # the pass is over: its bar is gone
         assert epochs.text.startswith("Epoch 1 / 2 · step 1 / 3")
@@ -278,8 +339,17 @@ def test_a_run_in_the_feature_pass_shows_its_own_progress_with_the_counts(app, w
 
 def test_a_finished_fast_path_run_shows_its_path_and_why(app, workspace, dataset):
     note = "Cached features: the frozen base ran once over the 24 images (3 s); each epoch trains only the head."
-    trained_run(workspace, dataset, "completed", path="features", path_note=note, features_done=24,
-                features_total=24, features_cached=False, features_seconds=3.2)
+    trained_run(
+        workspace,
+        dataset,
+        "completed",
+        path="features",
+        path_note=note,
+        features_done=24,
+        features_total=24,
+        features_cached=False,
+        features_seconds=3.2,
+    )
     at = open_train_page(app)
     assert f":green-badge[Fast path: cached features] {note}" in captions(at)
     assert len(at.get("progress")) == 1
@@ -289,8 +359,9 @@ def test_an_augmented_run_says_the_frozen_base_runs_every_epoch(app, workspace, 
     spec = RunSpec(dataset=dataset.id, model=MODEL, epochs=2, augmentation=Augmentation(flip=True), name="flipped")
     info = runs.create_run(spec, workspace)
     path, note = training.choose_path(info.spec)
-    runs.update_status(info.dir, status="completed", path=path, path_note=note, epoch=2, steps_per_epoch=3,
-                       total_steps=6)
+    runs.update_status(
+        info.dir, status="completed", path=path, path_note=note, epoch=2, steps_per_epoch=3, total_steps=6
+    )
     at = open_train_page(app)
     (shown,) = [caption for caption in captions(at) if "badge[" in caption]
     assert shown.startswith(":gray-badge[Full network every epoch] Augmentation is on:")
@@ -300,10 +371,21 @@ def test_an_augmented_run_says_the_frozen_base_runs_every_epoch(app, workspace, 
 def test_a_status_with_damaged_feature_fields_still_renders(app, workspace, dataset):
     info = runs.create_run(RunSpec(dataset=dataset.id, model=MODEL, epochs=2, name="damaged"), workspace)
     with live_trainer(info):
-        runs.update_status(info.dir, status="running", pid=os.getpid(), phase="features", path="sideways",
-                           path_note=["not", "a", "sentence"], features_done="312", features_total=-495,
-                           features_cached="yes", features_seconds=float("nan"), seconds_per_epoch="fast",
-                           steps_per_epoch=3, total_steps=6)
+        runs.update_status(
+            info.dir,
+            status="running",
+            pid=os.getpid(),
+            phase="features",
+            path="sideways",
+            path_note=["not", "a", "sentence"],
+            features_done="312",
+            features_total=-495,
+            features_cached="yes",
+            features_seconds=float("nan"),
+            seconds_per_epoch="fast",
+            steps_per_epoch=3,
+            total_steps=6,
+        )
         at = open_train_page(app)
         assert not at.exception and not at.error
         (epochs,) = (bar.proto for bar in at.get("progress"))

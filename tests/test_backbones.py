@@ -56,8 +56,9 @@ def test_a_missing_weights_file_path_is_refused(workspace):
 def test_a_weights_file_for_another_network_is_refused_clearly(tmp_path, workspace):
     wrong = tmp_path / "wrong.weights.h5"
     build_model(ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32), load_weights=False)
-    get_base(build_model(ModelSpec(backbone="mobilenet_v2_0.35", weights="none", image_size=32),
-                         load_weights=False)).save_weights(wrong)
+    get_base(
+        build_model(ModelSpec(backbone="mobilenet_v2_0.35", weights="none", image_size=32), load_weights=False)
+    ).save_weights(wrong)
     with pytest.raises(WeightsUnavailableError, match="does not fit MobileNet"):
         build_model(ModelSpec(backbone="mobilenet_0.25", weights=str(wrong), image_size=32), workspace)
 

@@ -17,12 +17,34 @@ def metrics(epochs: int = 2, steps: int = 4, phase: str = "transfer") -> pd.Data
     for epoch in range(1, epochs + 1):
         for step in range(1, steps + 1):
             global_step += 1
-            rows.append({"kind": "batch", "phase": phase, "epoch": epoch, "step": step, "global_step": global_step,
-                         "loss": 2.0 / global_step, "accuracy": 0.1 * epoch, "val_loss": math.nan,
-                         "val_accuracy": math.nan, "elapsed": float(global_step)})
-        rows.append({"kind": "epoch", "phase": phase, "epoch": epoch, "step": steps, "global_step": global_step,
-                     "loss": 1.0 / epoch, "accuracy": 0.3 * epoch, "val_loss": 1.2 / epoch,
-                     "val_accuracy": 0.25 * epoch, "elapsed": float(global_step)})
+            rows.append(
+                {
+                    "kind": "batch",
+                    "phase": phase,
+                    "epoch": epoch,
+                    "step": step,
+                    "global_step": global_step,
+                    "loss": 2.0 / global_step,
+                    "accuracy": 0.1 * epoch,
+                    "val_loss": math.nan,
+                    "val_accuracy": math.nan,
+                    "elapsed": float(global_step),
+                }
+            )
+        rows.append(
+            {
+                "kind": "epoch",
+                "phase": phase,
+                "epoch": epoch,
+                "step": steps,
+                "global_step": global_step,
+                "loss": 1.0 / epoch,
+                "accuracy": 0.3 * epoch,
+                "val_loss": 1.2 / epoch,
+                "val_accuracy": 0.25 * epoch,
+                "elapsed": float(global_step),
+            }
+        )
     return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
 
 
@@ -140,7 +162,7 @@ def test_strategy_blocks_shade_what_each_strategy_freezes():
 def test_network_diagram_colours_frozen_blocks_grey():
     boxes, text = layers_of(charts.network_diagram("transfer"))
     scale = boxes["encoding"]["color"]["scale"]
-    assert dict(zip(scale["domain"], scale["range"]))["frozen (pretrained)"] == charts.FROZEN_COLOUR
+    assert dict(zip(scale["domain"], scale["range"], strict=True))["frozen (pretrained)"] == charts.FROZEN_COLOUR
     assert boxes["mark"]["type"] == "rect" and text["mark"]["type"] == "text"
 
 
@@ -153,21 +175,25 @@ def test_a_second_phase_is_marked_where_it_begins():
 
 
 def test_layer_strip_draws_every_layer_in_order_green_if_it_learns_grey_if_frozen():
-    table = pd.DataFrame({
-        "index": pd.array([None, 0, 1, 2, 3], dtype="Int64"),
-        "part": ["preprocessing", "base", "base", "base", "head"],
-        "name": ["rescale", "input", "conv", "bn", "predictions"],
-        "type": ["Rescaling", "InputLayer", "Conv2D", "BatchNormalization", "Dense"],
-        "trainable": [False, False, False, True, True],
-    })
+    table = pd.DataFrame(
+        {
+            "index": pd.array([None, 0, 1, 2, 3], dtype="Int64"),
+            "part": ["preprocessing", "base", "base", "base", "head"],
+            "name": ["rescale", "input", "conv", "bn", "predictions"],
+            "type": ["Rescaling", "InputLayer", "Conv2D", "BatchNormalization", "Dense"],
+            "trainable": [False, False, False, True, True],
+        }
+    )
     spec = charts.layer_strip(table, {"name": "Name"}).to_dict()
     data = pd.DataFrame(next(iter(spec["datasets"].values())))
     assert data["name"].tolist() == table["name"].tolist()
     assert data["position"].tolist() == [0, 1, 2, 3, 4]
     assert data["state"].tolist() == ["frozen", "frozen", "frozen", "learns", "learns"]
     colour = spec["encoding"]["color"]["scale"]
-    assert dict(zip(colour["domain"], colour["range"])) == {"learns": charts.LEARNS_COLOUR,
-                                                            "frozen": charts.FROZEN_COLOUR}
+    assert dict(zip(colour["domain"], colour["range"], strict=True)) == {
+        "learns": charts.LEARNS_COLOUR,
+        "frozen": charts.FROZEN_COLOUR,
+    }
     assert {tip["title"] for tip in spec["encoding"]["tooltip"]} >= {"Name"}
 
 

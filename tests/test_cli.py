@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def tlcore(*args: str, workspace: Path, env: dict | None = None, timeout: float = 300):
     return subprocess.run(
         [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace)],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
         env={**os.environ, "TLCORE_OFFLINE": "1", **(env or {})},
     )
 
@@ -52,8 +55,19 @@ def test_inspect_of_a_file_that_is_not_a_zip_exits_2_with_one_line(tmp_path):
 
 
 def test_layers_of_the_article_setup(tmp_path):
-    result = tlcore("layers", "--backbone", "resnet50", "--head", "flatten", "--strategy", "finetune",
-                    "--frozen", "168", "--json", workspace=tmp_path)
+    result = tlcore(
+        "layers",
+        "--backbone",
+        "resnet50",
+        "--head",
+        "flatten",
+        "--strategy",
+        "finetune",
+        "--frozen",
+        "168",
+        "--json",
+        workspace=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["base_layers"] == 175 and data["frozen_base_layers"] == 168
@@ -65,8 +79,7 @@ def test_layers_of_the_article_setup(tmp_path):
 
 
 def test_layers_with_too_many_frozen_layers_exits_2(tmp_path):
-    result = tlcore("layers", "--backbone", "resnet50", "--strategy", "finetune", "--frozen", "999",
-                    workspace=tmp_path)
+    result = tlcore("layers", "--backbone", "resnet50", "--strategy", "finetune", "--frozen", "999", workspace=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: frozen_layers must be a whole number from 0 to 175 (ResNet50 has 175 layers); received 999."
@@ -74,9 +87,25 @@ def test_layers_with_too_many_frozen_layers_exits_2(tmp_path):
 
 
 def test_train_then_runs_reports_best_val_accuracy(demo_zip, tmp_path):
-    result = tlcore("train", "--data", str(demo_zip), "--backbone", "mobilenet_0.25", "--weights", "none",
-                    "--strategy", "transfer", "--image-size", "32", "--epochs", "2", "--batch-size", "8",
-                    "--json", workspace=tmp_path)
+    result = tlcore(
+        "train",
+        "--data",
+        str(demo_zip),
+        "--backbone",
+        "mobilenet_0.25",
+        "--weights",
+        "none",
+        "--strategy",
+        "transfer",
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--json",
+        workspace=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)
     assert run["status"] == "completed"
@@ -91,8 +120,17 @@ def test_train_then_runs_reports_best_val_accuracy(demo_zip, tmp_path):
 
 def test_train_with_unavailable_imagenet_weights_says_where_to_put_the_file(demo_zip, tmp_path):
     keras_home = tmp_path / "kh"
-    result = tlcore("train", "--data", str(demo_zip), "--backbone", "resnet50", "--epochs", "1",
-                    workspace=tmp_path / "ws", env={"KERAS_HOME": str(keras_home), "HOME": str(tmp_path)})
+    result = tlcore(
+        "train",
+        "--data",
+        str(demo_zip),
+        "--backbone",
+        "resnet50",
+        "--epochs",
+        "1",
+        workspace=tmp_path / "ws",
+        env={"KERAS_HOME": str(keras_home), "HOME": str(tmp_path)},
+    )
     assert result.returncode == 2
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in result.stderr
     assert str(keras_home / "models") in result.stderr
@@ -112,15 +150,20 @@ def test_bad_flag_values_exit_2_with_one_line(tmp_path, demo_zip):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args, expected", [
-    ((), "Nothing to train: give a dataset"),
-    (("--run", "r1", "--spec", "spec.json"), "--run trains a run that already has its spec"),
-    (("--dataset", "0123456789abcdef", "--scale-batch"), "use it with --distribute mirrored or multiworker"),
-    (("--spec", "missing.json"), "The spec file 'missing.json' does not exist."),
-    (("--data-dir", "photos", "--val", "val.zip"), "--val is a zip of validation images for --data DATA.zip"),
-    (("--spec", "spec.json", "--epochs", "3", "--lr", "0.1"),
-     "The spec sets the model and training options; leave out --epochs, --lr (or edit the spec file)."),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((), "Nothing to train: give a dataset"),
+        (("--run", "r1", "--spec", "spec.json"), "--run trains a run that already has its spec"),
+        (("--dataset", "0123456789abcdef", "--scale-batch"), "use it with --distribute mirrored or multiworker"),
+        (("--spec", "missing.json"), "The spec file 'missing.json' does not exist."),
+        (("--data-dir", "photos", "--val", "val.zip"), "--val is a zip of validation images for --data DATA.zip"),
+        (
+            ("--spec", "spec.json", "--epochs", "3", "--lr", "0.1"),
+            "The spec sets the model and training options; leave out --epochs, --lr (or edit the spec file).",
+        ),
+    ],
+)
 def test_train_without_a_usable_source_exits_2_and_says_what_to_give(args, expected, tmp_path):
     result = tlcore("train", *args, workspace=tmp_path)
     assert result.returncode == 2
@@ -129,10 +172,12 @@ def test_train_without_a_usable_source_exits_2_and_says_what_to_give(args, expec
 
 
 def test_a_spec_whose_dataset_is_elsewhere_asks_for_the_data(tmp_path):
-    spec = {"dataset": "0123456789abcdef", "model": {"backbone": "mobilenet_0.25", "weights": "none",
-                                                     "num_classes": 2}}
+    spec = {"dataset": "0123456789abcdef", "model": {"backbone": "mobilenet_0.25", "weights": "none", "num_classes": 2}}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     result = tlcore("train", "--spec", str(tmp_path / "spec.json"), workspace=tmp_path / "ws")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].endswith(
-        "give the data with --data DATA.zip, --data-dir DIR or --dataset ID.")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith("give the data with --data DATA.zip, --data-dir DIR or --dataset ID.")
+    )

@@ -28,8 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def article_spec(**changes) -> RunSpec:
-    model = ModelSpec(backbone="resnet50", weights="imagenet", image_size=224, num_classes=2, pooling="flatten",
-                      strategy="finetune", frozen_layers=168)
+    model = ModelSpec(
+        backbone="resnet50",
+        weights="imagenet",
+        image_size=224,
+        num_classes=2,
+        pooling="flatten",
+        strategy="finetune",
+        frozen_layers=168,
+    )
     return RunSpec(dataset="0123456789abcdef", model=model, **changes)
 
 
@@ -38,11 +45,30 @@ def two_phase_run(tmp_path_factory, demo_zip_bytes):
     """A tiny finished two-phase run (random weights), with most head and training options on."""
     workspace = Workspace(tmp_path_factory.mktemp("codegen-ws"))
     dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, pooling="flatten",
-                      dropout=0.2, hidden_units=16, strategy="finetune", frozen_layers=60)
-    spec = RunSpec(dataset=dataset.id, model=model, epochs=1, batch_size=8, optimizer="sgd", learning_rate=1e-2,
-                   two_phase=True, finetune_epochs=1, finetune_learning_rate=1e-3,
-                   augmentation=Augmentation(flip=True, rotation=0.05), seed=3)
+    model = ModelSpec(
+        backbone="mobilenet_0.25",
+        weights="none",
+        image_size=32,
+        num_classes=3,
+        pooling="flatten",
+        dropout=0.2,
+        hidden_units=16,
+        strategy="finetune",
+        frozen_layers=60,
+    )
+    spec = RunSpec(
+        dataset=dataset.id,
+        model=model,
+        epochs=1,
+        batch_size=8,
+        optimizer="sgd",
+        learning_rate=1e-2,
+        two_phase=True,
+        finetune_epochs=1,
+        finetune_learning_rate=1e-3,
+        augmentation=Augmentation(flip=True, rotation=0.05),
+        seed=3,
+    )
     info = train_run(workspace, runs.create_run(spec, workspace).id)
     assert info.status == "completed", info.error
     return workspace, dataset, info
@@ -75,11 +101,22 @@ def test_the_article_preset_reads_like_the_article():
 @pytest.mark.parametrize("backbone", list(BACKBONES))
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_backbone_and_strategy_gives_valid_python(backbone, strategy):
-    model = ModelSpec(backbone=backbone, weights="none" if strategy == "scratch" else "imagenet", image_size=64,
-                      num_classes=4, strategy=strategy, frozen_layers=5 if strategy == "finetune" else None,
-                      dropout=0.3, hidden_units=32)
-    script = generate_script(RunSpec(dataset="x", model=model, optimizer="rmsprop"), list("abcd"),
-                             run_id="20240101-000000-x", run_name='a """tricky""" \\ name\'')
+    model = ModelSpec(
+        backbone=backbone,
+        weights="none" if strategy == "scratch" else "imagenet",
+        image_size=64,
+        num_classes=4,
+        strategy=strategy,
+        frozen_layers=5 if strategy == "finetune" else None,
+        dropout=0.3,
+        hidden_units=32,
+    )
+    script = generate_script(
+        RunSpec(dataset="x", model=model, optimizer="rmsprop"),
+        list("abcd"),
+        run_id="20240101-000000-x",
+        run_name='a """tricky""" \\ name\'',
+    )
     compile(script, "train.py", "exec")
     assert 'a \\"\\"\\"tricky' in script
     assert ("weights=None" if strategy == "scratch" else 'weights="imagenet"') in script
@@ -103,19 +140,34 @@ def test_a_split_given_by_the_upload_is_read_from_train_and_val_folders(workspac
 def test_the_generated_script_runs_and_saves_the_runs_model(two_phase_run, demo_zip_bytes, tmp_path):
     workspace, dataset, info = two_phase_run
     script = run_script(workspace, info.id)
-    for expected in ("keras.optimizers.SGD(learning_rate=FINETUNE_LEARNING_RATE, momentum=0.9)",
-                     "initial_epoch=EPOCHS, epochs=EPOCHS + FINETUNE_EPOCHS", "base_model.trainable = False",
-                     "for layer in base_model.layers[:60]:", 'keras.layers.Dense(16, activation="relu")',
-                     "keras.layers.Dropout(0.2)", 'keras.layers.RandomFlip("horizontal", seed=SEED)',
-                     "weights=None", "alpha=0.25", "SEED = 3", "FINETUNE_EPOCHS = 1", "validation_split=0.2"):
+    for expected in (
+        "keras.optimizers.SGD(learning_rate=FINETUNE_LEARNING_RATE, momentum=0.9)",
+        "initial_epoch=EPOCHS, epochs=EPOCHS + FINETUNE_EPOCHS",
+        "base_model.trainable = False",
+        "for layer in base_model.layers[:60]:",
+        'keras.layers.Dense(16, activation="relu")',
+        "keras.layers.Dropout(0.2)",
+        'keras.layers.RandomFlip("horizontal", seed=SEED)',
+        "weights=None",
+        "alpha=0.25",
+        "SEED = 3",
+        "FINETUNE_EPOCHS = 1",
+        "validation_split=0.2",
+    ):
         assert expected in script, expected
     images = tmp_path / "images"
     with zipfile.ZipFile(io.BytesIO(demo_zip_bytes)) as archive:
         archive.extractall(images)
     (tmp_path / script_name(info.id)).write_text(script, encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, script_name(info.id), str(images), "trained.keras"],
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, script_name(info.id), str(images), "trained.keras"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     model = keras.models.load_model(tmp_path / "trained.keras")  # safe_mode on
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
@@ -124,9 +176,14 @@ def test_the_generated_script_runs_and_saves_the_runs_model(two_phase_run, demo_
 
 
 def cli(*args: str, workspace: Workspace):
-    return subprocess.run([sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120,
-                          env={**os.environ, "TLCORE_OFFLINE": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "TLCORE_OFFLINE": "1"},
+    )
 
 
 def test_cli_code_prints_writes_and_reports_the_script(two_phase_run, tmp_path):

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus import image_bytes, make_zip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from corpus import image_bytes, make_zip
 from tlcore import datasets
 from tlcore.datasets import (
     Dataset,
@@ -58,8 +58,8 @@ def headers(data: bytes):
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         infos, position = archive.infolist(), archive.start_dir
     for info in infos:
-        assert data[position:position + 4] == b"PK\x01\x02"
-        name_len, extra_len, comment_len = struct.unpack("<HHH", data[position + 28:position + 34])
+        assert data[position : position + 4] == b"PK\x01\x02"
+        name_len, extra_len, comment_len = struct.unpack("<HHH", data[position + 28 : position + 34])
         yield info.header_offset, position
         position += 46 + name_len + extra_len + comment_len
 
@@ -79,14 +79,14 @@ def patch_zip(data: bytes, index: int, *, raw_name: bytes | None = None, **field
     if raw_name is not None:
         for length_at, name_at in ((local + 26, local + 30), (central + 28, central + 46)):
             assert struct.unpack_from("<H", patched, length_at)[0] == len(raw_name), "placeholder of another length"
-            patched[name_at:name_at + len(raw_name)] = raw_name
+            patched[name_at : name_at + len(raw_name)] = raw_name
     return bytes(patched)
 
 
 def zip_with_raw_names(entries: dict[bytes, bytes]) -> bytes:
     """A zip whose names are the given bytes, without the UTF-8 flag (as Japanese Windows writes them)."""
     placeholders = [f"{i:0{len(raw)}d}" for i, raw in enumerate(entries)]
-    data = make_zip(dict(zip(placeholders, entries.values())))
+    data = make_zip(dict(zip(placeholders, entries.values(), strict=True)))
     for index, raw in enumerate(entries):
         data = patch_zip(data, index, raw_name=raw)
     return data
@@ -95,7 +95,7 @@ def zip_with_raw_names(entries: dict[bytes, bytes]) -> bytes:
 def understate_entries(data: bytes) -> bytes:
     """Claim a single entry in the end record, as a zip made to slip past a count check would."""
     at = data.rfind(b"PK\x05\x06")
-    return data[:at + 8] + struct.pack("<HH", 1, 1) + data[at + 12:]
+    return data[: at + 8] + struct.pack("<HH", 1, 1) + data[at + 12 :]
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -157,15 +157,17 @@ def test_images_inside_wrapper_folders_of_any_depth_are_found(workspace, prefix)
 
 
 def test_images_in_subfolders_of_a_class_folder_belong_to_that_class(workspace):
-    data = make_zip({"cats/1.png": PNG, "cats/2019/2.png": PNG, "cats/2019/x/3.png": PNG,
-                     "dogs/1.png": PNG, "dogs/2.png": PNG})
+    data = make_zip(
+        {"cats/1.png": PNG, "cats/2019/2.png": PNG, "cats/2019/x/3.png": PNG, "dogs/1.png": PNG, "dogs/2.png": PNG}
+    )
     dataset = ingest(workspace, data)
     assert by_source(dataset)["cats/2019/x/3.png"][0] == "cats"
     assert dataset.counts()["total"].tolist() == [3, 2]
 
 
-@pytest.mark.parametrize("train, val", [("train", "val"), ("Train", "VALIDATION"), ("train", "valid"),
-                                        ("TRAIN", "Val"), ("train", "test")])
+@pytest.mark.parametrize(
+    "train, val", [("train", "val"), ("Train", "VALIDATION"), ("train", "valid"), ("TRAIN", "Val"), ("train", "test")]
+)
 def test_train_and_validation_folders_are_used_as_the_given_split(workspace, train, val):
     entries = {f"{train}/{c}/{i}.png": PNG for c in ("cats", "dogs") for i in range(3)}
     entries |= {f"{val}/{c}/{i}.png": PNG for c in ("cats", "dogs") for i in range(2)}
@@ -176,8 +178,9 @@ def test_train_and_validation_folders_are_used_as_the_given_split(workspace, tra
 
 
 def test_a_test_folder_next_to_a_val_folder_is_kept_apart_and_never_trained_on(workspace):
-    entries = {f"{split}/{c}/{i}.png": PNG for split in ("train", "val", "test") for c in ("cats", "dogs")
-               for i in range(2)}
+    entries = {
+        f"{split}/{c}/{i}.png": PNG for split in ("train", "val", "test") for c in ("cats", "dogs") for i in range(2)
+    }
     dataset = ingest(workspace, make_zip(entries))
     assert list(dataset.counts().columns) == ["class", "train", "val", "test", "total"]
     train_files, _ = dataset.files("train")
@@ -222,11 +225,26 @@ def test_the_split_is_stored_and_reloads_unchanged(workspace, demo_zip_bytes):
 # Images
 
 
-@pytest.mark.parametrize("fmt, mode, save", [
-    ("PNG", "RGB", {}), ("JPEG", "RGB", {}), ("BMP", "RGB", {}), ("GIF", "P", {}), ("WEBP", "RGB", {"lossless": True}),
-    ("TIFF", "RGB", {}), ("JPEG", "CMYK", {}), ("JPEG", "L", {}), ("PNG", "I;16", {}), ("PNG", "P", {}),
-    ("PNG", "RGBA", {}), ("PNG", "LA", {}), ("PNG", "L", {}), ("BMP", "1", {}), ("TIFF", "CMYK", {}),
-])
+@pytest.mark.parametrize(
+    "fmt, mode, save",
+    [
+        ("PNG", "RGB", {}),
+        ("JPEG", "RGB", {}),
+        ("BMP", "RGB", {}),
+        ("GIF", "P", {}),
+        ("WEBP", "RGB", {"lossless": True}),
+        ("TIFF", "RGB", {}),
+        ("JPEG", "CMYK", {}),
+        ("JPEG", "L", {}),
+        ("PNG", "I;16", {}),
+        ("PNG", "P", {}),
+        ("PNG", "RGBA", {}),
+        ("PNG", "LA", {}),
+        ("PNG", "L", {}),
+        ("BMP", "1", {}),
+        ("TIFF", "CMYK", {}),
+    ],
+)
 def test_every_supported_format_and_colour_mode_is_stored_as_8_bit_rgb_jpeg_or_png(workspace, fmt, mode, save):
     sample = image_bytes(fmt, mode, (8, 6), **save)
     # Misleading names: formats are recognised by content, not by extension.
@@ -252,8 +270,9 @@ def test_an_exif_rotated_photo_is_stored_upright(workspace):
     exif[0x0112] = 6  # "rotate 90° clockwise to display"
     buffer = io.BytesIO()
     photo.save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
-    dataset = ingest(workspace, make_zip({"a/1.jpg": buffer.getvalue(), "a/2.png": PNG, "b/1.png": PNG,
-                                          "b/2.png": PNG}))
+    dataset = ingest(
+        workspace, make_zip({"a/1.jpg": buffer.getvalue(), "a/2.png": PNG, "b/1.png": PNG, "b/2.png": PNG})
+    )
     upright = stored_image(dataset, "a/1.jpg")
     assert upright.format == "PNG" and upright.size == (8, 16)
     top, bottom = upright.getpixel((4, 2)), upright.getpixel((4, 13))
@@ -273,8 +292,9 @@ def test_an_animated_gif_keeps_its_first_frame(workspace):
     frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
-    dataset = ingest(workspace, make_zip({"a/anim.gif": buffer.getvalue(), "a/2.png": PNG, "b/1.png": PNG,
-                                          "b/2.png": PNG}))
+    dataset = ingest(
+        workspace, make_zip({"a/anim.gif": buffer.getvalue(), "a/2.png": PNG, "b/1.png": PNG, "b/2.png": PNG})
+    )
     red, green, blue = stored_image(dataset, "a/anim.gif").getpixel((0, 0))
     assert red > 200 and blue < 50
 
@@ -288,23 +308,27 @@ def test_unusable_files_are_skipped_and_listed_with_their_reason(workspace):
     buffer = io.BytesIO()
     noisy.save(buffer, format="JPEG")
     noisy_jpeg = buffer.getvalue()
-    data = classes_zip("cats", "dogs", extra={
-        "notes.txt": b"loose file at the root",
-        "cats/readme.txt": b"not an image",
-        "cats/cut.png": PNG[: len(PNG) // 2],
-        "cats/garbled.jpg": image_bytes("JPEG")[:20] + b"\x00" * 200,
-        "cats/cut.jpg": noisy_jpeg[: len(noisy_jpeg) * 2 // 3],
-        "cats/nested.zip": classes_zip("x", "y"),
-        "cats/nested.tar.gz": b"\x1f\x8b\x08\x00" + b"\x00" * 30,
-        "cats/.DS_Store": b"\x00\x00\x00\x01Bud1",
-        "__MACOSX/cats/._1.png": b"\x00\x05\x16\x07",
-        "__MACOSX/dogs/._1.png": b"\x00\x05\x16\x07",
-        ".git/config": b"[core]",
-        "dogs/Thumbs.db": b"\xd0\xcf\x11\xe0",
-        "dogs/desktop.ini": b"[.ShellClassInfo]",
-        "birds/": b"",
-        "fish/about.txt": b"no fish yet",
-    })
+    data = classes_zip(
+        "cats",
+        "dogs",
+        extra={
+            "notes.txt": b"loose file at the root",
+            "cats/readme.txt": b"not an image",
+            "cats/cut.png": PNG[: len(PNG) // 2],
+            "cats/garbled.jpg": image_bytes("JPEG")[:20] + b"\x00" * 200,
+            "cats/cut.jpg": noisy_jpeg[: len(noisy_jpeg) * 2 // 3],
+            "cats/nested.zip": classes_zip("x", "y"),
+            "cats/nested.tar.gz": b"\x1f\x8b\x08\x00" + b"\x00" * 30,
+            "cats/.DS_Store": b"\x00\x00\x00\x01Bud1",
+            "__MACOSX/cats/._1.png": b"\x00\x05\x16\x07",
+            "__MACOSX/dogs/._1.png": b"\x00\x05\x16\x07",
+            ".git/config": b"[core]",
+            "dogs/Thumbs.db": b"\xd0\xcf\x11\xe0",
+            "dogs/desktop.ini": b"[.ShellClassInfo]",
+            "birds/": b"",
+            "fish/about.txt": b"no fish yet",
+        },
+    )
     dataset = ingest(workspace, data)
     reasons = skipped(dataset)
     assert dataset.classes == ("cats", "dogs") and len(dataset.items) == 6
@@ -340,15 +364,19 @@ def test_images_over_the_pixel_limit_are_skipped_without_being_decoded(workspace
 @pytest.mark.parametrize("side", [10_000, 50_000])  # above Pillow's warning and its error threshold
 def test_decompression_bombs_are_skipped_without_changing_global_state(workspace, side):
     filters_before, limit_before = list(warnings.filters), Image.MAX_IMAGE_PIXELS
-    dataset = ingest(workspace, classes_zip("cats", "dogs", extra={"cats/bomb.png": png_header(side, side)}),
-                     limits=Limits(max_image_pixels=10**10))
+    dataset = ingest(
+        workspace,
+        classes_zip("cats", "dogs", extra={"cats/bomb.png": png_header(side, side)}),
+        limits=Limits(max_image_pixels=10**10),
+    )
     assert skipped(dataset)["cats/bomb.png"].startswith("too many pixels")
     assert warnings.filters == filters_before and Image.MAX_IMAGE_PIXELS == limit_before
 
 
 def test_file_names_that_differ_only_in_case_are_both_kept(workspace):
-    data = make_zip({"cats/A.png": PNG, "cats/a.png": image_bytes(color=(1, 2, 3)), "dogs/1.png": PNG,
-                     "dogs/2.png": PNG})
+    data = make_zip(
+        {"cats/A.png": PNG, "cats/a.png": image_bytes(color=(1, 2, 3)), "dogs/1.png": PNG, "dogs/2.png": PNG}
+    )
     dataset = ingest(workspace, data)
     assert {"cats/A.png", "cats/a.png"} <= set(by_source(dataset))
     assert len({item.file for item in dataset.items}) == 4
@@ -417,50 +445,109 @@ REFUSALS = {
     "an_image_instead_of_a_zip": (lambda: PNG, Limits(), "is not a zip file"),
     "a_truncated_zip": (lambda: classes_zip("cats", "dogs")[:300], Limits(), "is not a zip file"),
     "an_empty_zip": (lambda: make_zip({}), Limits(), "contains no images"),
-    "a_zip_of_only_junk": (lambda: make_zip({"__MACOSX/._a": b"x", ".DS_Store": b"x", "a/b.txt": b"x"}),
-                           Limits(), "contains no images"),
+    "a_zip_of_only_junk": (
+        lambda: make_zip({"__MACOSX/._a": b"x", ".DS_Store": b"x", "a/b.txt": b"x"}),
+        Limits(),
+        "contains no images",
+    ),
     "only_one_class": (lambda: classes_zip("cats"), Limits(), "only one class ('cats', 3 images)"),
-    "a_class_with_one_image": (lambda: make_zip({"cats/1.png": PNG, "cats/2.png": PNG, "dogs/1.png": PNG}),
-                               Limits(), "Class 'dogs' in 'upload.zip' has only 1 image"),
-    "a_class_below_the_configured_minimum": (lambda: classes_zip("cats", "dogs"), Limits(min_images_per_class=5),
-                                             "Class 'cats' in 'upload.zip' has only 3 images (and 1 more class)"),
-    "a_given_split_without_validation_images": (_given_split_zip, Limits(),
-                                                "Class 'dogs' in 'upload.zip' has 2 training and 0 validation"),
-    "a_dotdot_entry": (lambda: make_zip(classes_zip_entries("cats", "dogs") + [("../evil.png", PNG)]), Limits(),
-                       "'../evil.png' points outside"),
-    "a_nested_dotdot_entry": (lambda: make_zip(classes_zip_entries("cats", "dogs") + [("cats/../../x.png", PNG)]),
-                              Limits(), "'cats/../../x.png' points outside"),
-    "a_backslash_dotdot_entry": (lambda: make_zip(classes_zip_entries("cats", "dogs") + [("cats\\..\\..\\x.png", PNG)]),
-                                 Limits(), "points outside"),
-    "an_absolute_entry": (lambda: make_zip([("/tmp/evil.png", PNG), *classes_zip_entries("cats", "dogs")]), Limits(),
-                          "'/tmp/evil.png' has an absolute path"),
-    "a_drive_letter_entry": (lambda: make_zip(classes_zip_entries("cats", "dogs") + [("C:\\evil.png", PNG)]),
-                             Limits(), "'C:/evil.png' has an absolute path"),
+    "a_class_with_one_image": (
+        lambda: make_zip({"cats/1.png": PNG, "cats/2.png": PNG, "dogs/1.png": PNG}),
+        Limits(),
+        "Class 'dogs' in 'upload.zip' has only 1 image",
+    ),
+    "a_class_below_the_configured_minimum": (
+        lambda: classes_zip("cats", "dogs"),
+        Limits(min_images_per_class=5),
+        "Class 'cats' in 'upload.zip' has only 3 images (and 1 more class)",
+    ),
+    "a_given_split_without_validation_images": (
+        _given_split_zip,
+        Limits(),
+        "Class 'dogs' in 'upload.zip' has 2 training and 0 validation",
+    ),
+    "a_dotdot_entry": (
+        lambda: make_zip(classes_zip_entries("cats", "dogs") + [("../evil.png", PNG)]),
+        Limits(),
+        "'../evil.png' points outside",
+    ),
+    "a_nested_dotdot_entry": (
+        lambda: make_zip(classes_zip_entries("cats", "dogs") + [("cats/../../x.png", PNG)]),
+        Limits(),
+        "'cats/../../x.png' points outside",
+    ),
+    "a_backslash_dotdot_entry": (
+        lambda: make_zip(classes_zip_entries("cats", "dogs") + [("cats\\..\\..\\x.png", PNG)]),
+        Limits(),
+        "points outside",
+    ),
+    "an_absolute_entry": (
+        lambda: make_zip([("/tmp/evil.png", PNG), *classes_zip_entries("cats", "dogs")]),
+        Limits(),
+        "'/tmp/evil.png' has an absolute path",
+    ),
+    "a_drive_letter_entry": (
+        lambda: make_zip(classes_zip_entries("cats", "dogs") + [("C:\\evil.png", PNG)]),
+        Limits(),
+        "'C:/evil.png' has an absolute path",
+    ),
     "a_symlink_entry": (_symlink_zip, Limits(), "'cats/link.png' is a symbolic link"),
-    "an_encrypted_entry": (lambda: patch_zip(classes_zip("cats", "dogs"), 2, flag_bits=0x1), Limits(),
-                           "'cats/2.png' is password-protected"),
-    "an_unreadable_compression_method": (lambda: patch_zip(classes_zip("cats", "dogs"), 0, method=9), Limits(),
-                                         "compression method (number 9)"),
+    "an_encrypted_entry": (
+        lambda: patch_zip(classes_zip("cats", "dogs"), 2, flag_bits=0x1),
+        Limits(),
+        "'cats/2.png' is password-protected",
+    ),
+    "an_unreadable_compression_method": (
+        lambda: patch_zip(classes_zip("cats", "dogs"), 0, method=9),
+        Limits(),
+        "compression method (number 9)",
+    ),
     "a_crc_error": (_crc_damaged_zip, Limits(), "is damaged: the entry 'cats/0.png' cannot be read"),
-    "a_header_that_lies_about_the_size": (lambda: patch_zip(classes_zip("cats", "dogs"), 1, file_size=20), Limits(),
-                                          "is damaged: the entry 'cats/1.png'"),
-    "a_zip_bomb": (lambda: make_zip(classes_zip_entries("cats", "dogs") + [("cats/zeros.png", bytes(2 * 1024**2))]),
-                   Limits(), "which is how zip bombs look"),
-    "a_zip_over_the_size_limit": (lambda: classes_zip("cats", "dogs"), Limits(max_zip_bytes=500),
-                                  "more than the 500 bytes an upload may be"),
-    "too_many_unpacked_bytes": (lambda: classes_zip("cats", "dogs"), Limits(max_total_bytes=len(PNG) * 3),
-                                "unpacks to more than"),
-    "an_entry_over_the_size_limit": (lambda: classes_zip("cats", "dogs"), Limits(max_entry_bytes=len(PNG) - 1),
-                                     "'cats/0.png' unpacks to"),
-    "too_many_files": (lambda: classes_zip("cats", "dogs"), Limits(max_files=5),
-                       "lists 6 files and folders in 336 bytes, more than the 5 allowed"),
-    "too_many_files_understated_by_the_end_record": (lambda: understate_entries(classes_zip("cats", "dogs")),
-                                                     Limits(max_files=5), "holds 6 files and folders"),
+    "a_header_that_lies_about_the_size": (
+        lambda: patch_zip(classes_zip("cats", "dogs"), 1, file_size=20),
+        Limits(),
+        "is damaged: the entry 'cats/1.png'",
+    ),
+    "a_zip_bomb": (
+        lambda: make_zip(classes_zip_entries("cats", "dogs") + [("cats/zeros.png", bytes(2 * 1024**2))]),
+        Limits(),
+        "which is how zip bombs look",
+    ),
+    "a_zip_over_the_size_limit": (
+        lambda: classes_zip("cats", "dogs"),
+        Limits(max_zip_bytes=500),
+        "more than the 500 bytes an upload may be",
+    ),
+    "too_many_unpacked_bytes": (
+        lambda: classes_zip("cats", "dogs"),
+        Limits(max_total_bytes=len(PNG) * 3),
+        "unpacks to more than",
+    ),
+    "an_entry_over_the_size_limit": (
+        lambda: classes_zip("cats", "dogs"),
+        Limits(max_entry_bytes=len(PNG) - 1),
+        "'cats/0.png' unpacks to",
+    ),
+    "too_many_files": (
+        lambda: classes_zip("cats", "dogs"),
+        Limits(max_files=5),
+        "lists 6 files and folders in 336 bytes, more than the 5 allowed",
+    ),
+    "too_many_files_understated_by_the_end_record": (
+        lambda: understate_entries(classes_zip("cats", "dogs")),
+        Limits(max_files=5),
+        "holds 6 files and folders",
+    ),
     "a_central_directory_too_big_for_the_file_limit": (
-        lambda: make_zip([(f"cats/{'x' * 2000}{i}.png", PNG) for i in range(3)]), Limits(max_files=5),
-        "lists 3 files and folders in 6.0 KB, more than the 5 allowed"),
-    "too_many_pixels_in_all": (lambda: classes_zip("cats", "dogs"), Limits(max_total_pixels=5 * 64),
-                               "more than 320 pixels in all"),
+        lambda: make_zip([(f"cats/{'x' * 2000}{i}.png", PNG) for i in range(3)]),
+        Limits(max_files=5),
+        "lists 3 files and folders in 6.0 KB, more than the 5 allowed",
+    ),
+    "too_many_pixels_in_all": (
+        lambda: classes_zip("cats", "dogs"),
+        Limits(max_total_pixels=5 * 64),
+        "more than 320 pixels in all",
+    ),
 }
 
 
@@ -496,8 +583,12 @@ def test_a_split_zip_cannot_be_combined_with_a_validation_zip(workspace):
 
 def test_a_class_only_in_the_validation_zip_is_refused(workspace):
     with pytest.raises(DatasetError, match="Class 'birds' in 'upload.zip' has 0 training and 1 validation"):
-        ingest_zip(classes_zip("cats", "dogs"), classes_zip("cats", "dogs", "birds", per_class=1),
-                   workspace=workspace, name="upload.zip")
+        ingest_zip(
+            classes_zip("cats", "dogs"),
+            classes_zip("cats", "dogs", "birds", per_class=1),
+            workspace=workspace,
+            name="upload.zip",
+        )
     assert_nothing_written(workspace)
 
 
@@ -651,8 +742,26 @@ def test_a_deleted_dataset_is_gone_and_can_be_ingested_again(workspace, demo_zip
 # Properties over names and layouts
 
 # Escaping parts are rare among them, so that many examples get past the refusals.
-_TRICKY_PARTS = ["cats", "dogs", "Dogs", "猫", "e\u0301", "é", " cats ", "\u3000", "train", "val", "test", "Valid",
-                 "__MACOSX", ".hidden", "Thumbs.db", "x\x00y", "", "."] * 3 + ["..", "C:", "a\\..", "..\\.."]
+_TRICKY_PARTS = [
+    "cats",
+    "dogs",
+    "Dogs",
+    "猫",
+    "e\u0301",
+    "é",
+    " cats ",
+    "\u3000",
+    "train",
+    "val",
+    "test",
+    "Valid",
+    "__MACOSX",
+    ".hidden",
+    "Thumbs.db",
+    "x\x00y",
+    "",
+    ".",
+] * 3 + ["..", "C:", "a\\..", "..\\.."]
 _CONTENTS = {"png": PNG, "jpeg": image_bytes("JPEG"), "junk": b"\x89PNG\r\n\x1a\n junk", "empty": b""}
 
 
@@ -666,10 +775,15 @@ def _sandbox():
 @pytest.mark.filterwarnings("ignore:Duplicate name")
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    entries=st.lists(st.tuples(
-        st.lists(st.one_of(st.sampled_from(_TRICKY_PARTS), st.text(max_size=6)), min_size=1, max_size=4).map("/".join),
-        st.sampled_from(sorted(_CONTENTS)),
-    ), max_size=10),
+    entries=st.lists(
+        st.tuples(
+            st.lists(st.one_of(st.sampled_from(_TRICKY_PARTS), st.text(max_size=6)), min_size=1, max_size=4).map(
+                "/".join
+            ),
+            st.sampled_from(sorted(_CONTENTS)),
+        ),
+        max_size=10,
+    ),
     with_valid_classes=st.booleans(),
 )
 def test_any_entry_names_give_a_dataset_or_a_dataset_error_and_nothing_outside_the_workspace(
@@ -684,8 +798,9 @@ def test_any_entry_names_give_a_dataset_or_a_dataset_error_and_nothing_outside_t
         except DatasetError:
             assert list(workspace.datasets_dir.iterdir()) == []
         else:
-            assert all(name and name == name.strip() and name == unicodedata.normalize("NFC", name)
-                       for name in dataset.classes)
+            assert all(
+                name and name == name.strip() and name == unicodedata.normalize("NFC", name) for name in dataset.classes
+            )
             assert all((dataset.root / item.file).resolve().is_relative_to(dataset.root) for item in dataset.items)
         assert [p.name for p in outer.iterdir()] == ["ws"]
         assert list(workspace.tmp_dir.iterdir()) == []
@@ -693,28 +808,35 @@ def test_any_entry_names_give_a_dataset_or_a_dataset_error_and_nothing_outside_t
 
 def _usable_class_name(name: str) -> bool:
     shown = unicodedata.normalize("NFC", name).strip()
-    return bool(shown) and not shown.startswith(".") and not name.startswith(".") and shown != "__MACOSX" \
-        and shown.casefold() not in ("train", "val", "validation", "valid", "test") and not (
-            len(shown) > 1 and shown[1] == ":")
+    return (
+        bool(shown)
+        and not shown.startswith(".")
+        and not name.startswith(".")
+        and shown != "__MACOSX"
+        and shown.casefold() not in ("train", "val", "validation", "valid", "test")
+        and not (len(shown) > 1 and shown[1] == ":")
+    )
 
 
 _class_names = st.text(
-    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="/\\"), min_size=1, max_size=8,
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="/\\"),
+    min_size=1,
+    max_size=8,
 ).filter(_usable_class_name)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    names=st.lists(_class_names, min_size=2, max_size=4,
-                   unique_by=lambda n: unicodedata.normalize("NFC", n).strip()),
+    names=st.lists(_class_names, min_size=2, max_size=4, unique_by=lambda n: unicodedata.normalize("NFC", n).strip()),
     wrappers=st.lists(st.sampled_from(["data", "データ", "My Photos"]), max_size=2),
     split_folders=st.booleans(),
 )
 def test_class_names_are_the_nfc_folder_names_in_any_layout(names, wrappers, split_folders):
     prefix = "".join(f"{w}/" for w in wrappers)
     if split_folders:
-        entries = [(f"{prefix}{split}/{name}/{i}.png", PNG) for split in ("train", "val") for name in names
-                   for i in range(2)]
+        entries = [
+            (f"{prefix}{split}/{name}/{i}.png", PNG) for split in ("train", "val") for name in names for i in range(2)
+        ]
     else:
         entries = [(f"{prefix}{name}/{i}.png", PNG) for name in names for i in range(2)]
     with _sandbox() as (outer, workspace):

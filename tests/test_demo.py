@@ -48,10 +48,15 @@ def test_up_to_six_shapes_can_be_asked_for():
     assert sorted(images(demo_zip(classes=6, per_class=2, size=16))) == sorted(SHAPES)
 
 
-@pytest.mark.parametrize("arguments, received", [
-    ({"classes": 1}, "classes=1"), ({"classes": 7}, "classes=7"), ({"per_class": 1}, "per_class=1"),
-    ({"size": 8}, "size=8"),
-])
+@pytest.mark.parametrize(
+    "arguments, received",
+    [
+        ({"classes": 1}, "classes=1"),
+        ({"classes": 7}, "classes=7"),
+        ({"per_class": 1}, "per_class=1"),
+        ({"size": 8}, "size=8"),
+    ],
+)
 def test_impossible_arguments_are_refused_quoting_what_was_received(arguments, received):
     with pytest.raises(ValueError, match=f"Received: {received}"):
         demo_zip(**arguments)

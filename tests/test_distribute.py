@@ -47,7 +47,10 @@ CASES = {
 def launch(workspace: Path, *args: str, devices: int = 1, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", LAUNCHER, str(devices), "--workspace", str(workspace), "train", "--json", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
     )
 
@@ -55,7 +58,7 @@ def launch(workspace: Path, *args: str, devices: int = 1, env: dict | None = Non
 def finish(process: subprocess.Popen, timeout: float = 300) -> dict:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, f"exit {process.returncode}\n{out}\n{err[-3000:]}"
-    return json.loads(out[out.index("{"):])
+    return json.loads(out[out.index("{") :])
 
 
 def epochs(workspace: Path, run_id: str) -> list[dict]:
@@ -70,8 +73,9 @@ def free_port() -> int:
 
 
 def tf_config(ports: list[int], index: int) -> str:
-    return json.dumps({"cluster": {"worker": [f"localhost:{port}" for port in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": [f"localhost:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +91,22 @@ def spec_files(tmp_path_factory, calibrated_weights) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("specs")
     files = {}
     for name, case in CASES.items():
-        model = ModelSpec(backbone="mobilenet_0.25", weights=str(calibrated_weights), image_size=32, num_classes=3,
-                          strategy=case["strategy"], frozen_layers=case["frozen_layers"])
-        spec = RunSpec(dataset="0" * 16, model=model, epochs=3, batch_size=8, learning_rate=case["lr"],
-                       augmentation=case["augmentation"])
+        model = ModelSpec(
+            backbone="mobilenet_0.25",
+            weights=str(calibrated_weights),
+            image_size=32,
+            num_classes=3,
+            strategy=case["strategy"],
+            frozen_layers=case["frozen_layers"],
+        )
+        spec = RunSpec(
+            dataset="0" * 16,
+            model=model,
+            epochs=3,
+            batch_size=8,
+            learning_rate=case["lr"],
+            augmentation=case["augmentation"],
+        )
         files[name] = folder / f"{name}.json"
         files[name].write_text(json.dumps(spec.to_dict()))
     return files
@@ -110,18 +126,30 @@ def assert_same_training(workspace: Path, info: dict, reference: tuple[Path, dic
     ours, theirs = epochs(workspace, info["id"]), epochs(reference[0], reference[1]["id"])
     assert len(ours) == len(theirs) == 3
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        np.testing.assert_allclose([row[key] for row in ours], [row[key] for row in theirs], rtol=1e-3, atol=1e-4,
-                                   err_msg=key)
+        np.testing.assert_allclose(
+            [row[key] for row in ours], [row[key] for row in theirs], rtol=1e-3, atol=1e-4, err_msg=key
+        )
     assert ours[-1]["loss"] < ours[0]["loss"]  # it learns
     assert info["best_val_accuracy"] == pytest.approx(reference[1]["best_val_accuracy"])
     assert (Path(info["dir"]) / runs.BEST_MODEL_FILE).is_file()
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_mirrored_on_two_cpu_devices_trains_as_one_device_does(case, tmp_path, spec_files, demo_zip_path,
-                                                               single_device):
-    info = finish(launch(tmp_path, "--spec", str(spec_files[case]), "--data", str(demo_zip_path),
-                         "--distribute", "mirrored", devices=2))
+def test_mirrored_on_two_cpu_devices_trains_as_one_device_does(
+    case, tmp_path, spec_files, demo_zip_path, single_device
+):
+    info = finish(
+        launch(
+            tmp_path,
+            "--spec",
+            str(spec_files[case]),
+            "--data",
+            str(demo_zip_path),
+            "--distribute",
+            "mirrored",
+            devices=2,
+        )
+    )
     assert info["status"] == "completed"
     status = runs.read_status(Path(info["dir"]))
     assert (status["distribute"], status["replicas"], status["global_batch_size"]) == ("mirrored", 2, 8)
@@ -129,10 +157,20 @@ def test_mirrored_on_two_cpu_devices_trains_as_one_device_does(case, tmp_path, s
     assert_same_training(tmp_path, info, single_device[case])
 
 
-def test_scale_batch_keeps_the_batch_on_each_replica_and_scales_the_learning_rate(tmp_path, spec_files,
-                                                                                  demo_zip_path):
-    info = finish(launch(tmp_path, "--spec", str(spec_files["transfer"]), "--data", str(demo_zip_path),
-                         "--distribute", "mirrored", "--scale-batch", devices=2))
+def test_scale_batch_keeps_the_batch_on_each_replica_and_scales_the_learning_rate(tmp_path, spec_files, demo_zip_path):
+    info = finish(
+        launch(
+            tmp_path,
+            "--spec",
+            str(spec_files["transfer"]),
+            "--data",
+            str(demo_zip_path),
+            "--distribute",
+            "mirrored",
+            "--scale-batch",
+            devices=2,
+        )
+    )
     status = runs.read_status(Path(info["dir"]))
     assert status["global_batch_size"] == 16
     assert status["steps_per_epoch"] == 2  # 18 training images in batches of 16
@@ -148,16 +186,18 @@ def test_from_scratch_on_two_devices_trains_when_the_last_batch_is_too_small_to_
     spec = tmp_path / "scratch.json"
     batch_size = training_images - 1  # an epoch ends with a batch of one image, for two replicas
     spec.write_text(json.dumps(RunSpec(dataset="0" * 16, model=model, epochs=2, batch_size=batch_size).to_dict()))
-    info = finish(launch(tmp_path, "--spec", str(spec), "--data", str(demo_zip_path), "--distribute", "mirrored",
-                         devices=2))
+    info = finish(
+        launch(tmp_path, "--spec", str(spec), "--data", str(demo_zip_path), "--distribute", "mirrored", devices=2)
+    )
     assert info["status"] == "completed", info.get("error")
     status = runs.read_status(Path(info["dir"]))
     assert status["steps_per_epoch"] == 1  # the batch of one image is left out
     assert len(epochs(tmp_path, info["id"])) == 2
 
 
-def test_two_local_workers_train_as_one_device_and_only_the_chief_writes(tmp_path, spec_files, demo_zip_path,
-                                                                         single_device):
+def test_two_local_workers_train_as_one_device_and_only_the_chief_writes(
+    tmp_path, spec_files, demo_zip_path, single_device
+):
     ports = [free_port(), free_port()]
     chief_ws, worker_ws = tmp_path / "chief", tmp_path / "worker"
     common = ("--spec", str(spec_files["transfer"]), "--data", str(demo_zip_path), "--distribute", "multiworker")
@@ -218,7 +258,7 @@ def test_a_worker_that_dies_fails_the_chief_run_which_keeps_its_best_model(tmp_p
     worker.kill()
     worker.wait()
     out, _ = chief.communicate(timeout=180)
-    info = json.loads(out[out.index("{"):])
+    info = json.loads(out[out.index("{") :])
     assert info["status"] == "failed"
     # TensorFlow's cause varies with timing ("Connection reset by peer", or the missed heartbeats of task:1).
     assert info["error"].startswith("Training failed: UnavailableError: ")
@@ -227,8 +267,7 @@ def test_a_worker_that_dies_fails_the_chief_run_which_keeps_its_best_model(tmp_p
 
 
 @pytest.mark.parametrize("differs", ["data", "seed"])
-def test_workers_given_different_jobs_both_stop_with_a_message_saying_so(differs, tmp_path, spec_files,
-                                                                       demo_zip_path):
+def test_workers_given_different_jobs_both_stop_with_a_message_saying_so(differs, tmp_path, spec_files, demo_zip_path):
     worker_zip, worker_spec = demo_zip_path, spec_files["transfer"]
     if differs == "data":
         worker_zip = tmp_path / "fewer.zip"
@@ -240,42 +279,78 @@ def test_workers_given_different_jobs_both_stop_with_a_message_saying_so(differs
         worker_spec = tmp_path / "reseeded.json"
         worker_spec.write_text(json.dumps({**json.loads(spec_files["transfer"].read_text()), "seed": 7}))
     ports = [free_port(), free_port()]
-    chief = launch(tmp_path / "chief", "--spec", str(spec_files["transfer"]), "--data", str(demo_zip_path),
-                   "--distribute", "multiworker", env={"TF_CONFIG": tf_config(ports, 0)})
-    worker = launch(tmp_path / "worker", "--spec", str(worker_spec), "--data", str(worker_zip),
-                    "--distribute", "multiworker", env={"TF_CONFIG": tf_config(ports, 1)})
+    chief = launch(
+        tmp_path / "chief",
+        "--spec",
+        str(spec_files["transfer"]),
+        "--data",
+        str(demo_zip_path),
+        "--distribute",
+        "multiworker",
+        env={"TF_CONFIG": tf_config(ports, 0)},
+    )
+    worker = launch(
+        tmp_path / "worker",
+        "--spec",
+        str(worker_spec),
+        "--data",
+        str(worker_zip),
+        "--distribute",
+        "multiworker",
+        env={"TF_CONFIG": tf_config(ports, 1)},
+    )
     chief_out, _ = chief.communicate(timeout=300)
     _, worker_err = worker.communicate(timeout=300)
-    info = json.loads(chief_out[chief_out.index("{"):])
+    info = json.loads(chief_out[chief_out.index("{") :])
     assert info["status"] == "failed"
     assert "The workers of this job are not training the same thing" in info["error"]
     assert "give every worker the same --spec and the same data" in worker_err.strip().splitlines()[-1]
     assert worker.returncode == 2
 
 
-@pytest.mark.parametrize("config, expected", [
-    (None, "needs the TF_CONFIG environment variable"),
-    ("{not json", "TF_CONFIG must be JSON like"),
-    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}', "not in its cluster"),
-    ('{"cluster": {"worker": ["localhost:1"], "ps": ["localhost:2"]}, "task": {"type": "worker", "index": 0}}',
-     "takes `chief` and `worker` tasks only; TF_CONFIG has ps."),
-])
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        (None, "needs the TF_CONFIG environment variable"),
+        ("{not json", "TF_CONFIG must be JSON like"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}', "not in its cluster"),
+        (
+            '{"cluster": {"worker": ["localhost:1"], "ps": ["localhost:2"]}, "task": {"type": "worker", "index": 0}}',
+            "takes `chief` and `worker` tasks only; TF_CONFIG has ps.",
+        ),
+    ],
+)
 def test_multiworker_without_a_usable_tf_config_says_what_to_set(config, expected, tmp_path, demo_zip_path):
     env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
     if config is not None:
         env["TF_CONFIG"] = config
     result = subprocess.run(
-        [sys.executable, "-m", "tlcore", "--workspace", str(tmp_path), "train", "--data", str(demo_zip_path),
-         "--distribute", "multiworker"],
-        capture_output=True, text=True, cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "tlcore",
+            "--workspace",
+            str(tmp_path),
+            "train",
+            "--data",
+            str(demo_zip_path),
+            "--distribute",
+            "multiworker",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        timeout=120,
     )
     assert result.returncode == 2
     assert expected in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_a_runs_spec_and_dataset_zip_train_the_same_run_on_another_machine(tmp_path, spec_files, demo_zip_path,
-                                                                          single_device):
+def test_a_runs_spec_and_dataset_zip_train_the_same_run_on_another_machine(
+    tmp_path, spec_files, demo_zip_path, single_device
+):
     """What the app's "Train it on another machine" offers: spec.json, the dataset zip and the command."""
     from tlcore.codegen import reproduce_commands
     from tlcore.datasets import export_zip, load_dataset
@@ -291,7 +366,10 @@ def test_a_runs_spec_and_dataset_zip_train_the_same_run_on_another_machine(tmp_p
     assert command[:4] == ["python", "-m", "tlcore", "train"]
     process = subprocess.Popen(
         [sys.executable, "-m", "tlcore", "--workspace", str(elsewhere / "ws"), *command[3:], "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=elsewhere,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=elsewhere,
         env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     again = finish(process)

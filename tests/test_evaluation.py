@@ -22,8 +22,15 @@ from tlcore import runs
 from tlcore.datasets import ingest_zip, list_datasets
 from tlcore.demo import demo_zip
 from tlcore.errors import RunError
-from tlcore.evaluation import (VAL_FILE, EvaluationError, class_metrics, confusion_matrix, evaluate,
-                               held_out_workspace, load_evaluation)
+from tlcore.evaluation import (
+    VAL_FILE,
+    EvaluationError,
+    class_metrics,
+    confusion_matrix,
+    evaluate,
+    held_out_workspace,
+    load_evaluation,
+)
 from tlcore.pipeline import load_images
 from tlcore.predict import ImageError, Predictor, load_image
 from tlcore.workspace import Workspace
@@ -111,8 +118,9 @@ def test_evaluation_predicts_what_try_it_predicts(trained, evaluated):
     predictor = Predictor.load(workspace, info.id)
     paths = [evaluated.image_path(image) for image in evaluated.images]
     tried = predictor.predict(paths)
-    np.testing.assert_allclose([p.probabilities for p in tried], [i.probabilities for i in evaluated.images],
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        [p.probabilities for p in tried], [i.probabilities for i in evaluated.images], rtol=0, atol=1e-6
+    )
 
 
 def test_stored_images_are_prepared_exactly_as_training_prepared_them(trained):
@@ -133,8 +141,11 @@ def test_uploads_get_ingestions_exif_and_colour_handling(workspace, tmp_path):
     Image.fromarray(rgba, "RGBA").save(transparent, format="PNG")
     grey = io.BytesIO()
     Image.fromarray(pixels[..., 0], "L").save(grey, format="JPEG")
-    uploads = {"rotated.jpg": rotated.getvalue(), "transparent.png": transparent.getvalue(),
-               "grey.jpg": grey.getvalue()}
+    uploads = {
+        "rotated.jpg": rotated.getvalue(),
+        "transparent.png": transparent.getvalue(),
+        "grey.jpg": grey.getvalue(),
+    }
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
         for name, data in uploads.items():
@@ -247,9 +258,14 @@ def test_top_k_bars_keep_the_order_and_highlight_the_top_class():
 
 
 def cli(*args: str, workspace: Workspace):
-    return subprocess.run([sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "TLCORE_OFFLINE": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "TLCORE_OFFLINE": "1"},
+    )
 
 
 def test_cli_evaluate_prints_the_stored_evaluation_as_json(trained, evaluated):
@@ -269,18 +285,21 @@ def test_cli_predict_gives_the_top_classes_of_each_image(trained, evaluated):
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
     assert [d["image"] for d in data] == paths and all(len(d["top"]) == 2 for d in data)
-    for row, image in zip(data, evaluated.images[:2]):
+    for row, image in zip(data, evaluated.images[:2], strict=True):
         assert row["predicted"] == evaluated.classes[image.predicted]
         assert row["confidence"] == pytest.approx(image.confidence, abs=1e-6)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("predict", "{run}", "{tmp}/notes.txt"), "notes.txt' cannot be used: not an image"),
-    (("predict", "{run}", "{tmp}/missing.jpg"), "cannot be read"),
-    (("predict", "{run}", "{tmp}/notes.txt", "--top", "0"), "expected at least 1"),
-    (("evaluate", "20990101-nothing"), "There is no run '20990101-nothing'"),
-    (("evaluate", "{run}", "--data", "{tmp}/missing.zip"), "cannot be opened"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("predict", "{run}", "{tmp}/notes.txt"), "notes.txt' cannot be used: not an image"),
+        (("predict", "{run}", "{tmp}/missing.jpg"), "cannot be read"),
+        (("predict", "{run}", "{tmp}/notes.txt", "--top", "0"), "expected at least 1"),
+        (("evaluate", "20990101-nothing"), "There is no run '20990101-nothing'"),
+        (("evaluate", "{run}", "--data", "{tmp}/missing.zip"), "cannot be opened"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_line(trained, tmp_path, args, message):
     workspace, _, info = trained
     (tmp_path / "notes.txt").write_text("not an image")
@@ -304,7 +323,10 @@ def test_the_page_shows_a_stored_evaluation_and_the_code(page, evaluated, lang):
     page.session_state["lang"] = lang
     at = page.run()
     assert not at.exception
-    assert [tab.label for tab in at.tabs] == (["Evaluate", "Try it", "Export", "Code & reproduce"] if lang == "en"
-                                              else ["評価", "試す", "書き出し", "コードと再現"])
+    assert [tab.label for tab in at.tabs] == (
+        ["Evaluate", "Try it", "Export", "Code & reproduce"]
+        if lang == "en"
+        else ["評価", "試す", "書き出し", "コードと再現"]
+    )
     assert at.metric[0].value == f"{evaluated.accuracy:.1%}"
     assert "base_model = keras.applications.MobileNet(" in at.code[0].value

@@ -21,15 +21,23 @@ import pytest
 
 from tlcore import runs
 from tlcore.errors import RunError
-from tlcore.export import (FILES, FORMATS, QUANT_DECISIVE_MARGIN, TOLERANCES, ExportError, export_run,
-                           load_export, parse_formats)
+from tlcore.export import (
+    FILES,
+    FORMATS,
+    QUANT_DECISIVE_MARGIN,
+    TOLERANCES,
+    ExportError,
+    export_run,
+    load_export,
+    parse_formats,
+)
 from tlcore.predict import Predictor, load_image
 from tlcore.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Loads one exported file with nothing but TensorFlow/Keras and writes its probabilities.
-CLEAN_PREDICT = textwrap.dedent('''
+CLEAN_PREDICT = textwrap.dedent("""
     import importlib.util, sys
     import numpy as np
     assert importlib.util.find_spec("tlcore") is None, "tlcore must not be importable here"
@@ -53,7 +61,7 @@ CLEAN_PREDICT = textwrap.dedent('''
         interpreter.invoke()
         probabilities = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.save(out_file, probabilities)
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +101,11 @@ def test_each_format_in_a_clean_process_predicts_what_the_app_predicts(fmt, expo
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     result = subprocess.run(
         [sys.executable, "-c", CLEAN_PREDICT, fmt, str(exported.files[fmt]), str(images_file), str(out_file)],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     got = np.load(out_file)
@@ -122,8 +134,14 @@ def test_all_formats_come_with_labels_and_one_zip(trained, exported):
     assert (exported.out_dir / FILES["savedmodel"] / "saved_model.pb").is_file()
     with zipfile.ZipFile(exported.files["zip"]) as archive:
         names = set(archive.namelist())
-    assert {"model.keras", "model.tflite", "model_quant.tflite", "labels.txt", "README.txt",
-            "saved_model/saved_model.pb"} <= names
+    assert {
+        "model.keras",
+        "model.tflite",
+        "model_quant.tflite",
+        "labels.txt",
+        "README.txt",
+        "saved_model/saved_model.pb",
+    } <= names
     assert exported.files["zip"].name == f"{info.id}.zip"
     leftovers = [p.name for p in exported.out_dir.iterdir() if p.name.startswith(".")]
     assert leftovers == []
@@ -176,23 +194,34 @@ def test_an_export_folder_that_is_a_file_is_refused(trained, tmp_path):
 
 
 def cli(*args: str, workspace: Workspace):
-    return subprocess.run([sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "TLCORE_OFFLINE": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "TLCORE_OFFLINE": "1"},
+    )
 
 
 def test_cli_export_writes_the_format_asked_for_as_json(trained, tmp_path):
     workspace, _, info = trained
-    result = cli("export", info.id, "--format", "tflite-quant", "--out", str(tmp_path / "cli-out"), "--json",
-                 workspace=workspace)
+    result = cli(
+        "export", info.id, "--format", "tflite-quant", "--out", str(tmp_path / "cli-out"), "--json", workspace=workspace
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
     assert set(data["files"]) == {"tflite-quant", "labels", "readme"}
     assert data["checks"]["tflite-quant"]["passed"] is True
     assert data["checks"]["tflite-quant"]["criterion"] == (
-        "same top-1 class wherever the app's top class leads by more than 0.5")
+        "same top-1 class wherever the app's top class leads by more than 0.5"
+    )
     assert sorted(p.name for p in (tmp_path / "cli-out").iterdir()) == [
-        "README.txt", "export.json", "labels.txt", "model_quant.tflite"]
+        "README.txt",
+        "export.json",
+        "labels.txt",
+        "model_quant.tflite",
+    ]
 
 
 def test_cli_export_of_an_unknown_format_exits_2_with_one_line(trained):

@@ -24,14 +24,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_model_spec(**changes) -> ModelSpec:
-    values = {"backbone": "mobilenet_0.25", "weights": "none", "image_size": 32, "num_classes": 3,
-              "strategy": "transfer", **changes}
+    values = {
+        "backbone": "mobilenet_0.25",
+        "weights": "none",
+        "image_size": 32,
+        "num_classes": 3,
+        "strategy": "transfer",
+        **changes,
+    }
     return ModelSpec(**values)
 
 
 def tiny_run(dataset_id: str, **changes) -> RunSpec:
-    model = tiny_model_spec(**{key: changes.pop(key) for key in ("strategy", "frozen_layers", "dropout",
-                                                                   "hidden_units", "pooling") if key in changes})
+    model = tiny_model_spec(
+        **{
+            key: changes.pop(key)
+            for key in ("strategy", "frozen_layers", "dropout", "hidden_units", "pooling")
+            if key in changes
+        }
+    )
     values = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-2, "seed": 3, **changes}
     return RunSpec(dataset=dataset_id, model=model, **values)
 
@@ -78,21 +89,41 @@ def _assert_cut_computes_the_full_model(model: keras.Model, frozen: int) -> feat
 
 
 def test_freezing_resnet50_at_168_cuts_the_two_tensors_that_enter_the_last_residual_unit():
-    model = built(ModelSpec(backbone="resnet50", weights="none", image_size=32, num_classes=2,
-                            strategy="finetune", frozen_layers=168, pooling="flatten"))
+    model = built(
+        ModelSpec(
+            backbone="resnet50",
+            weights="none",
+            image_size=32,
+            num_classes=2,
+            strategy="finetune",
+            frozen_layers=168,
+            pooling="flatten",
+        )
+    )
     cut = _assert_cut_computes_the_full_model(model, 168)
     assert set(cut.names) == {"conv5_block2_out:0", "conv5_block3_1_relu:0"}
     assert cut.suffix_layers == 175 - 168
 
 
-@pytest.mark.parametrize("backbone, frozen", [
-    ("efficientnet_b0", 155),  # inside squeeze-excite: three tensors cross, two of them skip ahead
-    ("mobilenet_v2_0.35", 100),  # the tutorial's cut, inside an inverted residual block
-    ("mobilenet_v2_0.35", 154),  # the whole base: the cut moves past the head's pooling
-])
+@pytest.mark.parametrize(
+    "backbone, frozen",
+    [
+        ("efficientnet_b0", 155),  # inside squeeze-excite: three tensors cross, two of them skip ahead
+        ("mobilenet_v2_0.35", 100),  # the tutorial's cut, inside an inverted residual block
+        ("mobilenet_v2_0.35", 154),  # the whole base: the cut moves past the head's pooling
+    ],
+)
 def test_the_trainable_part_on_cached_activations_computes_what_the_full_model_computes(backbone, frozen):
-    spec = ModelSpec(backbone=backbone, weights="none", image_size=32, num_classes=4, strategy="finetune",
-                     frozen_layers=frozen, dropout=0.5, hidden_units=8)
+    spec = ModelSpec(
+        backbone=backbone,
+        weights="none",
+        image_size=32,
+        num_classes=4,
+        strategy="finetune",
+        frozen_layers=frozen,
+        dropout=0.5,
+        hidden_units=8,
+    )
     _assert_cut_computes_the_full_model(built(spec), frozen)
 
 
@@ -109,8 +140,12 @@ def test_the_trainable_part_learns_only_what_the_strategy_leaves_trainable():
     (cached,) = cut.compute(pixels(1))  # MobileNet is a chain: one tensor crosses
     view(cached, training=False)
     assert {id(w) for w in view.trainable_weights} == {id(w) for w in model.trainable_weights}
-    assert all(index >= 60 for index, layer in enumerate(get_base(model).layers) for w in layer.trainable_weights
-               if id(w) in {id(v) for v in view.trainable_weights})
+    assert all(
+        index >= 60
+        for index, layer in enumerate(get_base(model).layers)
+        for w in layer.trainable_weights
+        if id(w) in {id(v) for v in view.trainable_weights}
+    )
 
 
 def test_images_decoded_on_the_way_give_the_same_features_as_decoded_images(demo):
@@ -143,10 +178,13 @@ def _train_both_ways(workspace, spec, monkeypatch):
     return results["0"], results["1"]
 
 
-@pytest.mark.parametrize("changes, path", [
-    ({"strategy": "transfer", "dropout": 0.3, "hidden_units": 16}, "features"),
-    ({"strategy": "finetune", "frozen_layers": 60, "two_phase": True, "finetune_epochs": 2}, "prefix"),
-])
+@pytest.mark.parametrize(
+    "changes, path",
+    [
+        ({"strategy": "transfer", "dropout": 0.3, "hidden_units": 16}, "features"),
+        ({"strategy": "finetune", "frozen_layers": 60, "two_phase": True, "finetune_epochs": 2}, "prefix"),
+    ],
+)
 def test_the_fast_path_trains_exactly_what_the_full_model_trains(demo, monkeypatch, changes, path):
     workspace, dataset = demo
     full, fast = _train_both_ways(workspace, tiny_run(dataset.id, **changes), monkeypatch)
@@ -184,11 +222,14 @@ def test_a_head_trained_on_cached_features_predicts_like_one_trained_through_the
             view, _ = training.compile_for_phase(model, spec, phase)
         before = [w.numpy().copy() for w in model.weights]
         view.fit(train, epochs=4, verbose=0, shuffle=False)
-        assert any(not np.array_equal(w.numpy(), b) for w, b in zip(model.weights, before)), "nothing learned"
+        assert any(not np.array_equal(w.numpy(), b) for w, b in zip(model.weights, before, strict=True)), (
+            "nothing learned"
+        )
         trained.append(model)
     images = pixels(8).astype("float32")
-    np.testing.assert_allclose(trained[1].predict(images, verbose=0), trained[0].predict(images, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        trained[1].predict(images, verbose=0), trained[0].predict(images, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_best_keras_from_the_fast_path_is_the_full_model_taking_raw_pixels(demo, monkeypatch):
@@ -271,15 +312,21 @@ def test_the_cache_key_changes_with_everything_the_features_depend_on(tmp_path):
 
     changed = {
         "dataset": cache_key("dataset-b", "mobilenet_0.25", cut_model(reference, 60)),
-        "backbone": cache_key("dataset-a", "mobilenet_0.5",
-                              cut_model(built(tiny_model_spec(backbone="mobilenet_0.5", strategy="finetune",
-                                                              frozen_layers=60)), 60)),
-        "random weights": cache_key("dataset-a", "mobilenet_0.25",
-                                    cut_model(built(tiny_model_spec(strategy="finetune", frozen_layers=60),
-                                                    seed=1), 60)),
-        "image size": cache_key("dataset-a", "mobilenet_0.25",
-                                cut_model(built(tiny_model_spec(image_size=48, strategy="finetune",
-                                                                frozen_layers=60)), 60)),
+        "backbone": cache_key(
+            "dataset-a",
+            "mobilenet_0.5",
+            cut_model(built(tiny_model_spec(backbone="mobilenet_0.5", strategy="finetune", frozen_layers=60)), 60),
+        ),
+        "random weights": cache_key(
+            "dataset-a",
+            "mobilenet_0.25",
+            cut_model(built(tiny_model_spec(strategy="finetune", frozen_layers=60), seed=1), 60),
+        ),
+        "image size": cache_key(
+            "dataset-a",
+            "mobilenet_0.25",
+            cut_model(built(tiny_model_spec(image_size=48, strategy="finetune", frozen_layers=60)), 60),
+        ),
         "cut": cache_key("dataset-a", "mobilenet_0.25", cut_model(reference, 40)),
     }
     base = get_base(reference)
@@ -293,8 +340,9 @@ def test_the_cache_key_changes_with_everything_the_features_depend_on(tmp_path):
 
 def _entry(rows: int, seed: int = 0) -> CachedFeatures:
     rng = np.random.default_rng(seed)
-    return CachedFeatures(train=(rng.random((rows, 256), dtype="float32"),),
-                          val=(rng.random((2, 256), dtype="float32"),))
+    return CachedFeatures(
+        train=(rng.random((rows, 256), dtype="float32"),), val=(rng.random((2, 256), dtype="float32"),)
+    )
 
 
 def test_the_disk_cache_evicts_the_least_recently_used_entries_beyond_its_budget(workspace):
@@ -333,8 +381,10 @@ def test_memory_holds_entries_within_its_budget_and_serves_them_before_the_disk(
     assert cache.load("b", {"train": 8, "val": 2}, [(256,)]) is features._memory["b"]
 
 
-@pytest.mark.parametrize("text, expected", [("2G", 2 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", 3 * 2**29),
-                                            ("1000", 1000), ("64 kb", 64 * 1024)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [("2G", 2 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", 3 * 2**29), ("1000", 1000), ("64 kb", 64 * 1024)],
+)
 def test_budgets_read_sizes_people_write(text, expected):
     assert parse_bytes(text) == expected
 
@@ -348,16 +398,22 @@ def test_a_bad_budget_is_refused_quoting_it(monkeypatch):
 # Which path, and why
 
 
-@pytest.mark.parametrize("changes, path, words", [
-    ({}, "features", "Cached features: the frozen base runs once"),
-    ({"strategy": "finetune", "frozen_layers": 60}, "prefix", "Cached prefix: the 60 frozen base layers run once"),
-    ({"strategy": "finetune", "frozen_layers": 86}, "features", "each epoch trains only the head"),
-    ({"augmentation": Augmentation(flip=True)}, "full", "Augmentation is on: the frozen base runs every epoch"),
-    ({"strategy": "finetune", "frozen_layers": 60, "augmentation": Augmentation(zoom=0.1)}, "full",
-     "Augmentation is on: the frozen layers run every epoch"),
-    ({"strategy": "scratch"}, "full", "Training from scratch"),
-    ({"strategy": "finetune", "frozen_layers": 0}, "full", "No base layer with weights is frozen"),
-])
+@pytest.mark.parametrize(
+    "changes, path, words",
+    [
+        ({}, "features", "Cached features: the frozen base runs once"),
+        ({"strategy": "finetune", "frozen_layers": 60}, "prefix", "Cached prefix: the 60 frozen base layers run once"),
+        ({"strategy": "finetune", "frozen_layers": 86}, "features", "each epoch trains only the head"),
+        ({"augmentation": Augmentation(flip=True)}, "full", "Augmentation is on: the frozen base runs every epoch"),
+        (
+            {"strategy": "finetune", "frozen_layers": 60, "augmentation": Augmentation(zoom=0.1)},
+            "full",
+            "Augmentation is on: the frozen layers run every epoch",
+        ),
+        ({"strategy": "scratch"}, "full", "Training from scratch"),
+        ({"strategy": "finetune", "frozen_layers": 0}, "full", "No base layer with weights is frozen"),
+    ],
+)
 def test_each_run_says_which_path_it_takes_and_why(changes, path, words):
     spec = tiny_run("x", **changes).validated()
     chosen, reason = choose_path(spec)
@@ -439,7 +495,13 @@ def test_mixed_precision_trains_and_still_saves_a_float32_model(demo, monkeypatc
 
 
 def test_the_benchmark_runs_in_smoke_mode():
-    result = subprocess.run([sys.executable, "bench/fast_path.py", "--smoke"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=600, env={**os.environ, "TLCORE_OFFLINE": "1"})
+    result = subprocess.run(
+        [sys.executable, "bench/fast_path.py", "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, "TLCORE_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "transfer-mobilenet_0.25" in result.stdout and "feature pass mobilenet_0.25" in result.stdout

@@ -34,9 +34,15 @@ def flowers(tmp_path_factory):
 
 
 def _transfer(workspace: Workspace, dataset_id: str, weights: str) -> runs.RunInfo:
-    spec = RunSpec(dataset=dataset_id, epochs=5, batch_size=32, learning_rate=1e-3,
-                   model=ModelSpec(backbone="mobilenet_v2_0.35", weights=weights, image_size=224,
-                                   num_classes=5, strategy="transfer"))
+    spec = RunSpec(
+        dataset=dataset_id,
+        epochs=5,
+        batch_size=32,
+        learning_rate=1e-3,
+        model=ModelSpec(
+            backbone="mobilenet_v2_0.35", weights=weights, image_size=224, num_classes=5, strategy="transfer"
+        ),
+    )
     return train_run(workspace, runs.create_run(spec, workspace).id)
 
 

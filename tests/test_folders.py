@@ -101,8 +101,7 @@ def test_a_workspace_inside_the_folder_is_not_read_and_a_folder_inside_the_works
         ingest_folder(photos / "workspace", workspace=inside)
 
 
-def test_registering_an_unchanged_folder_again_gives_the_same_dataset_and_a_changed_one_a_new_one(photos,
-                                                                                                  workspace):
+def test_registering_an_unchanged_folder_again_gives_the_same_dataset_and_a_changed_one_a_new_one(photos, workspace):
     first = ingest_folder(photos, workspace=workspace)
     assert ingest_folder(photos, workspace=workspace).id == first.id
     Image.new("RGB", (40, 40), (0, 0, 255)).save(photos / "dogs" / "new.jpg")
@@ -127,10 +126,13 @@ def test_allowed_folders_come_from_the_setting_and_missing_ones_are_left_out(tmp
     assert allowed_data_dirs("") == []
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("missing", "There is no folder"),
-    ("file.txt", "is a file, not a folder"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("missing", "There is no folder"),
+        ("file.txt", "is a file, not a folder"),
+    ],
+)
 def test_a_path_that_is_not_a_folder_gets_a_message(name, expected, tmp_path, workspace):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(DatasetError, match=expected):
@@ -148,8 +150,7 @@ def test_a_tampered_manifest_cannot_point_outside_the_folder(photos, workspace):
         load_dataset(workspace, dataset.id)
 
 
-def test_a_dataset_too_large_for_memory_streams_the_same_batches_from_disk(workspace, demo_zip_bytes,
-                                                                           monkeypatch):
+def test_a_dataset_too_large_for_memory_streams_the_same_batches_from_disk(workspace, demo_zip_bytes, monkeypatch):
     dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
     assert not pipeline.streams_from_disk(dataset, 32)
     in_memory = pipeline.make_pipelines(dataset, 32, 8, seed=3)
@@ -173,8 +174,10 @@ def test_a_run_on_a_folder_trains_and_fails_clearly_once_an_image_has_gone(photo
     assert trained.status == "completed"
     (photos / "dogs" / "0.jpg").unlink()
     info = train_run(workspace, runs.create_run(replace(spec, seed=1), workspace).id)
-    gone = (f"The image 'dogs/0.jpg' of dataset 'photos' is no longer in {str(photos)!r}; "
-            "register the folder again to train on what it holds now.")
+    gone = (
+        f"The image 'dogs/0.jpg' of dataset 'photos' is no longer in {str(photos)!r}; "
+        "register the folder again to train on what it holds now."
+    )
     assert info.status == "failed" and info.error == gone
     with pytest.raises(DatasetError) as refused:
         evaluate(workspace, trained.id)
@@ -188,8 +191,9 @@ def test_a_run_on_a_folder_trains_and_fails_clearly_once_an_image_has_gone(photo
 def test_the_evaluation_of_a_folder_run_shows_the_images_from_the_folder(photos, workspace):
     dataset = ingest_folder(photos, workspace=workspace)
     model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=2, strategy="scratch")
-    trained = train_run(workspace, runs.create_run(RunSpec(dataset=dataset.id, model=model, epochs=1, batch_size=4),
-                                                   workspace).id)
+    trained = train_run(
+        workspace, runs.create_run(RunSpec(dataset=dataset.id, model=model, epochs=1, batch_size=4), workspace).id
+    )
     evaluation = evaluate(workspace, trained.id)
     shown = [evaluation.image_path(image) for image in evaluation.images]  # the gallery and Grad-CAM read these
     assert shown and all(path.is_file() for path in shown)
@@ -198,22 +202,59 @@ def test_the_evaluation_of_a_folder_run_shows_the_images_from_the_folder(photos,
 
 def test_the_command_line_trains_on_a_data_dir(photos, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "tlcore", "--workspace", str(tmp_path / "ws"), "train", "--data-dir", str(photos),
-         "--backbone", "mobilenet_0.25", "--weights", "none", "--image-size", "32", "--strategy", "scratch",
-         "--epochs", "1", "--batch-size", "4", "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "tlcore",
+            "--workspace",
+            str(tmp_path / "ws"),
+            "train",
+            "--data-dir",
+            str(photos),
+            "--backbone",
+            "mobilenet_0.25",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--strategy",
+            "scratch",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
         env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout[result.stdout.index("{"):])["status"] == "completed"
+    assert json.loads(result.stdout[result.stdout.index("{") :])["status"] == "completed"
     missing = subprocess.run(
-        [sys.executable, "-m", "tlcore", "--workspace", str(tmp_path / "ws"), "train", "--data-dir",
-         str(tmp_path / "nowhere")],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "tlcore",
+            "--workspace",
+            str(tmp_path / "ws"),
+            "train",
+            "--data-dir",
+            str(tmp_path / "nowhere"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert missing.returncode == 2
-    assert missing.stderr.strip().splitlines()[-1] == f"error: There is no folder {str(tmp_path / 'nowhere')!r} " \
-                                                      "on this machine; check the path."
+    assert (
+        missing.stderr.strip().splitlines()[-1] == f"error: There is no folder {str(tmp_path / 'nowhere')!r} "
+        "on this machine; check the path."
+    )
 
 
 def test_a_dataset_exported_as_a_zip_is_the_same_dataset_when_ingested_elsewhere(photos, workspace, tmp_path):
@@ -233,7 +274,11 @@ def test_a_dataset_exported_as_a_zip_is_the_same_dataset_when_ingested_elsewhere
 def test_inspect_of_a_folder_registers_it_and_prints_its_report(photos, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "tlcore", "--workspace", str(tmp_path / "ws"), "inspect", str(photos), "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -249,4 +294,6 @@ def test_the_reproduce_commands_for_a_folder_split_by_seed_give_the_same_split(p
     assert command[command.index("--data-dir") + 1] == str(photos)
     val_fraction, seed = float(command[command.index("--val-fraction") + 1]), int(command[command.index("--seed") + 1])
     elsewhere = ingest_folder(photos, workspace=Workspace(tmp_path / "elsewhere"), val_fraction=val_fraction, seed=seed)
-    assert [(item.source, item.split) for item in elsewhere.items] == [(item.source, item.split) for item in dataset.items]
+    assert [(item.source, item.split) for item in elsewhere.items] == [
+        (item.source, item.split) for item in dataset.items
+    ]

@@ -60,8 +60,7 @@ MIB = 1024**2
 
 def tiny_spec(dataset_id: str, classes: int = 3, *, name: str = "", epochs: int = 200, batch_size: int = 2) -> RunSpec:
     """A run that trains in a second an epoch; 200 epochs of batch 2 outlast any test that stops it."""
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=classes,
-                      strategy="scratch")
+    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=classes, strategy="scratch")
     return RunSpec(dataset=dataset_id, model=model, epochs=epochs, batch_size=batch_size, name=name)
 
 
@@ -119,8 +118,21 @@ def assert_best_model_intact(info: runs.RunInfo, rows: list[dict], classes: int 
 def made_run(workspace: Workspace, dataset_id: str, name: str, status: str = "completed") -> runs.RunInfo:
     """A finished run as the trainer leaves it (spec, metrics, status, a model file), without training."""
     info = runs.create_run(tiny_spec(dataset_id, name=name, epochs=2), workspace)
-    rows = [{"kind": "epoch", "phase": "scratch", "epoch": e, "step": 9, "global_step": 9 * e, "loss": 1 / e,
-             "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.3 * e, "elapsed": 2.0 * e} for e in (1, 2)]
+    rows = [
+        {
+            "kind": "epoch",
+            "phase": "scratch",
+            "epoch": e,
+            "step": 9,
+            "global_step": 9 * e,
+            "loss": 1 / e,
+            "accuracy": 0.5,
+            "val_loss": 1.0,
+            "val_accuracy": 0.3 * e,
+            "elapsed": 2.0 * e,
+        }
+        for e in (1, 2)
+    ]
     (info.dir / runs.METRICS_FILE).write_text("".join(json.dumps(row) + "\n" for row in rows))
     (info.dir / runs.BEST_MODEL_FILE).write_bytes(b"PK\x03\x04 stands in for a model")
     runs.update_status(info.dir, status=status, best_val_accuracy=0.6, best_epoch=2, ended=runs.now_iso())
@@ -129,17 +141,29 @@ def made_run(workspace: Workspace, dataset_id: str, name: str, status: str = "co
 
 def damage(workspace: Workspace, good: runs.RunInfo) -> dict[str, Path]:
     """Folders that a crash, a full disk or a careless hand leave behind, next to good ones."""
-    folders = {name: workspace.runs_dir / f"20000101-000000-{name}" for name in
-               ("bad-json", "no-status", "bad-values", "bad-bytes")}
+    folders = {
+        name: workspace.runs_dir / f"20000101-000000-{name}"
+        for name in ("bad-json", "no-status", "bad-values", "bad-bytes")
+    }
     for folder in folders.values():
         folder.mkdir()
         shutil.copy(good.dir / runs.SPEC_FILE, folder / runs.SPEC_FILE)
     (folders["bad-json"] / runs.SPEC_FILE).write_text('{"dataset": "x", "model": {"backbo', encoding="utf-8")
-    write_json_atomic(folders["bad-values"] / runs.STATUS_FILE,
-                      {"status": "completed", "epoch": "three", "total_epochs": [2], "best_val_accuracy": "high",
-                       "total_steps": 0, "elapsed_seconds": 1e999, "error": {"not": "text"}})
+    write_json_atomic(
+        folders["bad-values"] / runs.STATUS_FILE,
+        {
+            "status": "completed",
+            "epoch": "three",
+            "total_epochs": [2],
+            "best_val_accuracy": "high",
+            "total_steps": 0,
+            "elapsed_seconds": 1e999,
+            "error": {"not": "text"},
+        },
+    )
     (folders["bad-values"] / runs.METRICS_FILE).write_text(
-        '{"kind": "epoch", "epoch": "x", "loss": "low", "val_accuracy": null}\n[1, 2]\n"text"\n' + "[" * 100_000 + "\n")
+        '{"kind": "epoch", "epoch": "x", "loss": "low", "val_accuracy": null}\n[1, 2]\n"text"\n' + "[" * 100_000 + "\n"
+    )
     write_json_atomic(folders["bad-bytes"] / runs.STATUS_FILE, {"status": "completed"})
     (folders["bad-bytes"] / runs.METRICS_FILE).write_bytes(b'{"kind": "epoch", "epoch": 1}\n\xff\xfe\x00garbage\n')
     (folders["bad-bytes"] / runs.NAME_FILE).write_bytes(b"caf\xe9 run")
@@ -174,8 +198,12 @@ def cli(*args: str, workspace: Workspace, limit_writes: bool = False, timeout: f
         resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 
     return subprocess.run(
-        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)], capture_output=True, text=True,
-        timeout=timeout, cwd=ROOT, env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
         preexec_fn=no_writes if limit_writes else None,
     )
 
@@ -241,8 +269,14 @@ sys.exit(main(sys.argv[1:]))
 
 def _python(code: str, *args: str, log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=out, text=True,
-                                cwd=ROOT, env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)})
+        return subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -260,8 +294,17 @@ def disk_filling(tmp_path_factory, demo_zip_bytes):
 
     def start() -> subprocess.Popen:
         if not trainer:
-            trainer.append(_python(_FILLING_DISK_TRAINER, "train", "--run", info.id, "--workspace",
-                                   str(workspace.root), log=workspace.root.parent / "trainer.log"))
+            trainer.append(
+                _python(
+                    _FILLING_DISK_TRAINER,
+                    "train",
+                    "--run",
+                    info.id,
+                    "--workspace",
+                    str(workspace.root),
+                    log=workspace.root.parent / "trainer.log",
+                )
+            )
         return trainer[0]
 
     yield SimpleNamespace(workspace=workspace, run_id=info.id, other=other, before=snapshot(other.dir), start=start)
@@ -280,10 +323,17 @@ def day(tmp_path_factory, demo_zip_bytes, disk_filling):
     damaged = damage(workspace, earlier)
     untouched = {path: snapshot(path) for path in [earlier.dir, *damaged.values()]}
 
-    specs = [tiny_spec(dataset.id, name="session A"), tiny_spec(dataset.id, name="session B"),
-             tiny_spec(dataset.id, name="started last", epochs=2, batch_size=6)]
-    server = _python(_SERVER, str(workspace.root), json.dumps([spec.to_dict() for spec in specs]),
-                     log=workspace.root.parent / "server.log")
+    specs = [
+        tiny_spec(dataset.id, name="session A"),
+        tiny_spec(dataset.id, name="session B"),
+        tiny_spec(dataset.id, name="started last", epochs=2, batch_size=6),
+    ]
+    server = _python(
+        _SERVER,
+        str(workspace.root),
+        json.dumps([spec.to_dict() for spec in specs]),
+        log=workspace.root.parent / "server.log",
+    )
     try:
         ids = json.loads(server.stdout.readline())
     finally:
@@ -308,8 +358,10 @@ def day(tmp_path_factory, demo_zip_bytes, disk_filling):
         return now.status == "running" and now.epoch >= 2 and (info.dir / runs.BEST_MODEL_FILE).is_file()
 
     wait_for(lambda: into_second_epoch(first), what="the first run's second epoch")
-    during = SimpleNamespace(train=app_page(restarted, "app_pages/train.py"),  # a browser refresh mid-run
-                             compare=app_page(restarted, "app_pages/compare.py"))
+    during = SimpleNamespace(
+        train=app_page(restarted, "app_pages/train.py"),  # a browser refresh mid-run
+        compare=app_page(restarted, "app_pages/compare.py"),
+    )
     os.kill(runs.read_status(first.dir)["pid"], signal.SIGKILL)
     killed = wait_for(lambda: finished(restarted, first.id), what="the killed run to be listed as ended")
 
@@ -318,9 +370,20 @@ def day(tmp_path_factory, demo_zip_bytes, disk_filling):
     runs.stop(restarted, second.id)  # pressed twice
     stopped = wait_for(lambda: finished(restarted, second.id), what="the stopped run to end")
     completed = wait_for(lambda: finished(restarted, last.id), what="the last run to complete")
-    return SimpleNamespace(workspace=restarted, dataset=dataset, earlier=earlier, damaged=damaged, untouched=untouched,
-                           ids=ids, after_restart=after_restart, queue=queue, killed=killed, stopped=stopped,
-                           completed=completed, during=during)
+    return SimpleNamespace(
+        workspace=restarted,
+        dataset=dataset,
+        earlier=earlier,
+        damaged=damaged,
+        untouched=untouched,
+        ids=ids,
+        after_restart=after_restart,
+        queue=queue,
+        killed=killed,
+        stopped=stopped,
+        completed=completed,
+        during=during,
+    )
 
 
 def test_runs_keep_training_after_their_server_is_killed_and_the_restarted_server_lists_them(day):
@@ -386,9 +449,13 @@ def test_after_the_faults_the_app_starts_and_lists_every_run_with_its_true_statu
     train = app_page(day.workspace, "app_pages/train.py")
     assert not train.exception
     options = train_page_options(train)
-    expected = {day.killed.name: "Interrupted", day.stopped.name: "Stopped", day.completed.name: "Completed",
-                "finished earlier": "Completed",
-                **{f"20000101-000000-{name}": "Damaged" for name in ("bad-json", "no-status")}}
+    expected = {
+        day.killed.name: "Interrupted",
+        day.stopped.name: "Stopped",
+        day.completed.name: "Completed",
+        "finished earlier": "Completed",
+        **{f"20000101-000000-{name}": "Damaged" for name in ("bad-json", "no-status")},
+    }
     for name, status in expected.items():
         assert any(option.startswith(f"{name} · {status}") for option in options), (name, options)
     assert len(options) == 8  # and the folders with bad values or bad bytes are listed too
@@ -412,9 +479,13 @@ def test_after_the_faults_the_command_line_lists_every_run(day):
 @pytest.fixture(scope="module")
 def disk_full(disk_filling):
     returncode = disk_filling.start().wait(timeout=300)
-    return SimpleNamespace(workspace=disk_filling.workspace, info=runs.load_run(disk_filling.workspace,
-                           disk_filling.run_id), other=disk_filling.other, before=disk_filling.before,
-                           returncode=returncode)
+    return SimpleNamespace(
+        workspace=disk_filling.workspace,
+        info=runs.load_run(disk_filling.workspace, disk_filling.run_id),
+        other=disk_filling.other,
+        before=disk_filling.before,
+        returncode=returncode,
+    )
 
 
 def test_a_full_disk_mid_run_fails_the_run_with_the_reason_and_keeps_what_was_written(disk_full):
@@ -438,7 +509,8 @@ def test_a_full_disk_is_reported_as_a_write_to_the_run_folder_that_failed(disk_f
 
 
 def test_a_best_model_write_that_fails_keeps_the_previous_best_keras_whole_and_no_partial_file(
-        workspace, dataset, monkeypatch):
+    workspace, dataset, monkeypatch
+):
     import keras
 
     from tlcore.training import RunRecorder
@@ -470,18 +542,20 @@ def test_a_best_model_write_that_fails_keeps_the_previous_best_keras_whole_and_n
         recorder.on_train_end()
     assert (info.dir / runs.BEST_MODEL_FILE).read_bytes() == saved
     assert sorted(p.name for p in info.dir.iterdir()) == sorted(
-        [runs.SPEC_FILE, runs.STATUS_FILE, runs.METRICS_FILE, runs.LABELS_FILE, runs.LOCK_FILE, runs.BEST_MODEL_FILE])
+        [runs.SPEC_FILE, runs.STATUS_FILE, runs.METRICS_FILE, runs.LABELS_FILE, runs.LOCK_FILE, runs.BEST_MODEL_FILE]
+    )
     loaded = keras.models.load_model(info.dir / runs.BEST_MODEL_FILE)
-    for on_disk, expected in zip(loaded.weights, first):
+    for on_disk, expected in zip(loaded.weights, first, strict=True):
         np.testing.assert_array_equal(on_disk.numpy(), expected)
-    for in_memory, expected in zip(model.weights, current):  # training goes on from where it was
+    for in_memory, expected in zip(model.weights, current, strict=True):  # training goes on from where it was
         np.testing.assert_array_equal(in_memory.numpy(), expected)
     status = runs.read_status(info.dir)
     assert (status["best_epoch"], status["best_val_accuracy"]) == (1, 0.5)  # what best.keras holds
 
 
 def test_a_trainer_that_cannot_even_record_its_failure_leaves_an_interrupted_run_not_a_running_one(
-        workspace, dataset, monkeypatch):
+    workspace, dataset, monkeypatch
+):
     from tlcore import training
 
     info = runs.create_run(tiny_spec(dataset.id, name="disk full to the end"), workspace)
@@ -545,7 +619,7 @@ def test_runs_created_at_the_same_moment_with_the_same_id_get_folders_of_their_o
         barrier.wait()
         try:
             made[name] = runs.create_run(tiny_spec(dataset.id, name=name), workspace)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=session, args=(f"tab {n}",)) for n in range(3)]
@@ -575,20 +649,41 @@ def test_a_run_that_finishes_while_the_app_looks_at_it_is_completed_not_interrup
     assert runs.read_status(info.dir)["status"] == "completed"
 
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children,
-                                                                                         max_size=3), max_leaves=8)
-_STATUS = st.fixed_dictionaries({"status": st.sampled_from([*runs.ACTIVE_STATUSES, *runs.FINISHED_STATUSES, "x"])},
-                                optional={key: _JSON for key in ("epoch", "total_epochs", "total_steps", "global_step",
-                                                                 "step", "best_val_accuracy", "best_epoch", "error",
-                                                                 "elapsed_seconds", "steps_per_epoch", "created")})
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+_STATUS = st.fixed_dictionaries(
+    {"status": st.sampled_from([*runs.ACTIVE_STATUSES, *runs.FINISHED_STATUSES, "x"])},
+    optional=dict.fromkeys(
+        (
+            "epoch",
+            "total_epochs",
+            "total_steps",
+            "global_step",
+            "step",
+            "best_val_accuracy",
+            "best_epoch",
+            "error",
+            "elapsed_seconds",
+            "steps_per_epoch",
+            "created",
+        ),
+        _JSON,
+    ),
+)
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     spec=st.one_of(st.none(), st.binary(max_size=40), _JSON.map(lambda v: json.dumps(v).encode())),
-    status=st.one_of(st.none(), st.binary(max_size=40), _STATUS.map(lambda v: json.dumps(v).encode()),
-                     _JSON.map(lambda v: json.dumps(v).encode())),
+    status=st.one_of(
+        st.none(),
+        st.binary(max_size=40),
+        _STATUS.map(lambda v: json.dumps(v).encode()),
+        _JSON.map(lambda v: json.dumps(v).encode()),
+    ),
     metrics=st.lists(st.one_of(st.binary(max_size=30), _JSON.map(lambda v: json.dumps(v).encode())), max_size=4),
 )
 def test_a_corrupt_run_folder_never_breaks_the_listing_or_the_metrics(tmp_path_factory, spec, status, metrics):
@@ -650,8 +745,11 @@ def test_starting_a_run_where_no_folder_can_be_made_says_so_in_one_sentence(work
     assert list(workspace.runs_dir.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions; the RLIMIT_FSIZE and "
-                                              "file-instead-of-folder tests above cover this as root")
+@pytest.mark.skipif(
+    os.geteuid() == 0,
+    reason="root writes through file permissions; the RLIMIT_FSIZE and "
+    "file-instead-of-folder tests above cover this as root",
+)
 def test_a_read_only_workspace_lists_runs_and_refuses_new_ones(workspace, dataset):
     earlier = made_run(workspace, dataset.id, "earlier")
     dead = runs.create_run(tiny_spec(dataset.id, name="dead"), workspace)
@@ -709,17 +807,30 @@ def test_the_server_config_listens_on_localhost_with_xsrf_on_uploads_capped_and_
 
 def test_streamlit_reads_those_settings_from_the_project_folder(tmp_path):
     # Misspelt keys are ignored by Streamlit with a warning only: ask Streamlit itself.
-    code = ("import json; from streamlit import config; config.get_config_options(force_reparse=True); "
-            "print(json.dumps({k: config.get_option(k) for k in ('server.address', 'server.enableXsrfProtection', "
-            "'server.enableCORS', 'server.maxUploadSize', 'browser.gatherUsageStats', 'client.showErrorDetails')}))")
+    code = (
+        "import json; from streamlit import config; config.get_config_options(force_reparse=True); "
+        "print(json.dumps({k: config.get_option(k) for k in ('server.address', 'server.enableXsrfProtection', "
+        "'server.enableCORS', 'server.maxUploadSize', 'browser.gatherUsageStats', 'client.showErrorDetails')}))"
+    )
     env = {key: value for key, value in os.environ.items() if not key.startswith("STREAMLIT_")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
-                            env={**env, "HOME": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**env, "HOME": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     options = json.loads(result.stdout.strip().splitlines()[-1])
-    assert options == {"server.address": _config()["server"]["address"], "server.enableXsrfProtection": True,
-                       "server.enableCORS": True, "server.maxUploadSize": _config()["server"]["maxUploadSize"],
-                       "browser.gatherUsageStats": False, "client.showErrorDetails": _config()["client"]["showErrorDetails"]}
+    assert options == {
+        "server.address": _config()["server"]["address"],
+        "server.enableXsrfProtection": True,
+        "server.enableCORS": True,
+        "server.maxUploadSize": _config()["server"]["maxUploadSize"],
+        "browser.gatherUsageStats": False,
+        "client.showErrorDetails": _config()["client"]["showErrorDetails"],
+    }
 
 
 _FAILING_PAGE = """
@@ -742,8 +853,14 @@ def test_an_unexpected_error_reaches_the_browser_without_its_traceback_or_text_b
     page = tmp_path / "page.py"
     page.write_text(_FAILING_PAGE, encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if not key.startswith("STREAMLIT_")}
-    result = subprocess.run([sys.executable, "-c", _OPEN_PAGE, str(page)], capture_output=True, text=True, cwd=ROOT,
-                            timeout=60, env={**env, "HOME": str(tmp_path)})  # the project's config, as `streamlit run`
+    result = subprocess.run(
+        [sys.executable, "-c", _OPEN_PAGE, str(page)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**env, "HOME": str(tmp_path)},
+    )  # the project's config, as `streamlit run`
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout.strip().splitlines()[-1])
     assert shown["errors"] == ["Error: a message of ours, with what to do."]
@@ -782,7 +899,9 @@ def test_a_started_server_listens_on_loopback_only_and_refuses_uploads_without_i
     env = {key: value for key, value in os.environ.items() if not key.startswith("STREAMLIT_")}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**env, "HOME": str(tmp_path), "TLCORE_WORKSPACE": str(tmp_path / "ws"), "TLCORE_OFFLINE": "1"},
     )
     try:
@@ -790,8 +909,12 @@ def test_a_started_server_listens_on_loopback_only_and_refuses_uploads_without_i
         assert addresses <= _LOOPBACK, addresses
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as response:
             assert response.status == 200
-        upload = urllib.request.Request(f"http://127.0.0.1:{port}/_stcore/upload_file/session/file", data=b"PK",
-                                        method="PUT", headers={"Content-Type": "application/zip"})
+        upload = urllib.request.Request(
+            f"http://127.0.0.1:{port}/_stcore/upload_file/session/file",
+            data=b"PK",
+            method="PUT",
+            headers={"Content-Type": "application/zip"},
+        )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(upload, timeout=10)
         assert refused.value.code == 403
@@ -805,11 +928,34 @@ def test_a_started_server_listens_on_loopback_only_and_refuses_uploads_without_i
 
 
 @settings(max_examples=300, deadline=None)
-@given(identifier=st.one_of(
-    st.text(max_size=90),
-    st.sampled_from(["abc\n", "run\n", "../x", "..", ".", "", "a/b", "a\\b", "C:", "/etc", "~", "x" * 81, "a..b",
-                     "-rf", ".hidden", "ok\x00", "ok\r", "ok ", "ｆｕｌｌ"]),
-))
+@given(
+    identifier=st.one_of(
+        st.text(max_size=90),
+        st.sampled_from(
+            [
+                "abc\n",
+                "run\n",
+                "../x",
+                "..",
+                ".",
+                "",
+                "a/b",
+                "a\\b",
+                "C:",
+                "/etc",
+                "~",
+                "x" * 81,
+                "a..b",
+                "-rf",
+                ".hidden",
+                "ok\x00",
+                "ok\r",
+                "ok ",
+                "ｆｕｌｌ",
+            ]
+        ),
+    )
+)
 def test_run_and_dataset_ids_can_only_name_a_folder_directly_inside_the_workspace(identifier):
     workspace = Workspace("/nonexistent-workspace-for-ids")
     for kind, parent in (("run", workspace.root / "runs"), ("dataset", workspace.root / "datasets")):
@@ -832,14 +978,26 @@ def test_the_command_line_refuses_a_run_id_that_names_a_path(workspace):
 
 
 _UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
-_UNSAFE_CALLS = {"eval", "exec", "__import__", "enable_unsafe_deserialization", "read_pickle", "Lambda",
-                 "unsafe_load", "load_model_legacy"}
+_UNSAFE_CALLS = {
+    "eval",
+    "exec",
+    "__import__",
+    "enable_unsafe_deserialization",
+    "read_pickle",
+    "Lambda",
+    "unsafe_load",
+    "load_model_legacy",
+}
 _UNSAFE_KEYWORDS = {("safe_mode", False), ("allow_pickle", True), ("shell", True)}
 
 
 def _app_sources() -> list[Path]:
-    return [ROOT / "app.py", *sorted((ROOT / "tlcore").rglob("*.py")), *sorted((ROOT / "ui").rglob("*.py")),
-            *sorted((ROOT / "app_pages").rglob("*.py"))]
+    return [
+        ROOT / "app.py",
+        *sorted((ROOT / "tlcore").rglob("*.py")),
+        *sorted((ROOT / "ui").rglob("*.py")),
+        *sorted((ROOT / "app_pages").rglob("*.py")),
+    ]
 
 
 def test_no_code_path_unpickles_or_executes_what_a_user_supplies():
@@ -857,7 +1015,10 @@ def test_no_code_path_unpickles_or_executes_what_a_user_supplies():
                 if name in _UNSAFE_CALLS:
                     problems.append(f"{where} calls {name}")
                 for keyword in node.keywords:
-                    if isinstance(keyword.value, ast.Constant) and (keyword.arg, keyword.value.value) in _UNSAFE_KEYWORDS:
+                    if (
+                        isinstance(keyword.value, ast.Constant)
+                        and (keyword.arg, keyword.value.value) in _UNSAFE_KEYWORDS
+                    ):
                         problems.append(f"{where} passes {keyword.arg}={keyword.value.value}")
     assert problems == []
     assert len(_app_sources()) > 10  # the scan saw the code
@@ -874,14 +1035,17 @@ def hostile_models(workspace, dataset, tmp_path):
     inputs = keras.Input((32, 32, 3))
     outputs = keras.layers.Lambda(lambda x, path=str(marker): (open(path, "w").close(), x)[1])(inputs)
     keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(outputs))).save(
-        carrying_code.dir / runs.BEST_MODEL_FILE)
+        carrying_code.dir / runs.BEST_MODEL_FILE
+    )
     marker.unlink()  # building the model ran the code once, here, on purpose
     two_outputs = made_run(workspace, dataset.id, "model with two outputs")
     features = keras.layers.Flatten()(inputs := keras.Input((32, 32, 3)))
     keras.Model(inputs, [keras.layers.Dense(3, activation="softmax")(features), keras.layers.Dense(1)(features)]).save(
-        two_outputs.dir / runs.BEST_MODEL_FILE)
-    return SimpleNamespace(workspace=workspace, garbage=garbage, carrying_code=carrying_code,
-                           two_outputs=two_outputs, marker=marker)
+        two_outputs.dir / runs.BEST_MODEL_FILE
+    )
+    return SimpleNamespace(
+        workspace=workspace, garbage=garbage, carrying_code=carrying_code, two_outputs=two_outputs, marker=marker
+    )
 
 
 def test_a_model_file_carrying_code_is_refused_and_its_code_never_runs(hostile_models):
@@ -893,13 +1057,15 @@ def test_a_model_file_carrying_code_is_refused_and_its_code_never_runs(hostile_m
         if path.parent.name in ("tlcore", "ui") and path.stem != "__main__":
             importlib.import_module(f"{path.parent.name}.{path.stem}")
     for info in (hostile_models.carrying_code, hostile_models.garbage):
-        with pytest.raises(Exception):  # noqa: PT011 - which error is the next test's claim
+        with pytest.raises(RunError):
             Predictor.load(hostile_models.workspace, info.id)
     assert not hostile_models.marker.exists()
 
 
-_REFUSED_MODELS = {"carrying_code": "best.keras carries Python code, which is never run",
-                   "garbage": "best.keras is not a Keras model file"}
+_REFUSED_MODELS = {
+    "carrying_code": "best.keras carries Python code, which is never run",
+    "garbage": "best.keras is not a Keras model file",
+}
 
 
 def _refusal(info: runs.RunInfo, reason: str) -> str:
@@ -923,8 +1089,10 @@ def test_a_model_file_that_is_not_a_classifier_is_refused_in_one_sentence(hostil
     info = hostile_models.two_outputs
     with pytest.raises(TLCoreError) as refusal:
         Predictor.load(hostile_models.workspace, info.id)
-    assert str(refusal.value) == (f"The model of run {info.name!r} is not a classifier of this app (it has 2 outputs, "
-                                  "not one vector of class probabilities); train it again or delete the run.")
+    assert str(refusal.value) == (
+        f"The model of run {info.name!r} is not a classifier of this app (it has 2 outputs, "
+        "not one vector of class probabilities); train it again or delete the run."
+    )
 
 
 def test_the_evaluate_page_refuses_a_model_that_cannot_be_loaded_safely_with_a_message(hostile_models, monkeypatch):

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus import image_bytes, make_zip
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from corpus import image_bytes, make_zip
 from tlcore.datasets import ingest_zip, load_dataset
 from tlcore.errors import DatasetError
 from tlcore.workspace import Workspace
@@ -57,13 +57,13 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def png(width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2, rows: bytes | None = None,
-        extra: bytes = b"") -> bytes:
+def png(
+    width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2, rows: bytes | None = None, extra: bytes = b""
+) -> bytes:
     """A PNG written chunk by chunk, so that its header can say what its data does not."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     data = zlib.compress(rows if rows is not None else b"\0" * 64)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + extra + png_chunk(b"IDAT", data)
-            + png_chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + extra + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
 
 
 def classes(*names: str, per_class: int = 3) -> list[tuple[str, bytes]]:
@@ -78,9 +78,12 @@ def with_raw_name(data: bytes, index: int, raw: bytes) -> bytes:
     for _ in range(index):  # walk the central directory by its own length fields
         central += 46 + sum(struct.unpack_from("<3H", patched, central + 28))
     local = struct.unpack_from("<L", patched, central + 42)[0]
-    for name_at, flags_at, length_at in ((local + 30, local + 6, local + 26), (central + 46, central + 8, central + 28)):
+    for name_at, flags_at, length_at in (
+        (local + 30, local + 6, local + 26),
+        (central + 46, central + 8, central + 28),
+    ):
         assert struct.unpack_from("<H", patched, length_at)[0] == len(raw), "the placeholder must be as long"
-        patched[name_at:name_at + len(raw)] = raw
+        patched[name_at : name_at + len(raw)] = raw
         struct.pack_into("<H", patched, flags_at, struct.unpack_from("<H", patched, flags_at)[0] & ~0x800)
     return bytes(patched)
 
@@ -92,8 +95,10 @@ def stored_zip(names: list[str]) -> bytes:
     for name in names:
         raw = name.encode("utf-8")
         header = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(raw), 0) + raw
-        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(raw), 0, 0,
-                                   0, 0, 0, offset) + raw)
+        central.append(
+            struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(raw), 0, 0, 0, 0, 0, offset)
+            + raw
+        )
         local.append(header)
         offset += len(header)
     directory = b"".join(central)
@@ -181,8 +186,14 @@ class Sandbox:
             assert not path.exists() or list(path.iterdir()) == [], f"left in {folder}/"
 
     def assert_nothing_escaped(self) -> None:
-        for folder in {self.root, self.root.parent, self.root.parent.parent, Path(tempfile.gettempdir()), ROOT,
-                       Path("/")}:
+        for folder in {
+            self.root,
+            self.root.parent,
+            self.root.parent.parent,
+            Path(tempfile.gettempdir()),
+            ROOT,
+            Path("/"),
+        }:
             assert not any(MARKER in p.name for p in folder.iterdir()), f"a file escaped into {folder}"
         assert not any(MARKER in p.name for p in self.workspace.rglob("*"))
 
@@ -193,8 +204,13 @@ def _limit_memory() -> None:
 
 def run_cli(*args: str, cwd: Path, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tlcore", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
-        env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)}, preexec_fn=_limit_memory,
+        [sys.executable, "-m", "tlcore", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+        preexec_fn=_limit_memory,
     )
 
 
@@ -269,17 +285,23 @@ REFUSED = {
     "backslash_dotdot_in_a_name_without_the_utf8_flag": (_raw_backslash_traversal, "points outside"),
     "aes_encrypted_entry": (_aes_entry, "password-protected"),
     "entry_declaring_4_gb": (lambda: _declared_size(0xFFFFFFF0), "unpacks to 4.0 GB, more than the 100.0 MB"),
-    "ratio_zip_bomb": (lambda: make_zip(classes("cats", "dogs") + [("cats/zeros.png", bytes(50 * 1024**2))]),
-                       "which is how zip bombs look"),
+    "ratio_zip_bomb": (
+        lambda: make_zip(classes("cats", "dogs") + [("cats/zeros.png", bytes(50 * 1024**2))]),
+        "which is how zip bombs look",
+    ),
     "overlapping_entries_bomb": (lambda: overlapping_bomb(42), "unpacks to more than 4.0 GB"),
-    "more_than_100000_entries": (lambda: stored_zip([f"cats/{i}.png" for i in range(100_001)]),
-                                 "more than the 100,000 allowed"),
+    "more_than_100000_entries": (
+        lambda: stored_zip([f"cats/{i}.png" for i in range(100_001)]),
+        "more than the 100,000 allowed",
+    ),
     "truncated_in_the_middle": (lambda: _VALID[: len(_VALID) // 2], "is not a zip file"),
     "truncated_in_the_central_directory": (lambda: _VALID[: _CENTRAL + 30] + _VALID[_END:], "is not a zip file"),
     "end_record_cut_short": (lambda: _VALID[:-5], "is not a zip file"),
     "empty_file": (lambda: b"", "is not a zip file"),
-    "only_nested_zips": (lambda: make_zip({"cats/a.zip": _VALID, "dogs/b.zip": _VALID, "c.zip": _VALID}),
-                         "contains no images"),
+    "only_nested_zips": (
+        lambda: make_zip({"cats/a.zip": _VALID, "dogs/b.zip": _VALID, "c.zip": _VALID}),
+        "contains no images",
+    ),
     "only_empty_class_folders": (lambda: make_zip({"cats/": b"", "dogs/": b""}), "contains no images"),
 }
 
@@ -295,8 +317,12 @@ def test_a_hostile_zip_is_refused_by_the_cli_in_one_line_and_leaves_nothing_anyw
 
 @needs_zip
 def test_a_real_symlink_entry_is_refused_and_never_followed(sandbox, tmp_path):
-    data = info_zip(tmp_path, "--symlinks", files={f"{c}/{i}.png": PNG for c in ("cats", "dogs") for i in range(3)},
-                    links={"cats/passwd.png": "/etc/passwd", "dogs/up": "../../.."})
+    data = info_zip(
+        tmp_path,
+        "--symlinks",
+        files={f"{c}/{i}.png": PNG for c in ("cats", "dogs") for i in range(3)},
+        links={"cats/passwd.png": "/etc/passwd", "dogs/up": "../../.."},
+    )
     result = sandbox.inspect(data)
     assert_refused_in_one_line(result, "is a symbolic link")
     sandbox.assert_nothing_kept()
@@ -366,8 +392,7 @@ UNTIDY = {
     # colour modes and oddities that are converted, not skipped
     "cats/cmyk.jpg": (image_bytes("JPEG", "CMYK"), None),
     "cats/grey16.png": (image_bytes("PNG", "I;16"), None),
-    "cats/rgb16.png": (png(4, 4, bit_depth=16, rows=b"".join(b"\0" + b"\xff\xff\0\0\0\0" * 4 for _ in range(4))),
-                       None),
+    "cats/rgb16.png": (png(4, 4, bit_depth=16, rows=b"".join(b"\0" + b"\xff\xff\0\0\0\0" * 4 for _ in range(4))), None),
     "cats/palette-transparent.png": (image_bytes("PNG", "P", transparency=3), None),
     "cats/alpha.png": (image_bytes("PNG", "RGBA", color=HALF_TRANSPARENT_RED), None),
     "cats/grey-alpha.png": (image_bytes("PNG", "LA"), None),
@@ -383,10 +408,18 @@ UNTIDY = {
     "cats/corrupt.png": (PNG[:16] + b"\xde\xad\xbe\xef" * 40, "damaged"),
     "cats/no-pixels.png": (png(0, 0), "damaged"),
     "cats/pixel-bomb.png": (png(50_000, 50_000), "too many pixels"),
-    "cats/gif-bomb.gif": (b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\0\0\0,"
-                          + struct.pack("<4H", 0, 0, 65535, 65535) + b"\0\x02\x02D\x01\0;", "too many pixels"),
-    "cats/text-chunk-bomb.png": (png(4, 4, rows=b"".join(b"\0" + b"\x80" * 12 for _ in range(4)), extra=_TEXT_BOMB),
-                                 "damaged image"),
+    "cats/gif-bomb.gif": (
+        b"GIF89a"
+        + struct.pack("<HH", 65535, 65535)
+        + b"\0\0\0,"
+        + struct.pack("<4H", 0, 0, 65535, 65535)
+        + b"\0\x02\x02D\x01\0;",
+        "too many pixels",
+    ),
+    "cats/text-chunk-bomb.png": (
+        png(4, 4, rows=b"".join(b"\0" + b"\x80" * 12 for _ in range(4)), extra=_TEXT_BOMB),
+        "damaged image",
+    ),
     "cats/nested.zip": (_VALID, "archive inside the zip (not unpacked)"),
     "cats/zip-named-like.png": (_VALID, "archive inside the zip (not unpacked)"),
     "cats/readme.txt": (b"hello", "not an image"),
@@ -510,8 +543,26 @@ def test_any_damage_to_a_zip_gives_a_dataset_or_one_sentence_never_a_crash(cut, 
 
 
 # Bytes that matter in names: separators, drive colons, dots, cp932 lead bytes and the 0x5C trail byte.
-_NAME_BYTES = st.sampled_from([b"/", b"\\", b":", b".", b"..", b"C", b"a", b"\x81\x5c", b"\x95\x5c", b"\x83\x5c",
-                               b"\xe7\x8a\xac", b"\xff", b"\x00", b" ", b"__MACOSX", b"~"])
+_NAME_BYTES = st.sampled_from(
+    [
+        b"/",
+        b"\\",
+        b":",
+        b".",
+        b"..",
+        b"C",
+        b"a",
+        b"\x81\x5c",
+        b"\x95\x5c",
+        b"\x83\x5c",
+        b"\xe7\x8a\xac",
+        b"\xff",
+        b"\x00",
+        b" ",
+        b"__MACOSX",
+        b"~",
+    ]
+)
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name")
@@ -544,11 +595,16 @@ def test_any_raw_name_bytes_without_the_utf8_flag_give_a_dataset_or_one_sentence
 )
 def test_any_layout_depth_and_colour_mode_gives_rgb_images_or_one_sentence(depth, wrappers, split, mode):
     prefix = "wrap/" * wrappers
-    sample = image_bytes("JPEG" if mode in ("CMYK", "L") else "PNG", mode,
-                         color=HALF_TRANSPARENT_RED if mode == "RGBA" else None)
+    sample = image_bytes(
+        "JPEG" if mode in ("CMYK", "L") else "PNG", mode, color=HALF_TRANSPARENT_RED if mode == "RGBA" else None
+    )
     splits = split.split("/") if split else [""]
-    entries = [(f"{prefix}{s + '/' if s else ''}{c}/{'sub/' * depth}{i}.png", sample)
-               for s in splits for c in ("cats", "dogs") for i in range(2)]
+    entries = [
+        (f"{prefix}{s + '/' if s else ''}{c}/{'sub/' * depth}{i}.png", sample)
+        for s in splits
+        for c in ("cats", "dogs")
+        for i in range(2)
+    ]
     with tempfile.TemporaryDirectory() as outer:
         workspace = Workspace(Path(outer) / "ws")
         try:

@@ -22,8 +22,9 @@ from tlcore.models import (
     trainable_view,
 )
 
-ARTICLE = ModelSpec(backbone="resnet50", weights="none", pooling="flatten", strategy="finetune",
-                    frozen_layers=168, num_classes=2)
+ARTICLE = ModelSpec(
+    backbone="resnet50", weights="none", pooling="flatten", strategy="finetune", frozen_layers=168, num_classes=2
+)
 
 
 def _size(weights: list) -> int:
@@ -69,8 +70,12 @@ def test_parameter_counts_match_keras_own(article_model):
 
 
 def test_transfer_learning_trains_only_the_head():
-    model = build_model(ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32,
-                                  strategy="transfer", num_classes=3, hidden_units=8), load_weights=False)
+    model = build_model(
+        ModelSpec(
+            backbone="mobilenet_0.25", weights="none", image_size=32, strategy="transfer", num_classes=3, hidden_units=8
+        ),
+        load_weights=False,
+    )
     table = layer_table(model)
     assert not table[table["part"] == "base"]["trainable"].any()
     head_params = table[table["part"] == "head"]["params"].sum()
@@ -78,8 +83,10 @@ def test_transfer_learning_trains_only_the_head():
 
 
 def test_scratch_trains_every_layer():
-    model = build_model(ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32,
-                                  strategy="scratch", num_classes=3), load_weights=False)
+    model = build_model(
+        ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, strategy="scratch", num_classes=3),
+        load_weights=False,
+    )
     table = layer_table(model)
     assert table[table["part"] != "preprocessing"]["trainable"].all()
 
@@ -95,8 +102,17 @@ def test_frozen_layer_count_outside_the_base_is_refused_before_building():
 
 
 def test_batchnorm_keeps_its_statistics_while_fine_tuning():
-    model = build_model(ModelSpec(backbone="mobilenet_v2_0.35", weights="none", image_size=32,
-                                  strategy="finetune", frozen_layers=100, num_classes=2), load_weights=False)
+    model = build_model(
+        ModelSpec(
+            backbone="mobilenet_v2_0.35",
+            weights="none",
+            image_size=32,
+            strategy="finetune",
+            frozen_layers=100,
+            num_classes=2,
+        ),
+        load_weights=False,
+    )
     base = get_base(model)
     bn = base.get_layer("Conv_1_bn")  # in the trainable top of the base
     assert bn.trainable
@@ -111,15 +127,17 @@ def test_batchnorm_keeps_its_statistics_while_fine_tuning():
     assert not np.array_equal(bn.beta.numpy(), beta_before), "the layer should still learn its offset"
 
 
-@pytest.mark.parametrize("backbone, preprocess", [
-    ("resnet50", keras.applications.resnet50.preprocess_input),
-    ("mobilenet_v2_0.35", keras.applications.mobilenet_v2.preprocess_input),
-    ("densenet121", keras.applications.densenet.preprocess_input),
-    ("efficientnet_b0", keras.applications.efficientnet.preprocess_input),
-])
+@pytest.mark.parametrize(
+    "backbone, preprocess",
+    [
+        ("resnet50", keras.applications.resnet50.preprocess_input),
+        ("mobilenet_v2_0.35", keras.applications.mobilenet_v2.preprocess_input),
+        ("densenet121", keras.applications.densenet.preprocess_input),
+        ("efficientnet_b0", keras.applications.efficientnet.preprocess_input),
+    ],
+)
 def test_preprocessing_inside_the_model_matches_the_backbone(backbone, preprocess):
-    model = build_model(ModelSpec(backbone=backbone, weights="none", image_size=32, num_classes=2),
-                        load_weights=False)
+    model = build_model(ModelSpec(backbone=backbone, weights="none", image_size=32, num_classes=2), load_weights=False)
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     scaled = images
     for layer in preprocessing_layers(model):
@@ -131,8 +149,9 @@ def test_preprocessing_inside_the_model_matches_the_backbone(backbone, preproces
 
 
 def test_saved_model_loads_in_safe_mode_and_predicts_the_same(tmp_path):
-    model = build_model(ModelSpec(backbone="resnet50", weights="none", image_size=32, num_classes=3,
-                                  dropout=0.2), load_weights=False)
+    model = build_model(
+        ModelSpec(backbone="resnet50", weights="none", image_size=32, num_classes=3, dropout=0.2), load_weights=False
+    )
     images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     path = tmp_path / "m.keras"
     model.save(path)
@@ -141,8 +160,17 @@ def test_saved_model_loads_in_safe_mode_and_predicts_the_same(tmp_path):
 
 
 def test_changing_strategy_moves_the_frozen_boundary():
-    model = build_model(ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32,
-                                  strategy="finetune", frozen_layers=10, num_classes=2), load_weights=False)
+    model = build_model(
+        ModelSpec(
+            backbone="mobilenet_0.25",
+            weights="none",
+            image_size=32,
+            strategy="finetune",
+            frozen_layers=10,
+            num_classes=2,
+        ),
+        load_weights=False,
+    )
     base_count = len(get_base(model).layers)
     assert apply_strategy(model, "finetune", 40) == 40
     frozen = [not layer.trainable for layer in get_base(model).layers]

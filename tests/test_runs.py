@@ -29,22 +29,43 @@ def running(workspace, info: runs.RunInfo, **status):
 
 def test_a_fast_path_run_expects_the_epochs_left_at_its_epoch_time_not_its_feature_pass(workspace, run):
     # 2 epochs of 10 done, 0.5 s each, after a 59 s feature pass: 4 s left (elapsed / progress would say 4 minutes).
-    with running(workspace, run, phase="transfer", epoch=3, step=0, global_step=16, elapsed_seconds=60.0,
-                 seconds_per_epoch=0.5, features_done=400, features_total=400, features_seconds=59.0) as info:
+    with running(
+        workspace,
+        run,
+        phase="transfer",
+        epoch=3,
+        step=0,
+        global_step=16,
+        elapsed_seconds=60.0,
+        seconds_per_epoch=0.5,
+        features_done=400,
+        features_total=400,
+        features_seconds=59.0,
+    ) as info:
         assert info.progress == pytest.approx(0.2)
         assert info.eta_seconds == pytest.approx(4.0)
         assert info.features_eta_seconds is None and not info.in_feature_pass
 
 
 def test_part_of_an_epoch_counts_as_done(workspace, run):
-    with running(workspace, run, phase="transfer", epoch=3, step=4, global_step=20, elapsed_seconds=30.0,
-                 seconds_per_epoch=2.0) as info:
+    with running(
+        workspace, run, phase="transfer", epoch=3, step=4, global_step=20, elapsed_seconds=30.0, seconds_per_epoch=2.0
+    ) as info:
         assert info.eta_seconds == pytest.approx(7.5 * 2.0)
 
 
 def test_in_the_feature_pass_the_time_left_is_measured_on_the_pass_itself(workspace, run):
-    with running(workspace, run, phase="features", path="features", features_done=100, features_total=400,
-                 features_cached=False, features_seconds=10.0, elapsed_seconds=12.0) as info:
+    with running(
+        workspace,
+        run,
+        phase="features",
+        path="features",
+        features_done=100,
+        features_total=400,
+        features_cached=False,
+        features_seconds=10.0,
+        elapsed_seconds=12.0,
+    ) as info:
         assert info.in_feature_pass and info.features_fraction == pytest.approx(0.25)
         assert info.features_eta_seconds == pytest.approx(30.0)
         assert info.eta_seconds is None  # no epoch has run yet: its length is unknown
@@ -52,14 +73,26 @@ def test_in_the_feature_pass_the_time_left_is_measured_on_the_pass_itself(worksp
 
 def test_a_later_phase_in_its_feature_pass_adds_the_pass_to_the_epochs_left(workspace, run):
     # A two-phase run: 5 head-only epochs of 2 s done, now caching the frozen prefix for fine-tuning.
-    with running(workspace, run, phase="features", path="prefix", epoch=5, global_step=40, seconds_per_epoch=2.0,
-                 features_done=100, features_total=400, features_seconds=10.0, elapsed_seconds=40.0) as info:
+    with running(
+        workspace,
+        run,
+        phase="features",
+        path="prefix",
+        epoch=5,
+        global_step=40,
+        seconds_per_epoch=2.0,
+        features_done=100,
+        features_total=400,
+        features_seconds=10.0,
+        elapsed_seconds=40.0,
+    ) as info:
         assert info.eta_seconds == pytest.approx(30.0 + 5 * 2.0)
 
 
 def test_before_anything_is_measured_there_is_no_estimate(workspace, run):
-    with running(workspace, run, phase="features", features_done=0, features_total=400, features_seconds=0.0,
-                 elapsed_seconds=3.0) as info:
+    with running(
+        workspace, run, phase="features", features_done=0, features_total=400, features_seconds=0.0, elapsed_seconds=3.0
+    ) as info:
         assert info.eta_seconds is None and info.features_eta_seconds is None
         assert info.in_feature_pass and info.features_fraction == 0.0
 
@@ -74,26 +107,59 @@ def test_a_stopping_or_finished_run_has_no_time_left(workspace, run):
 
 def test_path_and_feature_pass_fields_are_read(workspace, run):
     note = "Cached features: the outputs of the frozen base for these 400 images were already cached; ..."
-    runs.update_status(run.dir, status="completed", path="features", path_note=note, features_done=400,
-                       features_total=400, features_cached=True, features_seconds=0.0)
+    runs.update_status(
+        run.dir,
+        status="completed",
+        path="features",
+        path_note=note,
+        features_done=400,
+        features_total=400,
+        features_cached=True,
+        features_seconds=0.0,
+    )
     info = runs.load_run(workspace, run.id)
     assert (info.path, info.path_note) == ("features", note)
     assert (info.features_done, info.features_total, info.features_cached, info.features_seconds) == (
-        400, 400, True, 0.0)
+        400,
+        400,
+        True,
+        0.0,
+    )
     assert info.to_dict()["path"] == "features"
 
 
-@pytest.mark.parametrize("damage", [
-    {"path": "sideways", "path_note": 42, "features_done": "100", "features_total": -400, "features_cached": "yes",
-     "features_seconds": -1.0, "seconds_per_epoch": "fast"},
-    {"path": ["features"], "path_note": None, "features_done": 1.5, "features_total": True, "features_cached": 1,
-     "features_seconds": float("inf"), "seconds_per_epoch": float("nan")},
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {
+            "path": "sideways",
+            "path_note": 42,
+            "features_done": "100",
+            "features_total": -400,
+            "features_cached": "yes",
+            "features_seconds": -1.0,
+            "seconds_per_epoch": "fast",
+        },
+        {
+            "path": ["features"],
+            "path_note": None,
+            "features_done": 1.5,
+            "features_total": True,
+            "features_cached": 1,
+            "features_seconds": float("inf"),
+            "seconds_per_epoch": float("nan"),
+        },
+    ],
+)
 def test_damaged_values_are_unknown_not_a_crash(workspace, run, damage):
     with running(workspace, run, phase="features", global_step=8, elapsed_seconds=5.0, **damage) as info:
         assert info.status == "running"
         assert (info.path, info.path_note) == (None, None)
         assert (info.features_done, info.features_total, info.features_cached, info.features_seconds) == (
-            None, None, None, None)
+            None,
+            None,
+            None,
+            None,
+        )
         assert info.seconds_per_epoch is None and info.eta_seconds is None and info.features_eta_seconds is None
         assert not info.in_feature_pass and info.features_fraction == 0.0

@@ -20,10 +20,21 @@ from tlcore.workspace import Workspace
 
 
 def tiny_spec(dataset_id: str, classes: int, **changes) -> RunSpec:
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=classes,
-                      strategy=changes.pop("strategy", "scratch"), frozen_layers=changes.pop("frozen_layers", None))
-    return RunSpec(dataset=dataset_id, model=model, epochs=changes.pop("epochs", 2),
-                   batch_size=changes.pop("batch_size", 8), **changes)
+    model = ModelSpec(
+        backbone="mobilenet_0.25",
+        weights="none",
+        image_size=32,
+        num_classes=classes,
+        strategy=changes.pop("strategy", "scratch"),
+        frozen_layers=changes.pop("frozen_layers", None),
+    )
+    return RunSpec(
+        dataset=dataset_id,
+        model=model,
+        epochs=changes.pop("epochs", 2),
+        batch_size=changes.pop("batch_size", 8),
+        **changes,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +89,16 @@ def test_the_same_spec_trains_the_same_curve(trained):
 
 
 def test_two_phase_recipe_freezes_then_unfreezes_the_top_of_the_base():
-    spec = tiny_spec("unused", 2, strategy="finetune", frozen_layers=60, two_phase=True,
-                     finetune_epochs=1, finetune_learning_rate=1e-2, learning_rate=1e-2).validated()
+    spec = tiny_spec(
+        "unused",
+        2,
+        strategy="finetune",
+        frozen_layers=60,
+        two_phase=True,
+        finetune_epochs=1,
+        finetune_learning_rate=1e-2,
+        learning_rate=1e-2,
+    ).validated()
     model = build_model(spec.model, load_weights=False)
     base = get_base(model)
     images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
@@ -91,14 +110,20 @@ def test_two_phase_recipe_freezes_then_unfreezes_the_top_of_the_base():
     view, frozen = compile_for_phase(model, spec, transfer)
     view.fit(images, labels, epochs=1, verbose=0)
     assert frozen == len(base.layers)
-    assert all(np.array_equal(w.numpy(), b) for w, b in zip(base.weights, before)), "transfer moved the base"
+    assert all(np.array_equal(w.numpy(), b) for w, b in zip(base.weights, before, strict=True)), (
+        "transfer moved the base"
+    )
 
     view, frozen = compile_for_phase(model, spec, finetune)
     view.fit(images, labels, epochs=1, verbose=0)
     assert frozen == 60
-    original = {id(w): b for w, b in zip(base.weights, before)}
-    moved = {index for index, layer in enumerate(base.layers)
-             for w in layer.weights if not np.array_equal(w.numpy(), original[id(w)])}
+    original = {id(w): b for w, b in zip(base.weights, before, strict=True)}
+    moved = {
+        index
+        for index, layer in enumerate(base.layers)
+        for w in layer.weights
+        if not np.array_equal(w.numpy(), original[id(w)])
+    }
     assert moved, "fine-tuning did not change the top of the base: was the model recompiled?"
     assert min(moved) >= 60, f"frozen layers {sorted(i for i in moved if i < 60)} changed"
 
@@ -144,8 +169,9 @@ def test_runs_queue_and_train_one_at_a_time(workspace, demo_zip_bytes, tmp_path)
     second = runs.start(spec, workspace)
     _wait(lambda: runs.load_run(workspace, first.id).status == "running")
     assert runs.load_run(workspace, second.id).status == "queued"
-    done = _wait(lambda: all(runs.load_run(workspace, i.id).status == "completed" for i in (first, second)),
-                 timeout=180)
+    done = _wait(
+        lambda: all(runs.load_run(workspace, i.id).status == "completed" for i in (first, second)), timeout=180
+    )
     assert done
     a, b = runs.load_run(workspace, first.id), runs.load_run(workspace, second.id)
     assert a.ended <= b.started

@@ -19,9 +19,10 @@ import os
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from tlcore.errors import SpecError, WeightsUnavailableError
@@ -64,7 +65,7 @@ class Preprocessing:
             return (1.0,) * 3, (-103.939, -116.779, -123.68)
         if self.mode == "torch":
             scale = tuple(1 / (255.0 * s) for s in _TORCH_STD)
-            offset = tuple(-m / s for m, s in zip(_TORCH_MEAN, _TORCH_STD))
+            offset = tuple(-m / s for m, s in zip(_TORCH_MEAN, _TORCH_STD, strict=True))
             return scale, offset
         return None
 
@@ -250,9 +251,7 @@ def get_backbone(name: str) -> Backbone:
     try:
         return BACKBONES[name]
     except KeyError:
-        raise SpecError(
-            f"Unknown backbone {name!r}. Choose one of: {', '.join(BACKBONES)}."
-        ) from None
+        raise SpecError(f"Unknown backbone {name!r}. Choose one of: {', '.join(BACKBONES)}.") from None
 
 
 def check_image_size(backbone: Backbone, image_size: int) -> None:
@@ -260,8 +259,7 @@ def check_image_size(backbone: Backbone, image_size: int) -> None:
         raise SpecError(f"The image size must be a whole number of pixels; received {image_size!r}.")
     if not backbone.min_size <= image_size <= 1024:
         raise SpecError(
-            f"{backbone.label} needs an image size between {backbone.min_size} and 1024 pixels; "
-            f"received {image_size}."
+            f"{backbone.label} needs an image size between {backbone.min_size} and 1024 pixels; received {image_size}."
         )
 
 
@@ -282,9 +280,7 @@ def weights_search_dirs(workspace: Workspace | None) -> list[Path]:
     return dirs
 
 
-def find_cached_weights(
-    backbone: Backbone, image_size: int, workspace: Workspace | None = None
-) -> Path | None:
+def find_cached_weights(backbone: Backbone, image_size: int, workspace: Workspace | None = None) -> Path | None:
     """The cached ImageNet weights file for `backbone`, or None if no cache holds it."""
     file_name = backbone.weights_file(image_size)
     for folder in weights_search_dirs(workspace):
@@ -362,15 +358,12 @@ def resolve_weights(
         )
     if not (path.name.endswith(".h5") or path.name.endswith(".weights.h5")):
         raise WeightsUnavailableError(
-            f"The weights file {path.name!r} is not a Keras weights file: expected a name ending "
-            f"in .h5 or .weights.h5."
+            f"The weights file {path.name!r} is not a Keras weights file: expected a name ending in .h5 or .weights.h5."
         )
     return path
 
 
-def load_base(
-    backbone: Backbone, image_size: int, weights_path: Path | None
-) -> keras.Model:
+def load_base(backbone: Backbone, image_size: int, weights_path: Path | None) -> keras.Model:
     """`backbone.create_base`, turning a weights file that does not fit into a clear error."""
     try:
         return backbone.create_base(image_size, weights_path)

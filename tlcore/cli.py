@@ -13,8 +13,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tlcore.errors import TLCoreError
 from tlcore.workspace import Workspace, write_bytes_atomic
@@ -35,10 +36,18 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
     # SUPPRESS keeps a subcommand from overwriting a value given before it.
     parent = _Parser(add_help=False)
     default: Any = None if defaults else argparse.SUPPRESS
-    parent.add_argument("--workspace", metavar="DIR", default=default,
-                        help="workspace folder (default: $TLCORE_WORKSPACE or ./workspace)")
-    parent.add_argument("--json", action="store_true", default=False if defaults else argparse.SUPPRESS,
-                        help="print machine-readable JSON on stdout")
+    parent.add_argument(
+        "--workspace",
+        metavar="DIR",
+        default=default,
+        help="workspace folder (default: $TLCORE_WORKSPACE or ./workspace)",
+    )
+    parent.add_argument(
+        "--json",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="print machine-readable JSON on stdout",
+    )
     return parent
 
 
@@ -49,14 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     from tlcore.models import POOLINGS, STRATEGIES
     from tlcore.spec import OPTIMIZERS
 
-    parser = _Parser(prog="python -m tlcore", parents=[_common(True)],
-                     description="Transfer learning and fine-tuning of image classifiers, without a UI.")
+    parser = _Parser(
+        prog="python -m tlcore",
+        parents=[_common(True)],
+        description="Transfer learning and fine-tuning of image classifiers, without a UI.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     common = _common(False)
 
     p = sub.add_parser("inspect", parents=[common], help="ingest a dataset zip (or a folder) and print its report")
-    p.add_argument("data", metavar="DATA",
-                   help="zip of class folders (or train/ and val/ folders), or such a folder, registered in place")
+    p.add_argument(
+        "data",
+        metavar="DATA",
+        help="zip of class folders (or train/ and val/ folders), or such a folder, registered in place",
+    )
     p.add_argument("--val", metavar="VAL.zip", help="a separate zip of validation images")
     _split_options(p)
 
@@ -67,22 +82,39 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p, list_backbones(), STRATEGIES, POOLINGS)
     p.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
 
-    p = sub.add_parser("train", parents=[common], help="train a model (in the foreground)",
-                       description="Train on a dataset (--data, --data-dir or --dataset) with the model options "
-                                   "below, or reproduce a run from its --spec, on the spec's dataset or on the one "
-                                   "given. See docs/scaling.md for --distribute.")
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a model (in the foreground)",
+        description="Train on a dataset (--data, --data-dir or --dataset) with the model options "
+        "below, or reproduce a run from its --spec, on the spec's dataset or on the one "
+        "given. See docs/scaling.md for --distribute.",
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="TRAIN.zip", help="dataset zip to ingest and train on")
-    source.add_argument("--data-dir", metavar="DIR",
-                        help="a folder of class folders on this machine, read in place and streamed from disk")
+    source.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="a folder of class folders on this machine, read in place and streamed from disk",
+    )
     source.add_argument("--dataset", metavar="ID", help="an already ingested dataset")
     source.add_argument("--run", metavar="RUN", help="train an existing queued run (used by the app)")
-    p.add_argument("--spec", metavar="SPEC.json",
-                   help="reproduce a run from its spec.json (with --data/--data-dir/--dataset: on that dataset)")
-    p.add_argument("--distribute", choices=DISTRIBUTIONS, default="none",
-                   help="none (default), mirrored (every GPU of this machine) or multiworker (machines in TF_CONFIG)")
-    p.add_argument("--scale-batch", action="store_true",
-                   help="with --distribute: the batch size is per replica, learning rates scaled to match")
+    p.add_argument(
+        "--spec",
+        metavar="SPEC.json",
+        help="reproduce a run from its spec.json (with --data/--data-dir/--dataset: on that dataset)",
+    )
+    p.add_argument(
+        "--distribute",
+        choices=DISTRIBUTIONS,
+        default="none",
+        help="none (default), mirrored (every GPU of this machine) or multiworker (machines in TF_CONFIG)",
+    )
+    p.add_argument(
+        "--scale-batch",
+        action="store_true",
+        help="with --distribute: the batch size is per replica, learning rates scaled to match",
+    )
     p.add_argument("--val", metavar="VAL.zip", help="a separate zip of validation images (with --data)")
     _split_options(p)
     _model_options(p, list_backbones(), STRATEGIES, POOLINGS)
@@ -90,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    p.add_argument("--two-phase", action="store_true",
-                   help="train the head on a frozen base first, then fine-tune at --finetune-lr")
+    p.add_argument(
+        "--two-phase",
+        action="store_true",
+        help="train the head on a frozen base first, then fine-tune at --finetune-lr",
+    )
     p.add_argument("--finetune-epochs", type=int, default=5)
     p.add_argument("--finetune-lr", type=float, default=1e-5)
     p.add_argument("--flip", action="store_true", help="augment: random horizontal flips")
@@ -106,22 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stop", parents=[common], help="ask a running or queued run to stop")
     p.add_argument("run", metavar="RUN", help="run id")
 
-    p = sub.add_parser("evaluate", parents=[common],
-                       help="evaluate a finished run: accuracy, per-class metrics, confusion matrix")
+    p = sub.add_parser(
+        "evaluate", parents=[common], help="evaluate a finished run: accuracy, per-class metrics, confusion matrix"
+    )
     p.add_argument("run", metavar="RUN", help="run id")
-    p.add_argument("--data", metavar="TEST.zip",
-                   help="a zip of class folders to evaluate on (default: the run's validation split)")
+    p.add_argument(
+        "--data", metavar="TEST.zip", help="a zip of class folders to evaluate on (default: the run's validation split)"
+    )
 
     p = sub.add_parser("predict", parents=[common], help="classify images with a run's model")
     p.add_argument("run", metavar="RUN", help="run id")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (JPEG, PNG, BMP, GIF, WebP, TIFF)")
     p.add_argument("--top", type=_positive_int, default=5, help="classes to show per image (default 5)")
 
-    p = sub.add_parser("export", parents=[common],
-                       help="export a finished run's model (Keras, SavedModel, TFLite) and check it")
+    p = sub.add_parser(
+        "export", parents=[common], help="export a finished run's model (Keras, SavedModel, TFLite) and check it"
+    )
     p.add_argument("run", metavar="RUN", help="run id")
-    p.add_argument("--format", choices=(*EXPORT_FORMATS, "all"), default="all",
-                   help="what to export (default all, which also writes a zip of everything)")
+    p.add_argument(
+        "--format",
+        choices=(*EXPORT_FORMATS, "all"),
+        default="all",
+        help="what to export (default all, which also writes a zip of everything)",
+    )
     p.add_argument("--out", metavar="DIR", help="folder to write to (default: the run folder's exports/)")
 
     p = sub.add_parser("code", parents=[common], help="print the plain Keras script that reproduces a run")
@@ -141,22 +183,37 @@ def _positive_int(text: str) -> int:
 
 
 def _split_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="share of images held out for validation when the zip has no val/ folder")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="share of images held out for validation when the zip has no val/ folder",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the split, weights and shuffling")
 
 
-def _model_options(p: argparse.ArgumentParser, backbones: list[str], strategies: Sequence[str],
-                   poolings: Sequence[str]) -> None:
-    p.add_argument("--backbone", choices=backbones, default="mobilenet_v2_0.35", metavar="NAME",
-                   help=f"one of: {', '.join(backbones)} (default mobilenet_v2_0.35)")
-    p.add_argument("--weights", default=None,
-                   help="imagenet, none, or a weights file path (default: imagenet; none for scratch)")
+def _model_options(
+    p: argparse.ArgumentParser, backbones: list[str], strategies: Sequence[str], poolings: Sequence[str]
+) -> None:
+    p.add_argument(
+        "--backbone",
+        choices=backbones,
+        default="mobilenet_v2_0.35",
+        metavar="NAME",
+        help=f"one of: {', '.join(backbones)} (default mobilenet_v2_0.35)",
+    )
+    p.add_argument(
+        "--weights", default=None, help="imagenet, none, or a weights file path (default: imagenet; none for scratch)"
+    )
     p.add_argument("--strategy", choices=strategies, default="transfer")
     p.add_argument("--frozen", type=int, default=None, help="frozen base layers, for --strategy finetune")
     p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the backbone's)")
-    p.add_argument("--head", choices=poolings, default="avg",
-                   help="avg: global average pooling; flatten: as in the original article")
+    p.add_argument(
+        "--head",
+        choices=poolings,
+        default="avg",
+        help="avg: global average pooling; flatten: as in the original article",
+    )
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--hidden", type=int, default=0, help="units of an extra dense layer in the head")
 
@@ -172,9 +229,17 @@ def _weights(args: argparse.Namespace) -> str:
 def _model_spec(args: argparse.Namespace, num_classes: int) -> Any:
     from tlcore.models import ModelSpec
 
-    return ModelSpec(backbone=args.backbone, weights=_weights(args), image_size=args.image_size,
-                     num_classes=num_classes, pooling=args.head, dropout=args.dropout,
-                     hidden_units=args.hidden, strategy=args.strategy, frozen_layers=args.frozen)
+    return ModelSpec(
+        backbone=args.backbone,
+        weights=_weights(args),
+        image_size=args.image_size,
+        num_classes=num_classes,
+        pooling=args.head,
+        dropout=args.dropout,
+        hidden_units=args.hidden,
+        strategy=args.strategy,
+        frozen_layers=args.frozen,
+    )
 
 
 def import_tensorflow_quietly() -> None:
@@ -244,11 +309,15 @@ def cmd_inspect(args: argparse.Namespace, workspace: Workspace) -> None:
     if Path(args.data).is_dir():
         if args.val:
             raise TLCoreError("--val goes with a zip; a folder gives its split with train/ and val/ folders.")
-        dataset = ingest_folder(Path(args.data), workspace=workspace, val_fraction=args.val_fraction,
-                                seed=args.seed)
+        dataset = ingest_folder(Path(args.data), workspace=workspace, val_fraction=args.val_fraction, seed=args.seed)
     else:
-        dataset = ingest_zip(Path(args.data), Path(args.val) if args.val else None, workspace=workspace,
-                             val_fraction=args.val_fraction, seed=args.seed)
+        dataset = ingest_zip(
+            Path(args.data),
+            Path(args.val) if args.val else None,
+            workspace=workspace,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+        )
     _emit(args, dataset.report(), dataset.summary())
 
 
@@ -256,8 +325,10 @@ def cmd_datasets(args: argparse.Namespace, workspace: Workspace) -> None:
     from tlcore.datasets import list_datasets
 
     found = list_datasets(workspace)
-    rows = [{"id": d.id, "name": d.name, "classes": list(d.classes), "images": len(d.items),
-             "created": d.created} for d in found]
+    rows = [
+        {"id": d.id, "name": d.name, "classes": list(d.classes), "images": len(d.items), "created": d.created}
+        for d in found
+    ]
     lines = [f"{r['id']}  {r['images']:>6} images  {len(r['classes'])} classes  {r['name']}" for r in rows]
     _emit(args, rows, "\n".join(lines) or "No datasets yet: ingest one with `python -m tlcore inspect DATA.zip`.")
 
@@ -268,12 +339,23 @@ def cmd_backbones(args: argparse.Namespace, workspace: Workspace) -> None:
     rows = []
     for b in BACKBONES.values():
         cached = find_cached_weights(b, b.default_size, workspace)
-        rows.append({"name": b.name, "label": b.label, "params": b.params, "default_size": b.default_size,
-                     "speed": b.speed, "preprocessing": b.preprocessing.mode,
-                     "weights_file": b.weights_file(b.default_size),
-                     "imagenet_weights_cached": str(cached) if cached else None})
-    lines = [f"{r['name']:<20} {r['params'] / 1e6:6.2f}M params  {r['speed']:<6}  "
-             f"imagenet weights: {'cached' if r['imagenet_weights_cached'] else 'not cached'}" for r in rows]
+        rows.append(
+            {
+                "name": b.name,
+                "label": b.label,
+                "params": b.params,
+                "default_size": b.default_size,
+                "speed": b.speed,
+                "preprocessing": b.preprocessing.mode,
+                "weights_file": b.weights_file(b.default_size),
+                "imagenet_weights_cached": str(cached) if cached else None,
+            }
+        )
+    lines = [
+        f"{r['name']:<20} {r['params'] / 1e6:6.2f}M params  {r['speed']:<6}  "
+        f"imagenet weights: {'cached' if r['imagenet_weights_cached'] else 'not cached'}"
+        for r in rows
+    ]
     _emit(args, rows, "\n".join(lines))
 
 
@@ -286,9 +368,13 @@ def cmd_layers(args: argparse.Namespace, workspace: Workspace) -> None:
     counts = parameter_counts(model)
     base_layers = len(get_base(model).layers)
     frozen = int((~table["trainable"] & (table["part"] == "base")).sum())
-    data = {"model": spec.to_dict(), "base_layers": base_layers, "frozen_base_layers": frozen,
-            "parameters": counts,
-            "layers": json.loads(table.to_json(orient="records"))}
+    data = {
+        "model": spec.to_dict(),
+        "base_layers": base_layers,
+        "frozen_base_layers": frozen,
+        "parameters": counts,
+        "layers": json.loads(table.to_json(orient="records")),
+    }
     text = table.to_string(index=False, max_rows=None) + (
         f"\n\nbase layers: {base_layers}, frozen: {frozen}\n"
         f"parameters: total {counts['total']:,}, trainable {counts['trainable']:,}, "
@@ -298,9 +384,27 @@ def cmd_layers(args: argparse.Namespace, workspace: Workspace) -> None:
 
 
 # Options a spec file already holds: given with --spec they would be silently ignored, so they are refused.
-_SPEC_FLAGS = ("--backbone", "--weights", "--strategy", "--frozen", "--image-size", "--head", "--dropout",
-               "--hidden", "--epochs", "--batch-size", "--lr", "--optimizer", "--two-phase", "--finetune-epochs",
-               "--finetune-lr", "--flip", "--rotation", "--zoom", "--contrast")
+_SPEC_FLAGS = (
+    "--backbone",
+    "--weights",
+    "--strategy",
+    "--frozen",
+    "--image-size",
+    "--head",
+    "--dropout",
+    "--hidden",
+    "--epochs",
+    "--batch-size",
+    "--lr",
+    "--optimizer",
+    "--two-phase",
+    "--finetune-epochs",
+    "--finetune-lr",
+    "--flip",
+    "--rotation",
+    "--zoom",
+    "--contrast",
+)
 
 
 def _dest(flag: str) -> str:
@@ -311,50 +415,66 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
     from tlcore import distribute, runs, training
 
     if not (args.run or args.spec or args.data or args.data_dir or args.dataset):
-        raise TLCoreError("Nothing to train: give a dataset (--data DATA.zip, --data-dir DIR or --dataset ID), "
-                          "a spec (--spec SPEC.json), or both.")
+        raise TLCoreError(
+            "Nothing to train: give a dataset (--data DATA.zip, --data-dir DIR or --dataset ID), "
+            "a spec (--spec SPEC.json), or both."
+        )
     if args.run and args.spec:
         raise TLCoreError("--run trains a run that already has its spec; leave out --spec.")
     if args.spec:
         defaults = build_parser().parse_args(["train"])
         given = [flag for flag in _SPEC_FLAGS if getattr(args, _dest(flag)) != getattr(defaults, _dest(flag))]
         if given:
-            raise TLCoreError(f"The spec sets the model and training options; leave out {', '.join(given)} "
-                              "(or edit the spec file).")
+            raise TLCoreError(
+                f"The spec sets the model and training options; leave out {', '.join(given)} (or edit the spec file)."
+            )
     if args.val and not args.data:
-        raise TLCoreError("--val is a zip of validation images for --data DATA.zip; a folder gives its split "
-                          "with train/ and val/ folders, and a stored dataset already has its split.")
+        raise TLCoreError(
+            "--val is a zip of validation images for --data DATA.zip; a folder gives its split "
+            "with train/ and val/ folders, and a stored dataset already has its split."
+        )
     if args.scale_batch and args.distribute == "none":
-        raise TLCoreError("--scale-batch scales the batch to the number of replicas; use it with --distribute "
-                          "mirrored or multiworker.")
+        raise TLCoreError(
+            "--scale-batch scales the batch to the number of replicas; use it with --distribute "
+            "mirrored or multiworker."
+        )
     # Before anything else runs in TensorFlow: a multi-worker strategy configures its runtime.
     distribution = distribute.create(args.distribute, scale_batch=args.scale_batch)
     if args.run and not distribution.is_chief:
-        raise TLCoreError(f"--run trains a run folder, which only the chief of a multi-worker job writes; give "
-                          f"{distribution.worker} the run's --spec and data instead.")
+        raise TLCoreError(
+            f"--run trains a run folder, which only the chief of a multi-worker job writes; give "
+            f"{distribution.worker} the run's --spec and data instead."
+        )
     if args.run:
         info = training.train_run(workspace, args.run, lock_fd=args.lock_fd, distribution=distribution)
         return 0 if info.status != "failed" else EXIT_RUN_FAILED
     spec = _train_spec(args, workspace)
     if not distribution.is_chief:
         if not args.json:
-            print(f"worker {distribution.worker}: training in step with the chief, which writes the run",
-                  flush=True)
+            print(f"worker {distribution.worker}: training in step with the chief, which writes the run", flush=True)
         ended = _train_as_worker(workspace, spec, distribution)
         _emit(args, {"worker": distribution.worker, "status": ended}, f"worker {distribution.worker}: {ended}")
         return 0
     info = runs.create_run(spec, workspace)
     if not args.json:
-        print(f"run {info.id}: training {spec.model.backbone} ({spec.model.strategy}) "
-              f"for {spec.total_epochs} epoch(s) in {info.dir}", flush=True)
+        print(
+            f"run {info.id}: training {spec.model.backbone} ({spec.model.strategy}) "
+            f"for {spec.total_epochs} epoch(s) in {info.dir}",
+            flush=True,
+        )
         if distribution.kind != "none":
             print(distribution.describe(), flush=True)
     report = None if args.json else _print_epoch
     info = training.train_run(workspace, info.id, report=report, distribution=distribution)
-    text = (f"run {info.id}: {info.status}"
-            + (f", best val_accuracy {info.best_val_accuracy:.4f} at epoch {info.best_epoch}"
-               if info.best_val_accuracy is not None else "")
-            + (f"\n{info.error}" if info.error else ""))
+    text = (
+        f"run {info.id}: {info.status}"
+        + (
+            f", best val_accuracy {info.best_val_accuracy:.4f} at epoch {info.best_epoch}"
+            if info.best_val_accuracy is not None
+            else ""
+        )
+        + (f"\n{info.error}" if info.error else "")
+    )
     _emit(args, info.to_dict(), text)
     return EXIT_RUN_FAILED if info.status == "failed" else 0
 
@@ -363,9 +483,12 @@ def _print_epoch(row: dict[str, Any]) -> None:
     def fmt(value: Any) -> str:
         return "-" if value is None else f"{value:.4f}"
 
-    print(f"epoch {row['epoch']:>3} [{row['phase']}]  loss {fmt(row.get('loss'))}  "
-          f"accuracy {fmt(row.get('accuracy'))}  val_loss {fmt(row.get('val_loss'))}  "
-          f"val_accuracy {fmt(row.get('val_accuracy'))}  ({row['elapsed']:.1f} s since the start)", flush=True)
+    print(
+        f"epoch {row['epoch']:>3} [{row['phase']}]  loss {fmt(row.get('loss'))}  "
+        f"accuracy {fmt(row.get('accuracy'))}  val_loss {fmt(row.get('val_loss'))}  "
+        f"val_accuracy {fmt(row.get('val_accuracy'))}  ({row['elapsed']:.1f} s since the start)",
+        flush=True,
+    )
 
 
 def _train_spec(args: argparse.Namespace, workspace: Workspace) -> Any:
@@ -382,8 +505,10 @@ def _train_spec(args: argparse.Namespace, workspace: Workspace) -> Any:
         if dataset is not None:
             return replace(spec, dataset=dataset.id)
         if not workspace.dataset_dir(spec.dataset).is_dir():
-            raise TLCoreError(f"The spec's dataset {spec.dataset!r} is not in the workspace {str(workspace.root)!r}; "
-                              "give the data with --data DATA.zip, --data-dir DIR or --dataset ID.")
+            raise TLCoreError(
+                f"The spec's dataset {spec.dataset!r} is not in the workspace {str(workspace.root)!r}; "
+                "give the data with --data DATA.zip, --data-dir DIR or --dataset ID."
+            )
         return spec
     return RunSpec(
         dataset=dataset.id,
@@ -409,7 +534,7 @@ def _train_as_worker(workspace: Workspace, spec: Any, distribution: Any) -> str:
         return training.train_worker(workspace, spec, distribution)
     except TLCoreError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a collective that failed elsewhere surfaces here as any TF error
+    except Exception as exc:
         raise TLCoreError(
             f"Worker {distribution.worker} stopped: {training.error_summary(exc)} "
             "If the chief's run has ended, its status says why (python -m tlcore runs, on the chief)."
@@ -421,11 +546,17 @@ def _train_dataset(args: argparse.Namespace, workspace: Workspace) -> Any:
     from tlcore.datasets import ingest_folder, ingest_zip, load_dataset
 
     if args.data:
-        dataset = ingest_zip(Path(args.data), Path(args.val) if args.val else None, workspace=workspace,
-                             val_fraction=args.val_fraction, seed=args.seed)
+        dataset = ingest_zip(
+            Path(args.data),
+            Path(args.val) if args.val else None,
+            workspace=workspace,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+        )
     elif args.data_dir:
-        dataset = ingest_folder(Path(args.data_dir), workspace=workspace, val_fraction=args.val_fraction,
-                                seed=args.seed)
+        dataset = ingest_folder(
+            Path(args.data_dir), workspace=workspace, val_fraction=args.val_fraction, seed=args.seed
+        )
     elif args.dataset:
         return load_dataset(workspace, args.dataset)
     else:
@@ -440,25 +571,42 @@ def cmd_runs(args: argparse.Namespace, workspace: Workspace) -> None:
 
     found = runs.list_runs(workspace)
     rows = [_run_row(info) for info in found]
-    lines = [f"{r['id']:<50} {r['status']:<11} best val_accuracy "
-             f"{'-' if r['best_val_accuracy'] is None else format(r['best_val_accuracy'], '.4f')}"
-             f"  {r['name']}" for r in rows]
+    lines = [
+        f"{r['id']:<50} {r['status']:<11} best val_accuracy "
+        f"{'-' if r['best_val_accuracy'] is None else format(r['best_val_accuracy'], '.4f')}"
+        f"  {r['name']}"
+        for r in rows
+    ]
     _emit(args, rows, "\n".join(lines) or "No runs yet.")
 
 
 def _run_row(info: Any) -> dict[str, Any]:
     spec = info.spec
     return {
-        "id": info.id, "name": info.name, "status": info.status, "error": info.error,
-        "backbone": spec.model.backbone if spec else None, "strategy": spec.model.strategy if spec else None,
-        "epoch": info.epoch, "total_epochs": info.total_epochs, "progress": info.progress,
-        "best_val_accuracy": info.best_val_accuracy, "best_epoch": info.best_epoch,
-        "trainable_params": info.trainable_params, "frozen_layers": info.frozen_layers,
-        "seconds_per_epoch": info.seconds_per_epoch, "elapsed_seconds": info.elapsed_seconds,
-        "eta_seconds": info.eta_seconds, "path": info.path, "path_note": info.path_note,
-        "features_done": info.features_done, "features_total": info.features_total,
-        "features_cached": info.features_cached, "features_seconds": info.features_seconds,
-        "created": info.created, "dir": str(info.dir),
+        "id": info.id,
+        "name": info.name,
+        "status": info.status,
+        "error": info.error,
+        "backbone": spec.model.backbone if spec else None,
+        "strategy": spec.model.strategy if spec else None,
+        "epoch": info.epoch,
+        "total_epochs": info.total_epochs,
+        "progress": info.progress,
+        "best_val_accuracy": info.best_val_accuracy,
+        "best_epoch": info.best_epoch,
+        "trainable_params": info.trainable_params,
+        "frozen_layers": info.frozen_layers,
+        "seconds_per_epoch": info.seconds_per_epoch,
+        "elapsed_seconds": info.elapsed_seconds,
+        "eta_seconds": info.eta_seconds,
+        "path": info.path,
+        "path_note": info.path_note,
+        "features_done": info.features_done,
+        "features_total": info.features_total,
+        "features_cached": info.features_cached,
+        "features_seconds": info.features_seconds,
+        "created": info.created,
+        "dir": str(info.dir),
     }
 
 
@@ -510,8 +658,11 @@ def cmd_code(args: argparse.Namespace, workspace: Workspace) -> None:
             write_bytes_atomic(target, script.encode("utf-8"))
         except OSError as exc:
             raise TLCoreError(f"The script cannot be written to {str(target)!r} ({exc.strerror or exc}).") from None
-    _emit(args, {"run": args.run, "file": str(target) if target else None, "script": script},
-          f"wrote {target}" if target else script.rstrip("\n"))
+    _emit(
+        args,
+        {"run": args.run, "file": str(target) if target else None, "script": script},
+        f"wrote {target}" if target else script.rstrip("\n"),
+    )
 
 
 NEEDS_TENSORFLOW = ("layers", "train", "evaluate", "predict", "export")

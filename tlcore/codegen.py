@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tlcore import __version__, runs
 from tlcore.backbones import Backbone, get_backbone
@@ -65,14 +66,16 @@ def reproduce_commands(dataset: Dataset, dataset_zip: str, spec_file: str = "spe
         if dataset.split_source == "seeded":  # the same split again
             data += f" --val-fraction {dataset.val_fraction:g} --seed {dataset.seed}"
     train = f"python -m tlcore train --spec {shlex.quote(spec_file)} {data}"
-    return "\n".join([
-        "# one device (a GPU when there is one)",
-        train,
-        "# every GPU of the machine; the spec's batch size is the global batch",
-        f"{train} --distribute mirrored",
-        "# several machines: the same command on each, with TF_CONFIG naming the cluster and this worker",
-        f"{train} --distribute multiworker",
-    ])
+    return "\n".join(
+        [
+            "# one device (a GPU when there is one)",
+            train,
+            "# every GPU of the machine; the spec's batch size is the global batch",
+            f"{train} --distribute mirrored",
+            "# several machines: the same command on each, with TF_CONFIG naming the cluster and this worker",
+            f"{train} --distribute multiworker",
+        ]
+    )
 
 
 def script_name(run_id: str) -> str:
@@ -138,8 +141,10 @@ def _docstring(spec: RunSpec, backbone: Backbone, run_id: str, run_name: str) ->
         "finetune": f"Fine-tuning: the first {frozen} base layers stay frozen, the rest and the new head learn.",
     }[spec.model.strategy]
     if spec.two_phase:
-        how = (f"Two phases: the new head learns on a frozen base, then fine-tuning with the first {frozen}\n"
-               "base layers frozen.")
+        how = (
+            f"Two phases: the new head learns on a frozen base, then fine-tuning with the first {frozen}\n"
+            "base layers frozen."
+        )
     name = f" ({json.dumps(' '.join(run_name.split()), ensure_ascii=False)})" if run_name and run_name != run_id else ""
     source = f" as tlcore run {run_id}{name} did" if run_id else ""
     size = spec.model.image_size
@@ -172,8 +177,10 @@ def _constants(spec: RunSpec, classes: Sequence[str], two_phase: bool) -> str:
         f"LEARNING_RATE = {spec.learning_rate!r}",
     ]
     if two_phase:
-        lines += [f"FINETUNE_EPOCHS = {spec.finetune_epochs}",
-                  f"FINETUNE_LEARNING_RATE = {spec.finetune_learning_rate!r}"]
+        lines += [
+            f"FINETUNE_EPOCHS = {spec.finetune_epochs}",
+            f"FINETUNE_LEARNING_RATE = {spec.finetune_learning_rate!r}",
+        ]
     lines += [f"SEED = {spec.seed}", "", "keras.utils.set_random_seed(SEED)"]
     return "\n".join(lines)
 
@@ -181,7 +188,9 @@ def _constants(spec: RunSpec, classes: Sequence[str], two_phase: bool) -> str:
 def _data(given_split: bool, val_fraction: float) -> str:
     resize_note = "# Keras resizes without antialiasing (the app antialiases), so pixels differ slightly.\n"
     if given_split:
-        return resize_note + '''# The split of the upload: DATA_DIR/train and DATA_DIR/val, each with one folder per class.
+        return (
+            resize_note
+            + """# The split of the upload: DATA_DIR/train and DATA_DIR/val, each with one folder per class.
 train_ds = keras.utils.image_dataset_from_directory(
     os.path.join(DATA_DIR, "train"),
     class_names=CLASS_NAMES,
@@ -195,8 +204,11 @@ val_ds = keras.utils.image_dataset_from_directory(
     image_size=IMAGE_SIZE,
     batch_size=BATCH_SIZE,
     shuffle=False,
-)'''
-    return resize_note + f'''# {val_fraction:.0%} of the images are held out for validation (chosen by Keras, not the app's split).
+)"""
+        )
+    return (
+        resize_note
+        + f"""# {val_fraction:.0%} of the images are held out for validation (chosen by Keras, not the app's split).
 train_ds, val_ds = keras.utils.image_dataset_from_directory(
     DATA_DIR,
     class_names=CLASS_NAMES,
@@ -205,7 +217,8 @@ train_ds, val_ds = keras.utils.image_dataset_from_directory(
     seed=SEED,
     image_size=IMAGE_SIZE,
     batch_size=BATCH_SIZE,
-)'''
+)"""
+    )
 
 
 def _augmentation(spec: RunSpec) -> str:
@@ -223,10 +236,10 @@ def _augmentation(spec: RunSpec) -> str:
     if augmentation.contrast:
         layers.append(f"keras.layers.RandomContrast({augmentation.contrast!r}, seed=SEED + 3)")
     body = "".join(f"    {layer},\n" for layer in layers)
-    return f'''# Augmentation: random changes to the training images only.
+    return f"""# Augmentation: random changes to the training images only.
 augment = keras.Sequential([
 {body}])
-train_ds = train_ds.map(lambda images, labels: (augment(images, training=True), labels))'''
+train_ds = train_ds.map(lambda images, labels: (augment(images, training=True), labels))"""
 
 
 def _model(spec: RunSpec, backbone: Backbone) -> str:
@@ -234,8 +247,9 @@ def _model(spec: RunSpec, backbone: Backbone) -> str:
     family = FAMILIES[backbone.constructor]
     weights = {"imagenet": '"imagenet"', "none": "None"}.get(model.weights, repr(model.weights))
     extra = "".join(f", {key}={value!r}" for key, value in backbone.kwargs.items())
-    top_note = ("The base, with random weights" if model.weights == "none"
-                else "The pretrained base") + ", without ImageNet's 1000-class classifier on top."
+    top_note = (
+        "The base, with random weights" if model.weights == "none" else "The pretrained base"
+    ) + ", without ImageNet's 1000-class classifier on top."
     lines = [
         f"# {top_note}",
         f"base_model = keras.applications.{backbone.constructor}(",
@@ -252,13 +266,19 @@ def _model(spec: RunSpec, backbone: Backbone) -> str:
     else:
         lines += [
             "# training=False: BatchNormalization uses its stored statistics, not each batch's.",
-            *(["# Keras 3's fit() still runs the BatchNormalization layers that learn in training mode",
-               "# (keras-team/keras#20285); the app keeps them in inference mode, so results can differ."]
-              if model.strategy == "finetune" else []),
+            *(
+                [
+                    "# Keras 3's fit() still runs the BatchNormalization layers that learn in training mode",
+                    "# (keras-team/keras#20285); the app keeps them in inference mode, so results can differ.",
+                ]
+                if model.strategy == "finetune"
+                else []
+            ),
             "x = base_model(x, training=False)",
         ]
-    lines.append("x = keras.layers.GlobalAveragePooling2D()(x)" if model.pooling == "avg"
-                 else "x = keras.layers.Flatten()(x)")
+    lines.append(
+        "x = keras.layers.GlobalAveragePooling2D()(x)" if model.pooling == "avg" else "x = keras.layers.Flatten()(x)"
+    )
     if model.hidden_units:
         lines.append(f'x = keras.layers.Dense({model.hidden_units}, activation="relu")(x)')
     if model.dropout:
@@ -276,36 +296,36 @@ def _freeze(phase: Phase) -> str:
         return "# From scratch: every layer learns."
     if phase.strategy == "transfer":
         return "# Transfer learning: the whole base is frozen; only the new head learns.\nbase_model.trainable = False"
-    return f'''# Fine-tuning: the first {phase.frozen_layers} layers of the base stay frozen; the rest learn.
+    return f"""# Fine-tuning: the first {phase.frozen_layers} layers of the base stay frozen; the rest learn.
 # base_model.layers counts layers as model.layers did in the original article, where base and head
 # were one flat model: this is its `for layer in model.layers[:{phase.frozen_layers}]` loop.
 base_model.trainable = True
 for layer in base_model.layers[:{phase.frozen_layers}]:
-    layer.trainable = False'''
+    layer.trainable = False"""
 
 
 def _compile(rate_name: str, optimizer: str) -> str:
-    return f'''model.compile(
+    return f"""model.compile(
     optimizer={OPTIMIZER_CODE[optimizer].format(rate=rate_name)},
     loss="sparse_categorical_crossentropy",
     metrics=["accuracy"],
 )
-model.summary(show_trainable=True)'''
+model.summary(show_trainable=True)"""
 
 
 def _single_phase(phase: Phase, optimizer: str) -> str:
     freeze = _freeze(phase)
     if phase.strategy == "finetune":  # the article's form: nothing to unfreeze first
         freeze = freeze.replace("base_model.trainable = True\n", "")
-    return f'''{freeze}
+    return f"""{freeze}
 
 {_compile("LEARNING_RATE", optimizer)}
-model.fit(train_ds, validation_data=val_ds, epochs=EPOCHS)'''
+model.fit(train_ds, validation_data=val_ds, epochs=EPOCHS)"""
 
 
 def _two_phases(phases: list[Phase], optimizer: str) -> str:
     first, second = phases
-    return f'''# Phase 1 ({first.name}): train the new head until it is no longer random.
+    return f"""# Phase 1 ({first.name}): train the new head until it is no longer random.
 {_freeze(first)}
 {_compile("LEARNING_RATE", optimizer)}
 model.fit(train_ds, validation_data=val_ds, epochs=EPOCHS)
@@ -314,4 +334,4 @@ model.fit(train_ds, validation_data=val_ds, epochs=EPOCHS)
 # when a model is compiled, so the model is compiled again.
 {_freeze(second)}
 {_compile("FINETUNE_LEARNING_RATE", optimizer)}
-model.fit(train_ds, validation_data=val_ds, initial_epoch=EPOCHS, epochs=EPOCHS + FINETUNE_EPOCHS)'''
+model.fit(train_ds, validation_data=val_ds, initial_epoch=EPOCHS, epochs=EPOCHS + FINETUNE_EPOCHS)"""

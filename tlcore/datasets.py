@@ -49,12 +49,12 @@ import warnings
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -91,8 +91,16 @@ _SUPPORTED = "JPEG, PNG, BMP, GIF, WebP or TIFF"
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
-_ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07",
-                  b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+_ARCHIVE_MAGIC = (
+    b"PK\x03\x04",
+    b"PK\x05\x06",
+    b"\x1f\x8b",
+    b"7z\xbc\xaf\x27\x1c",
+    b"Rar!\x1a\x07",
+    b"BZh",
+    b"\xfd7zXZ\x00",
+    b"\x28\xb5\x2f\xfd",
+)
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst")
 _END_RECORD = struct.Struct("<4s4H2LH")
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
@@ -106,10 +114,26 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _WARNINGS_LOCK = threading.Lock()
 
 # NotImplementedError: an entry that claims to need a newer zip version (a damaged header can).
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error,
-               NotImplementedError)
-_READ_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError,
-                RuntimeError, ValueError, struct.error)
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    struct.error,
+    NotImplementedError,
+)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    struct.error,
+)
 
 
 @dataclass(frozen=True)
@@ -297,7 +321,9 @@ class Dataset:
         rows = [[name, *(str(table[name][s]) for s in splits), str(sum(table[name].values()))] for name in self.classes]
         widths = [max(_display_width(row[i]) for row in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
-            cells = [_pad(row[0], widths[0])] + [" " * (w - len(c)) + c for c, w in zip(row[1:], widths[1:])]
+            cells = [_pad(row[0], widths[0])] + [
+                " " * (w - len(c)) + c for c, w in zip(row[1:], widths[1:], strict=True)
+            ]
             lines.append("  ".join(cells).rstrip())
         if self.skipped:
             lines += ["", f"Skipped {len(self.skipped)}:"]
@@ -427,8 +453,10 @@ def ingest_folder(
     root = _allowed_folder(folder, allowed_roots)
     workspace_root = workspace.root.resolve()
     if root == workspace_root or workspace_root in root.parents:
-        raise DatasetError(f"The folder {str(folder)!r} is inside the app's workspace {str(workspace_root)!r}; "
-                           "register a folder of your own images.")
+        raise DatasetError(
+            f"The folder {str(folder)!r} is inside the app's workspace {str(workspace_root)!r}; "
+            "register a folder of your own images."
+        )
     files, junk = _walk_folder(root, limits, exclude=workspace_root)
     digest = hashlib.sha256(f"folder\0{root}\0{float(val_fraction)!r}\0{int(seed)}".encode())
     for _, real, size, mtime in files:
@@ -439,8 +467,7 @@ def ingest_folder(
         return existing
     staging = Path(tempfile.mkdtemp(prefix=f"register-{dataset_id}-", dir=workspace.tmp_dir))
     try:
-        manifest = _register(root, files, junk, staging, dataset_id, float(val_fraction), int(seed), limits,
-                             progress)
+        manifest = _register(root, files, junk, staging, dataset_id, float(val_fraction), int(seed), limits, progress)
         return _publish(staging, manifest, workspace)
     except OSError as error:
         raise DatasetError(
@@ -478,8 +505,11 @@ def server_folders(roots: Sequence[Path], depth: int = 2, limit: int = 500) -> l
         if level == depth:
             return
         try:
-            children = sorted(child for child in folder.iterdir()
-                              if child.is_dir() and not child.is_symlink() and not child.name.startswith("."))
+            children = sorted(
+                child
+                for child in folder.iterdir()
+                if child.is_dir() and not child.is_symlink() and not child.name.startswith(".")
+            )
         except OSError:
             return
         for child in children:
@@ -509,8 +539,9 @@ def _allowed_folder(folder: str | os.PathLike[str], allowed_roots: Sequence[str 
     return root
 
 
-def _walk_folder(root: Path, limits: Limits, exclude: Path | None = None
-                 ) -> tuple[list[tuple[_Entry, str, int, int]], list[SkippedFile]]:
+def _walk_folder(
+    root: Path, limits: Limits, exclude: Path | None = None
+) -> tuple[list[tuple[_Entry, str, int, int]], list[SkippedFile]]:
     """Every regular file under `root`: its entry (names as people read them), its real relative path, its
     size and modification time; and what was skipped. Hidden and system folders, and `exclude` (the
     app's workspace, when it lies inside `root`), are not entered."""
@@ -564,10 +595,13 @@ def _walk_folder(root: Path, limits: Limits, exclude: Path | None = None
                 continue
             files.append((entry, "/".join((*relative, name)), info.st_size, info.st_mtime_ns))
             if len(files) > limits.max_files:
-                raise DatasetError(f"The folder {str(root)!r} holds more than {limits.max_files:,} files; "
-                                   "register a smaller folder.")
-    skipped += [SkippedFile(path, f"{reason} ({_count(count, 'file')})" if path.endswith("/") else reason)
-                for (path, reason), count in junk.items()]
+                raise DatasetError(
+                    f"The folder {str(root)!r} holds more than {limits.max_files:,} files; register a smaller folder."
+                )
+    skipped += [
+        SkippedFile(path, f"{reason} ({_count(count, 'file')})" if path.endswith("/") else reason)
+        for (path, reason), count in junk.items()
+    ]
     return files, skipped
 
 
@@ -612,24 +646,35 @@ def _register(
         target = targets.get(id(entry))
         if target is not None:
             # A name the manifest could not hold safely (a backslash in it) is copied, not read in place.
-            outcome = _check_in_place(root / real, entry, budget, staging, len(stored),
-                                      copy=not _in_place_name(real, root))
+            outcome = _check_in_place(
+                root / real, entry, budget, staging, len(stored), copy=not _in_place_name(real, root)
+            )
             if isinstance(outcome, SkippedFile):
                 skipped.append(outcome)
             else:
                 in_place = outcome is None
-                stored.append(_Stored(target.class_name, target.split, outcome or real, entry.path, in_place,
-                                      (size, mtime) if in_place else None))
+                stored.append(
+                    _Stored(
+                        target.class_name,
+                        target.split,
+                        outcome or real,
+                        entry.path,
+                        in_place,
+                        (size, mtime) if in_place else None,
+                    )
+                )
                 found[target.folder] += 1
         if progress is not None:
             progress(done, len(entries))
-    skipped += [SkippedFile(f"{folder}/", "empty class folder (no usable images)") for folder in folders
-                if not found[folder]]
+    skipped += [
+        SkippedFile(f"{folder}/", "empty class folder (no usable images)") for folder in folders if not found[folder]
+    ]
     return _manifest(stored, skipped, given, dataset_id, name, str(root), val_fraction, seed, limits, root)
 
 
-def _check_in_place(path: Path, entry: _Entry, budget: _Budget, staging: Path, index: int,
-                    copy: bool = False) -> str | SkippedFile | None:
+def _check_in_place(
+    path: Path, entry: _Entry, budget: _Budget, staging: Path, index: int, copy: bool = False
+) -> str | SkippedFile | None:
     """None when the image at `path` can be read where it is (and `copy` is false); else the path of its
     (converted) copy, or why it is skipped."""
     try:
@@ -688,8 +733,16 @@ def load_dataset(workspace: Workspace, dataset_id: str) -> Dataset:
         )
     try:
         return _from_manifest(root, read_json(manifest_path))
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError,
-            RecursionError) as error:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+    ) as error:
         raise DatasetError(
             f"The dataset {dataset_id!r} is damaged ({error}); delete it and upload the zip again."
         ) from None
@@ -845,7 +898,7 @@ def _ingest(
     budget = _Budget(limits)
     with ExitStack() as stack:
         archives = [stack.enter_context(_open_zip(upload, limits)) for upload in uploads]
-        scans = [_scan(archive, upload, budget) for archive, upload in zip(archives, uploads)]
+        scans = [_scan(archive, upload, budget) for archive, upload in zip(archives, uploads, strict=True)]
         stored, skipped, given = _stage(archives, uploads, scans, budget, staging, progress)
     return _manifest(stored, skipped, given, dataset_id, name, name, val_fraction, seed, limits)
 
@@ -876,13 +929,21 @@ def _manifest(
         "format": MANIFEST_FORMAT,
         "id": dataset_id,
         "name": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "classes": list(classes),
         "split_source": "given" if given else "seeded",
         "val_fraction": val_fraction,
         "seed": seed,
-        "items": [{"file": i.file, "label": i.label, "split": i.split, "source": i.source,
-                   **({"in_place": True, "stat": list(i.stat or ())} if i.in_place else {})} for i in items],
+        "items": [
+            {
+                "file": i.file,
+                "label": i.label,
+                "split": i.split,
+                "source": i.source,
+                **({"in_place": True, "stat": list(i.stat or ())} if i.in_place else {}),
+            }
+            for i in items
+        ],
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
     }
     if source_dir is not None:
@@ -907,7 +968,7 @@ def _stage(
     done = 0
     if progress is not None:
         progress(0, total)
-    for archive, upload, (entries, junk) in zip(archives, uploads, scans):
+    for archive, upload, (entries, junk) in zip(archives, uploads, scans, strict=True):
         targets, upload_skipped, folders, upload_given = _plan(entries, upload)
         given = given or upload_given
         skipped += junk + upload_skipped
@@ -926,8 +987,11 @@ def _stage(
             done += 1
             if progress is not None:
                 progress(done, total)
-        skipped += [SkippedFile(f"{folder}/", "empty class folder (no usable images)")
-                    for folder in folders if not found[folder]]
+        skipped += [
+            SkippedFile(f"{folder}/", "empty class folder (no usable images)")
+            for folder in folders
+            if not found[folder]
+        ]
     return stored, skipped, given
 
 
@@ -964,7 +1028,7 @@ def _declared_entries(handle: IO[bytes]) -> tuple[int, int] | None:
     fields = _END_RECORD.unpack_from(tail, at)
     entries, directory_bytes = fields[4], fields[5]
     locator = at - _ZIP64_LOCATOR.size
-    if locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+    if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
         handle.seek(_ZIP64_LOCATOR.unpack_from(tail, locator)[2])
         record = handle.read(_ZIP64_END_RECORD.size)
         if len(record) == _ZIP64_END_RECORD.size and record.startswith(b"PK\x06\x06"):
@@ -1006,8 +1070,10 @@ def _scan(archive: zipfile.ZipFile, upload: _Upload, budget: _Budget) -> tuple[l
             entries.append(entry)
         elif not entry.is_dir:
             junk[reason] += 1
-    skipped = [SkippedFile(path, f"{reason} ({_count(count, 'file')})" if path.endswith("/") else reason)
-               for (path, reason), count in junk.items()]
+    skipped = [
+        SkippedFile(path, f"{reason} ({_count(count, 'file')})" if path.endswith("/") else reason)
+        for (path, reason), count in junk.items()
+    ]
     return entries, skipped
 
 
@@ -1072,9 +1138,7 @@ def _junk(entry: _Entry) -> tuple[str, str] | None:
     return None
 
 
-def _plan(
-    entries: list[_Entry], upload: _Upload
-) -> tuple[dict[int, _Target], list[SkippedFile], list[str], bool]:
+def _plan(entries: list[_Entry], upload: _Upload) -> tuple[dict[int, _Target], list[SkippedFile], list[str], bool]:
     """Decide from the names alone which class and split each file is for.
 
     Returns the targets (by `id(entry)`), the files skipped for where they are, the class folders
@@ -1133,7 +1197,9 @@ def _plan(
         split = roles[entry.parts[len(top)]] if given else upload.split
         targets[id(entry)] = _Target(class_name, split, folder)
     unusable = "folder name cannot be a class name (blank or control characters)"
-    skipped += [SkippedFile(f"{folder}/", f"{unusable}, {_count(count, 'file')}") for folder, count in bad_names.items()]
+    skipped += [
+        SkippedFile(f"{folder}/", f"{unusable}, {_count(count, 'file')}") for folder, count in bad_names.items()
+    ]
     class_folders = [
         "/".join((*parent, folder))
         for parent in ([(*top, split) for split in roles] if given else [top])
@@ -1357,9 +1423,17 @@ def _from_manifest(root: Path, manifest: dict[str, Any]) -> Dataset:
         raise ValueError(f"the manifest is for dataset {manifest['id']!r}")
     classes = tuple(str(c) for c in manifest["classes"])
     source_dir = Path(manifest["source_dir"]) if manifest.get("source_dir") is not None else None
-    items = tuple(Item(str(i["file"]), int(i["label"]), str(i["split"]), str(i["source"]), bool(i.get("in_place")),
-                       (int(i["stat"][0]), int(i["stat"][1])) if i.get("stat") else None)
-                  for i in manifest["items"])
+    items = tuple(
+        Item(
+            str(i["file"]),
+            int(i["label"]),
+            str(i["split"]),
+            str(i["source"]),
+            bool(i.get("in_place")),
+            (int(i["stat"][0]), int(i["stat"][1])) if i.get("stat") else None,
+        )
+        for i in manifest["items"]
+    )
     for item in items:
         valid_file = _in_place_name(item.file, source_dir) if item.in_place else _STORED_FILE.match(item.file)
         if not valid_file or not 0 <= item.label < len(classes) or item.split not in SPLITS:
@@ -1382,8 +1456,14 @@ def _from_manifest(root: Path, manifest: dict[str, Any]) -> Dataset:
 def _in_place_name(name: str, source_dir: Path | None) -> bool:
     """A path that stays inside `source_dir` whatever the manifest says (it is read, never trusted)."""
     parts = name.split("/")
-    return (source_dir is not None and source_dir.is_absolute() and bool(name) and not name.startswith("/")
-            and "\\" not in name and all(part not in ("", ".", "..") for part in parts))
+    return (
+        source_dir is not None
+        and source_dir.is_absolute()
+        and bool(name)
+        and not name.startswith("/")
+        and "\\" not in name
+        and all(part not in ("", ".", "..") for part in parts)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

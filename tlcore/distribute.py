@@ -29,9 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import TYPE_CHECKING, Any
 
 from tlcore.errors import RunError, SpecError
 
@@ -68,7 +68,7 @@ class Distribution:
         """What the spec's batch size and learning rates are multiplied by."""
         return self.replicas if self.scale_batch else 1
 
-    def scope(self) -> ContextManager[Any]:
+    def scope(self) -> AbstractContextManager[Any]:
         """Variables created inside are mirrored across replicas; models must be built and compiled in it."""
         return self.strategy.scope() if self.strategy is not None else nullcontext()
 
@@ -77,8 +77,11 @@ class Distribution:
         if self.kind == "none":
             return "One device: TensorFlow's default placement."
         devices = f"{self.replicas} replica{'s' if self.replicas != 1 else ''}"
-        where = (f"on {self.workers} worker{'s' if self.workers != 1 else ''} ({self.worker} writes the run folder)"
-                 if self.kind == "multiworker" else "on this machine")
+        where = (
+            f"on {self.workers} worker{'s' if self.workers != 1 else ''} ({self.worker} writes the run folder)"
+            if self.kind == "multiworker"
+            else "on this machine"
+        )
         if self.replicas == 1:
             batch = "the spec's batch size, as on one device"
         elif self.scale_batch:
@@ -88,8 +91,12 @@ class Distribution:
         return f"{self.kind.capitalize()}: {devices} {where}, {batch}."
 
     def status_fields(self) -> dict[str, Any]:
-        return {"distribute": self.kind, "replicas": self.replicas, "workers": self.workers,
-                "distribute_note": self.describe()}
+        return {
+            "distribute": self.kind,
+            "replicas": self.replicas,
+            "workers": self.workers,
+            "distribute_note": self.describe(),
+        }
 
     def any_worker(self, flag: bool) -> bool:
         """True on every worker when `flag` is true on any of them (a collective: every worker must call it)."""
@@ -154,18 +161,26 @@ def create(kind: str = "none", scale_batch: bool = False) -> Distribution:
     task, workers, is_chief = _cluster_from_tf_config()
     keras_multi_worker_fit()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    return Distribution("multiworker", strategy, strategy.num_replicas_in_sync, workers, task, is_chief=is_chief,
-                        scale_batch=scale_batch)
+    return Distribution(
+        "multiworker",
+        strategy,
+        strategy.num_replicas_in_sync,
+        workers,
+        task,
+        is_chief=is_chief,
+        scale_batch=scale_batch,
+    )
 
 
 def _cluster_from_tf_config() -> tuple[str, int, bool]:
     """`("worker:1", number of workers, whether this task is the chief)` from `TF_CONFIG`, or `SpecError`
     saying what is wrong."""
     text = os.environ.get("TF_CONFIG", "")
-    example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}')
+    example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
     if not text.strip():
-        raise SpecError(f"--distribute multiworker needs the TF_CONFIG environment variable, such as {example}; "
-                        "it is not set.")
+        raise SpecError(
+            f"--distribute multiworker needs the TF_CONFIG environment variable, such as {example}; it is not set."
+        )
     try:
         config = json.loads(text)
         cluster = config["cluster"]
@@ -178,8 +193,10 @@ def _cluster_from_tf_config() -> tuple[str, int, bool]:
         raise SpecError(f"TF_CONFIG names task {task_type}:{task_index}, which is not in its cluster {tasks}.")
     others = sorted(set(tasks) - {"chief", "worker"})
     if task_type not in ("chief", "worker") or others:
-        raise SpecError(f"MultiWorkerMirroredStrategy takes `chief` and `worker` tasks only; TF_CONFIG has "
-                        f"{', '.join(sorted({task_type, *others} - {'chief', 'worker'}))}.")
+        raise SpecError(
+            f"MultiWorkerMirroredStrategy takes `chief` and `worker` tasks only; TF_CONFIG has "
+            f"{', '.join(sorted({task_type, *others} - {'chief', 'worker'}))}."
+        )
     workers = sum(len(tasks.get(name, [])) for name in ("chief", "worker"))
     is_chief = task_type == "chief" or (task_type == "worker" and task_index == 0 and "chief" not in tasks)
     return f"{task_type}:{task_index}", workers, is_chief

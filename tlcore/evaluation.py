@@ -28,9 +28,10 @@ recall is 0 (scikit-learn's `zero_division=0`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tlcore import runs
 from tlcore.errors import TLCoreError
@@ -137,16 +138,21 @@ class Evaluation:
         """Columns `class`, `precision`, `recall`, `f1`, `support`, one row per class."""
         import pandas as pd
 
-        rows = [{"class": c.name, "precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support}
-                for c in self.per_class]
+        rows = [
+            {"class": c.name, "precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support}
+            for c in self.per_class
+        ]
         return pd.DataFrame(rows, columns=["class", "precision", "recall", "f1", "support"])
 
     def confusion_frame(self) -> pd.DataFrame:
         """The confusion matrix in long form: columns `true`, `predicted`, `count` (every cell, zeros too)."""
         import pandas as pd
 
-        rows = [{"true": self.classes[t], "predicted": self.classes[p], "count": count}
-                for t, row in enumerate(self.confusion) for p, count in enumerate(row)]
+        rows = [
+            {"true": self.classes[t], "predicted": self.classes[p], "count": count}
+            for t, row in enumerate(self.confusion)
+            for p, count in enumerate(row)
+        ]
         return pd.DataFrame(rows, columns=["true", "predicted", "count"])
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,7 +190,7 @@ class Evaluation:
         lines += ["", "confusion matrix (rows: true class, columns: predicted class)"]
         cell = max(5, *(len(str(n)) for row in self.confusion for n in row))
         lines.append(" " * width + "  " + " ".join(f"{i:>{cell}}" for i in range(len(self.classes))))
-        for i, (name, row) in enumerate(zip(self.classes, self.confusion)):
+        for i, (name, row) in enumerate(zip(self.classes, self.confusion, strict=True)):
             lines.append(f"{name:<{width}}  " + " ".join(f"{n:>{cell}}" for n in row) + f"   ({i})")
         lines += ["", f"every image's prediction: {self.path}"]
         return "\n".join(lines)
@@ -231,8 +237,7 @@ def evaluate(
     dataset.check_source()
     probabilities = _predict_items(predictor, dataset, items, progress)
     labels = [label_map[item.label] for item in items]
-    evaluation = _build(info.id, predictor.classes, dataset, kind, stamp, items, labels, probabilities,
-                        result_path)
+    evaluation = _build(info.id, predictor.classes, dataset, kind, stamp, items, labels, probabilities, result_path)
     write_json_atomic(result_path, evaluation.to_dict())
     return evaluation
 
@@ -289,8 +294,9 @@ def class_metrics(matrix: np.ndarray, classes: Sequence[str]) -> list[ClassMetri
     return rows
 
 
-def _data(workspace: Workspace, info: runs.RunInfo, test_zip: ZipSource | None,
-          test_name: str | None) -> tuple[Dataset, str]:
+def _data(
+    workspace: Workspace, info: runs.RunInfo, test_zip: ZipSource | None, test_name: str | None
+) -> tuple[Dataset, str]:
     from tlcore.datasets import ingest_zip, load_dataset
 
     if test_zip is None:
@@ -309,8 +315,9 @@ def _label_map(dataset: Dataset, classes: Sequence[str], kind: str, run_name: st
     return {index: classes.index(name) for index, name in enumerate(dataset.classes)}
 
 
-def _predict_items(predictor: Predictor, dataset: Dataset, items: Sequence[Any],
-                   progress: Progress | None) -> np.ndarray:
+def _predict_items(
+    predictor: Predictor, dataset: Dataset, items: Sequence[Any], progress: Progress | None
+) -> np.ndarray:
     import numpy as np
 
     from tlcore.pipeline import load_images
@@ -319,7 +326,7 @@ def _predict_items(predictor: Predictor, dataset: Dataset, items: Sequence[Any],
     for start in range(0, len(items), CHUNK):
         if progress is not None:
             progress(start, len(items))
-        chunk = items[start:start + CHUNK]
+        chunk = items[start : start + CHUNK]
         images = load_images([dataset.path(item) for item in chunk], predictor.image_size)
         parts.append(predictor.probabilities(images))
     if progress is not None:
@@ -327,15 +334,24 @@ def _predict_items(predictor: Predictor, dataset: Dataset, items: Sequence[Any],
     return np.concatenate(parts)
 
 
-def _build(run_id: str, classes: Sequence[str], dataset: Dataset, kind: str, stamp: dict[str, int],
-           items: Sequence[Any], labels: Sequence[int], probabilities: np.ndarray, path: Path) -> Evaluation:
+def _build(
+    run_id: str,
+    classes: Sequence[str],
+    dataset: Dataset,
+    kind: str,
+    stamp: dict[str, int],
+    items: Sequence[Any],
+    labels: Sequence[int],
+    probabilities: np.ndarray,
+    path: Path,
+) -> Evaluation:
     from tlcore.runs import now_iso
 
     predicted = [int(row.argmax()) for row in probabilities]
     matrix = confusion_matrix(labels, predicted, len(classes))
     images = tuple(
         ImageResult(item.file, item.source, label, guess, float(row[guess]), tuple(float(p) for p in row))
-        for item, label, guess, row in zip(items, labels, predicted, probabilities)
+        for item, label, guess, row in zip(items, labels, predicted, probabilities, strict=True)
     )
     return Evaluation(
         run_id=run_id,
@@ -356,8 +372,12 @@ def _read(path: Path, run_id: str, dataset: Dataset, kind: str, stamp: dict[str,
     """The evaluation stored at `path` if it was computed for this data and this model, else None."""
     try:
         data = read_json(path)
-        if (data.get("format") != EVALUATION_FORMAT or data.get("model") != stamp
-                or data["data"].get("dataset") != dataset.id or data["data"].get("kind") != kind):
+        if (
+            data.get("format") != EVALUATION_FORMAT
+            or data.get("model") != stamp
+            or data["data"].get("dataset") != dataset.id
+            or data["data"].get("kind") != kind
+        ):
             return None
         return Evaluation(
             run_id=run_id,
@@ -367,8 +387,9 @@ def _read(path: Path, run_id: str, dataset: Dataset, kind: str, stamp: dict[str,
             accuracy=float(data["accuracy"]),
             per_class=tuple(ClassMetrics(**c) for c in data["per_class"]),
             confusion=tuple(tuple(int(n) for n in row) for row in data["confusion"]),
-            images=tuple(ImageResult(**{**image, "probabilities": tuple(image["probabilities"])})
-                         for image in data["images"]),
+            images=tuple(
+                ImageResult(**{**image, "probabilities": tuple(image["probabilities"])}) for image in data["images"]
+            ),
             created=data["created"],
             path=path,
             dataset=dataset,

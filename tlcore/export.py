@@ -7,7 +7,7 @@ Formats (the `--format` names), written to the run folder's `exports/` or to a f
 | `keras` | `model.keras` | `keras.models.load_model` | max abs. difference of probabilities ≤ 1e-6 |
 | `savedmodel` | `saved_model/` | `tf.saved_model.load(...).serve` | ≤ 1e-5 |
 | `tflite` | `model.tflite` (float32) | `tf.lite.Interpreter` | ≤ 1e-4 |
-| `tflite-quant` | `model_quant.tflite` (dynamic-range: weights in 8 bits) | `tf.lite.Interpreter` | same top-1 class where the app is decisive |
+| `tflite-quant` | `model_quant.tflite` (8-bit weights) | `tf.lite.Interpreter` | same top-1 where the app is decisive |
 
 Quantized weights move probabilities by up to a few tenths on small networks (0.28 for ImageNet
 MobileNet ×0.25), so an image the model is unsure about can change class (that MobileNet kept the
@@ -38,9 +38,10 @@ import secrets
 import shutil
 import warnings
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from tlcore import runs
 from tlcore.errors import TLCoreError
@@ -53,8 +54,12 @@ if TYPE_CHECKING:
 EXPORT_FORMAT = 1
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant")
 ALL = "all"
-FILES = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite",
-         "tflite-quant": "model_quant.tflite"}
+FILES = {
+    "keras": "model.keras",
+    "savedmodel": "saved_model",
+    "tflite": "model.tflite",
+    "tflite-quant": "model_quant.tflite",
+}
 TOLERANCES: dict[str, float | None] = {"keras": 1e-6, "savedmodel": 1e-5, "tflite": 1e-4, "tflite-quant": None}
 """Largest allowed absolute difference from the app's probabilities; None: top-1 agreement is checked."""
 QUANT_DECISIVE_MARGIN = 0.5
@@ -122,8 +127,10 @@ class ExportResult:
             lines.append("Checked against the app's predictions:")
         for key, check in self.checks.items():
             verdict = "ok" if check.passed else "FAILED"
-            lines.append(f"  {key:<13} {verdict}: max abs. difference {check.max_abs_diff:.2e}, top-1 agreement "
-                         f"{check.top1_agreement:.0%} on {check.images} images ({check.criterion})")
+            lines.append(
+                f"  {key:<13} {verdict}: max abs. difference {check.max_abs_diff:.2e}, top-1 agreement "
+                f"{check.top1_agreement:.0%} on {check.images} images ({check.criterion})"
+            )
         return "\n".join(lines)
 
 
@@ -173,17 +180,31 @@ def export_run(
         raise ExportError(f"The export to {str(target)!r} failed: {exc.strerror or exc}.") from None
 
 
-def _export(workspace: Workspace, info: runs.RunInfo, predictor: Predictor, stamp: dict[str, int],
-            chosen: tuple[str, ...], target: Path, archive: bool, check: bool) -> ExportResult:
+def _export(
+    workspace: Workspace,
+    info: runs.RunInfo,
+    predictor: Predictor,
+    stamp: dict[str, int],
+    chosen: tuple[str, ...],
+    target: Path,
+    archive: bool,
+    check: bool,
+) -> ExportResult:
     manifest = _current_manifest(target, info.id, stamp)
     done: dict[str, dict[str, Any]] = manifest["formats"]
-    reused = tuple(f for f in chosen if f in done and (target / FILES[f]).exists()
-                   and (not check or done[f].get("check") is not None))
+    reused = tuple(
+        f
+        for f in chosen
+        if f in done and (target / FILES[f]).exists() and (not check or done[f].get("check") is not None)
+    )
     build = [f for f in chosen if f not in reused]
     if build:
         _write_models(info, predictor, build, target)
-        checks = check_files(predictor, {f: target / FILES[f] for f in build},
-                             check_images(workspace, info, predictor)) if check else {}
+        checks = (
+            check_files(predictor, {f: target / FILES[f] for f in build}, check_images(workspace, info, predictor))
+            if check
+            else {}
+        )
         for f in build:
             done[f] = {"file": FILES[f], "check": asdict(checks[f]) if f in checks else None}
 
@@ -238,8 +259,13 @@ def _current_manifest(target: Path, run_id: str, stamp: dict[str, int]) -> dict[
         manifest = read_json(target / MANIFEST_FILE)
     except (OSError, ValueError):
         return fresh
-    if (not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT or manifest.get("run") != run_id
-            or manifest.get("model") != stamp or not isinstance(manifest.get("formats"), dict)):
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != EXPORT_FORMAT
+        or manifest.get("run") != run_id
+        or manifest.get("model") != stamp
+        or not isinstance(manifest.get("formats"), dict)
+    ):
         return fresh
     return manifest
 
@@ -389,9 +415,11 @@ def readme(info: runs.RunInfo, predictor: Predictor, formats: Iterable[str], che
     if checks:
         lines += ["", "Checked against the app's predictions on the same images:"]
         for f, c in checks.items():
-            lines.append(f"{FILES[f]:<20} {'passed' if c.passed else 'FAILED'}: max abs. difference "
-                         f"{c.max_abs_diff:.2e}, top-1 agreement {c.top1_agreement:.0%} on {c.images} images "
-                         f"({c.criterion})")
+            lines.append(
+                f"{FILES[f]:<20} {'passed' if c.passed else 'FAILED'}: max abs. difference "
+                f"{c.max_abs_diff:.2e}, top-1 agreement {c.top1_agreement:.0%} on {c.images} images "
+                f"({c.criterion})"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -44,9 +44,10 @@ import secrets
 import shutil
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -187,7 +188,7 @@ class Cut:
     def frozen_weights_digest(self) -> str:
         """A hash of the values of every weight in the frozen part (preprocessing and frozen base layers)."""
         digest = hashlib.sha256()
-        layers = [*self._preprocessing, *self._base.layers[:self.frozen_layers]]
+        layers = [*self._preprocessing, *self._base.layers[: self.frozen_layers]]
         for layer in layers:
             for variable in layer.weights:
                 value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
@@ -216,8 +217,10 @@ class Cut:
 
         size = self.image_size
         if isinstance(images, np.ndarray) and (images.shape[1:] != (size, size, 3) or images.dtype != np.uint8):
-            raise ValueError(f"`images` must be uint8 of shape (n, {size}, {size}, 3); received {images.dtype} "
-                             f"of shape {images.shape}.")
+            raise ValueError(
+                f"`images` must be uint8 of shape (n, {size}, {size}, 3); received {images.dtype} "
+                f"of shape {images.shape}."
+            )
         outputs = tuple(np.empty((len(images), *shape), dtype="float32") for shape in self.shapes)
         if not len(images):
             return outputs
@@ -232,8 +235,8 @@ class Cut:
         for batch in self._batches(images, batch_size):
             values = forward(batch)
             count = int(batch.shape[0])
-            for target, value in zip(outputs, values):
-                target[done:done + count] = value.numpy()
+            for target, value in zip(outputs, values, strict=True):
+                target[done : done + count] = value.numpy()
             done += count
             if progress is not None:
                 progress(done)
@@ -247,7 +250,7 @@ class Cut:
 
         if isinstance(images, np.ndarray):
             for start in range(0, len(images), batch_size):
-                yield images[start:start + batch_size]
+                yield images[start : start + batch_size]
             return
         size = self.image_size
 
@@ -323,8 +326,11 @@ def crossing_tensors(base: keras.Model, frozen_layers: int) -> list[Any]:
     """
     layers = base.layers
     position = {id(layer): index for index, layer in enumerate(layers)}
-    uses = [(index, tensor) for index in range(1, len(layers))  # layer 0 is the input
-            for tensor in keras.tree.flatten(layers[index].input)]
+    uses = [
+        (index, tensor)
+        for index in range(1, len(layers))  # layer 0 is the input
+        for tensor in keras.tree.flatten(layers[index].input)
+    ]
     uses += [(len(layers), tensor) for tensor in keras.tree.flatten(base.output)]
     crossing: list[Any] = []
     for consumer, tensor in uses:
@@ -428,9 +434,13 @@ class FeatureCache:
             for split in SPLITS:
                 for index, array in enumerate(entry.split(split)):
                     np.save(staging / f"{split}-{index}.npy", array, allow_pickle=False)
-            info = {"format": FEATURES_FORMAT, "bytes": entry.nbytes,
-                    "counts": {split: len(entry.split(split)[0]) for split in SPLITS},
-                    "created": time.time(), **(meta or {})}
+            info = {
+                "format": FEATURES_FORMAT,
+                "bytes": entry.nbytes,
+                "counts": {split: len(entry.split(split)[0]) for split in SPLITS},
+                "created": time.time(),
+                **(meta or {}),
+            }
             (staging / META_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
             os.replace(staging, target)
         except OSError:
@@ -456,8 +466,12 @@ class FeatureCache:
         if not (folder / META_FILE).is_file():
             return None
         try:
-            loaded = {split: tuple(np.load(folder / f"{split}-{index}.npy", allow_pickle=False)
-                                   for index in range(len(shapes))) for split in SPLITS}
+            loaded = {
+                split: tuple(
+                    np.load(folder / f"{split}-{index}.npy", allow_pickle=False) for index in range(len(shapes))
+                )
+                for split in SPLITS
+            }
         except (OSError, ValueError):
             _remove(folder)
             return None
@@ -506,7 +520,7 @@ def _fits(entry: CachedFeatures, counts: dict[str, int], shapes: Sequence[tuple[
         arrays = entry.split(split)
         if len(arrays) != len(shapes):
             return False
-        for array, shape in zip(arrays, shapes):
+        for array, shape in zip(arrays, shapes, strict=True):
             if array.dtype != np.float32 or array.shape != (counts[split], *shape):
                 return False
     return True
@@ -555,8 +569,7 @@ def feature_batches(
 
     if any(len(array) != len(labels) for array in inputs):
         raise ValueError(
-            f"Every input must have one row per label ({len(labels)}); received "
-            f"{[len(array) for array in inputs]}."
+            f"Every input must have one row per label ({len(labels)}); received {[len(array) for array in inputs]}."
         )
     tensors = tuple(tf.constant(array) for array in inputs)
     targets = tf.constant(list(labels), tf.int32)

@@ -112,8 +112,7 @@ class ModelSpec:
                 )
         else:
             frozen = None
-        return replace(self, image_size=image_size, weights=weights, frozen_layers=frozen,
-                       dropout=float(self.dropout))
+        return replace(self, image_size=image_size, weights=weights, frozen_layers=frozen, dropout=float(self.dropout))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,7 +208,7 @@ def get_head(model: keras.Model) -> keras.Model:
 def preprocessing_layers(model: keras.Model) -> list[Any]:
     """The fixed pixel-scaling layers between the input and the base."""
     names = [layer.name for layer in model.layers]
-    return model.layers[1:names.index(BASE_LAYER_NAME)]
+    return model.layers[1 : names.index(BASE_LAYER_NAME)]
 
 
 def head_layers(model: keras.Model) -> list[Any]:
@@ -257,8 +256,7 @@ def frozen_count(strategy: str, frozen_layers: int | None, base_layers: int) -> 
         return base_layers
     if frozen_layers is None or frozen_layers > base_layers:
         raise SpecError(
-            f"frozen_layers must be between 0 and {base_layers} (the base's layer count); "
-            f"received {frozen_layers!r}."
+            f"frozen_layers must be between 0 and {base_layers} (the base's layer count); received {frozen_layers!r}."
         )
     return frozen_layers
 

@@ -13,8 +13,9 @@ Models take raw RGB in [0, 255]: the backbone's own scaling is a layer inside th
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -101,8 +102,11 @@ def make_pipelines(
     def decoded(pairs: tf.data.Dataset) -> tf.data.Dataset:
         if not streamed:
             return pairs
-        return pairs.map(lambda path, label: (decode_and_resize(path, image_size), label),
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return pairs.map(
+            lambda path, label: (decode_and_resize(path, image_size), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
 
     options = tf.data.Options()
     options.deterministic = True

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
 from tlcore import runs
 from tlcore.errors import RunError, TLCoreError
@@ -74,7 +75,7 @@ class Prediction:
     def top(self, k: int = DEFAULT_TOP_K) -> list[tuple[str, float]]:
         """The `k` most probable classes as `(class, probability)`, most probable first."""
         order = sorted(range(len(self.probabilities)), key=lambda i: (-self.probabilities[i], i))
-        return [(self.classes[i], self.probabilities[i]) for i in order[:max(1, k)]]
+        return [(self.classes[i], self.probabilities[i]) for i in order[: max(1, k)]]
 
     def to_dict(self, k: int = DEFAULT_TOP_K) -> dict[str, Any]:
         return {
@@ -101,8 +102,7 @@ def model_file(info: runs.RunInfo, require_finished: bool = True) -> Path:
         raise RunError(f"Run {info.id!r} is damaged ({info.error}); it has no model to use.")
     if require_finished and info.active:
         raise RunError(
-            f"Run {info.name!r} is still {info.status}; wait until it has finished, or stop it, "
-            "then try again."
+            f"Run {info.name!r} is still {info.status}; wait until it has finished, or stop it, then try again."
         )
     path = info.dir / runs.BEST_MODEL_FILE
     if not path.is_file():
@@ -140,8 +140,9 @@ class Predictor:
     run's `best.keras` (the app caches it on that key).
     """
 
-    def __init__(self, run_id: str, model: keras.Model, classes: Sequence[str], image_size: int,
-                 stamp: dict[str, int]) -> None:
+    def __init__(
+        self, run_id: str, model: keras.Model, classes: Sequence[str], image_size: int, stamp: dict[str, int]
+    ) -> None:
         self.run_id = run_id
         self.model = model
         self.classes = tuple(classes)
@@ -159,8 +160,16 @@ class Predictor:
         stamp = model_stamp(path)
         try:
             model = keras.models.load_model(path, compile=False, safe_mode=True)
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError, EOFError,
-                zipfile.BadZipFile) as exc:
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            IndexError,
+            OSError,
+            EOFError,
+            zipfile.BadZipFile,
+        ) as exc:
             # Whatever a damaged or crafted file makes Keras raise: ValueError (not a zip, safe mode
             # refusing a Lambda layer, bad JSON), KeyError (no config.json), TypeError (unknown class)...
             raise RunError(
@@ -195,10 +204,12 @@ class Predictor:
         if names is None:
             names = [source_name(source, f"image {i + 1}") for i, source in enumerate(sources)]
         images = np.zeros((len(sources), self.image_size, self.image_size, 3), dtype="uint8")
-        for i, (source, name) in enumerate(zip(sources, names)):
+        for i, (source, name) in enumerate(zip(sources, names, strict=True)):
             images[i] = load_image(source, self.image_size, name)
-        return [Prediction(name, self.classes, tuple(float(p) for p in row))
-                for name, row in zip(names, self.probabilities(images))]
+        return [
+            Prediction(name, self.classes, tuple(float(p) for p in row))
+            for name, row in zip(names, self.probabilities(images), strict=True)
+        ]
 
     def grad_cam(self, image: np.ndarray, class_index: int | None = None) -> np.ndarray:
         """A Grad-CAM heat map (Selvaraju et al., ICCV 2017) of where `image` made the model see a class.

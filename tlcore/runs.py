@@ -24,10 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from tlcore.errors import RunError, SpecError, TLCoreError
 from tlcore.spec import RunSpec
@@ -50,8 +51,18 @@ STOP_FILE = "STOP"
 LOCK_FILE = "run.lock"
 LOG_FILE = "trainer.log"
 
-METRIC_COLUMNS = ("kind", "phase", "epoch", "step", "global_step", "loss", "accuracy", "val_loss",
-                  "val_accuracy", "elapsed")
+METRIC_COLUMNS = (
+    "kind",
+    "phase",
+    "epoch",
+    "step",
+    "global_step",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "elapsed",
+)
 
 # The training paths (`tlcore.training.choose_path`), and the phase the status shows during a fast
 # path's one-off pass over the frozen layers.
@@ -130,11 +141,11 @@ def is_active(info: RunInfo) -> bool:
 
 def now_iso() -> str:
     # Milliseconds, so runs started within the same second still queue in the order they came.
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _new_run_id(spec: RunSpec) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")[:-3]
     return f"{stamp}-{spec.model.backbone}-{spec.model.strategy}-{secrets.token_hex(2)}"
 
 
@@ -171,8 +182,9 @@ def create_run(spec: RunSpec, workspace: Workspace) -> RunInfo:
         staging = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-", dir=workspace.tmp_dir))
         write_json_atomic(staging / SPEC_FILE, {**spec.to_dict(), "versions": library_versions()})
         write_bytes_atomic(staging / LABELS_FILE, ("\n".join(dataset.classes) + "\n").encode("utf-8"))
-        write_json_atomic(staging / STATUS_FILE, {"status": "queued", "created": now_iso(),
-                                                  "total_epochs": spec.total_epochs})
+        write_json_atomic(
+            staging / STATUS_FILE, {"status": "queued", "created": now_iso(), "total_epochs": spec.total_epochs}
+        )
         (staging / METRICS_FILE).touch()
         (staging / LOCK_FILE).touch()
         run_id = _publish_run(staging, run_id, workspace)
@@ -218,16 +230,31 @@ def start(spec: RunSpec, workspace: Workspace) -> RunInfo:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with open(info.dir / LOG_FILE, "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tlcore", "--workspace", str(workspace.root), "train",
-                 "--run", info.id, "--lock-fd", str(lock_fd)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=(lock_fd,), start_new_session=True, cwd=_project_root(),
+                [
+                    sys.executable,
+                    "-m",
+                    "tlcore",
+                    "--workspace",
+                    str(workspace.root),
+                    "train",
+                    "--run",
+                    info.id,
+                    "--lock-fd",
+                    str(lock_fd),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(lock_fd,),
+                start_new_session=True,
+                cwd=_project_root(),
                 env={**os.environ, "PYTHONPATH": _pythonpath()},
             )
         update_status(info.dir, pid=process.pid)
     except OSError as exc:
-        update_status(info.dir, status="failed", ended=now_iso(),
-                       error=f"The training process could not be started: {exc}")
+        update_status(
+            info.dir, status="failed", ended=now_iso(), error=f"The training process could not be started: {exc}"
+        )
     finally:
         os.close(lock_fd)
     return load_run(workspace, info.id)
@@ -287,8 +314,14 @@ def load_run(workspace: Workspace, run_id: str) -> RunInfo:
     status = read_status(run_dir)
     state = status.get("status")
     if state not in ACTIVE_STATUSES + FINISHED_STATUSES:
-        return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=spec, status="damaged",
-                       error="status.json is missing or unreadable")
+        return RunInfo(
+            id=run_id,
+            dir=run_dir,
+            name=name or run_id,
+            spec=spec,
+            status="damaged",
+            error="status.json is missing or unreadable",
+        )
     if state in ACTIVE_STATUSES and _process_died(run_dir, status):
         # The trainer writes its last status and only then lets go of the lock: read again, so that a
         # run that finished between the first read and the lock check is not taken for a dead one.
@@ -297,8 +330,14 @@ def load_run(workspace: Workspace, run_id: str) -> RunInfo:
         if state in ACTIVE_STATUSES:
             status, state = _mark_interrupted(run_dir, status), "interrupted"
         elif state not in FINISHED_STATUSES:
-            return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=spec, status="damaged",
-                           error="status.json is missing or unreadable")
+            return RunInfo(
+                id=run_id,
+                dir=run_dir,
+                name=name or run_id,
+                spec=spec,
+                status="damaged",
+                error="status.json is missing or unreadable",
+            )
     if state in ("queued", "running") and (run_dir / STOP_FILE).exists():
         state = "stopping"
     return _info_from_status(run_id, run_dir, name or spec.name or run_id, spec, state, status)
@@ -312,8 +351,11 @@ def _process_died(run_dir: Path, status: dict[str, Any]) -> bool:
 
 
 def _mark_interrupted(run_dir: Path, status: dict[str, Any]) -> dict[str, Any]:
-    changes = {"status": "interrupted", "ended": now_iso(),
-               "error": "The training process ended unexpectedly (killed, or the machine restarted)."}
+    changes = {
+        "status": "interrupted",
+        "ended": now_iso(),
+        "error": "The training process ended unexpectedly (killed, or the machine restarted).",
+    }
     try:
         return update_status(run_dir, **changes)
     except OSError:
@@ -345,23 +387,41 @@ def _info_from_status(
     if state == "running":
         # Not elapsed / progress: a fast path spends most of its time in the one-off feature pass,
         # which that ratio would charge to every remaining epoch.
-        eta = _epochs_left_seconds(total_epochs, steps_per_epoch, _count(status.get("global_step")) or 0,
-                                   seconds_per_epoch)
+        eta = _epochs_left_seconds(
+            total_epochs, steps_per_epoch, _count(status.get("global_step")) or 0, seconds_per_epoch
+        )
         if phase == FEATURE_PASS_PHASE:
             features_eta = _feature_pass_left_seconds(features_done, features_total, features_seconds)
             eta = None if eta is None or features_eta is None else eta + features_eta
     return RunInfo(
-        id=run_id, dir=run_dir, name=name, spec=spec, status=state,
-        created=_text(status.get("created")), started=_text(status.get("started")), ended=_text(status.get("ended")),
-        error=_text(status.get("error")), phase=phase, epoch=_whole(status.get("epoch")) or 0,
-        total_epochs=total_epochs, steps_per_epoch=steps_per_epoch,
-        step=_whole(status.get("step")) or 0, progress=progress, eta_seconds=eta, elapsed_seconds=elapsed,
+        id=run_id,
+        dir=run_dir,
+        name=name,
+        spec=spec,
+        status=state,
+        created=_text(status.get("created")),
+        started=_text(status.get("started")),
+        ended=_text(status.get("ended")),
+        error=_text(status.get("error")),
+        phase=phase,
+        epoch=_whole(status.get("epoch")) or 0,
+        total_epochs=total_epochs,
+        steps_per_epoch=steps_per_epoch,
+        step=_whole(status.get("step")) or 0,
+        progress=progress,
+        eta_seconds=eta,
+        elapsed_seconds=elapsed,
         seconds_per_epoch=seconds_per_epoch,
-        best_val_accuracy=_real(status.get("best_val_accuracy")), best_epoch=_whole(status.get("best_epoch")),
-        trainable_params=_whole(status.get("trainable_params")), frozen_layers=_whole(status.get("frozen_layers")),
-        path=status.get("path") if status.get("path") in PATHS else None, path_note=_text(status.get("path_note")),
-        features_done=features_done, features_total=features_total,
-        features_cached=_flag(status.get("features_cached")), features_seconds=features_seconds,
+        best_val_accuracy=_real(status.get("best_val_accuracy")),
+        best_epoch=_whole(status.get("best_epoch")),
+        trainable_params=_whole(status.get("trainable_params")),
+        frozen_layers=_whole(status.get("frozen_layers")),
+        path=status.get("path") if status.get("path") in PATHS else None,
+        path_note=_text(status.get("path_note")),
+        features_done=features_done,
+        features_total=features_total,
+        features_cached=_flag(status.get("features_cached")),
+        features_seconds=features_seconds,
         features_eta_seconds=features_eta,
     )
 
@@ -433,9 +493,17 @@ def list_runs(workspace: Workspace) -> list[RunInfo]:
             runs.append(load_run(workspace, run_dir.name))
         except TLCoreError:
             continue  # not a run id: not a run folder
-        except Exception as exc:  # noqa: BLE001 - one unreadable folder must not hide every other run
-            runs.append(RunInfo(id=run_dir.name, dir=run_dir, name=run_dir.name, spec=None, status="damaged",
-                                error=f"The run folder cannot be read ({type(exc).__name__}: {exc})"[:500]))
+        except Exception as exc:
+            runs.append(
+                RunInfo(
+                    id=run_dir.name,
+                    dir=run_dir,
+                    name=run_dir.name,
+                    spec=None,
+                    status="damaged",
+                    error=f"The run folder cannot be read ({type(exc).__name__}: {exc})"[:500],
+                )
+            )
     return runs
 
 
@@ -443,8 +511,7 @@ def read_metrics(workspace: Workspace, run_id: str) -> pd.DataFrame:
     """The run's metrics, one row per logged batch or epoch; a torn last line is ignored."""
     import pandas as pd
 
-    return pd.DataFrame(list(iter_metrics(workspace.run_dir(run_id) / METRICS_FILE)),
-                        columns=list(METRIC_COLUMNS))
+    return pd.DataFrame(list(iter_metrics(workspace.run_dir(run_id) / METRICS_FILE)), columns=list(METRIC_COLUMNS))
 
 
 def iter_metrics(path: Path) -> Iterator[dict[str, Any]]:

@@ -43,8 +43,13 @@ class Augmentation:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 0.5:
                 raise SpecError(f"Augmentation {name} must be between 0 and 0.5; received {value!r}.")
-        return replace(self, flip=bool(self.flip), rotation=float(self.rotation), zoom=float(self.zoom),
-                       contrast=float(self.contrast))
+        return replace(
+            self,
+            flip=bool(self.flip),
+            rotation=float(self.rotation),
+            zoom=float(self.zoom),
+            contrast=float(self.contrast),
+        )
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,13 @@ class RunSpec:
             _check_rate("finetune_learning_rate", self.finetune_learning_rate)
         if not isinstance(self.name, str) or len(self.name) > 200:
             raise SpecError("A run name must be text of at most 200 characters.")
-        return replace(self, model=model, augmentation=self.augmentation.validated(),
-                       learning_rate=float(self.learning_rate),
-                       finetune_learning_rate=float(self.finetune_learning_rate))
+        return replace(
+            self,
+            model=model,
+            augmentation=self.augmentation.validated(),
+            learning_rate=float(self.learning_rate),
+            finetune_learning_rate=float(self.finetune_learning_rate),
+        )
 
     def phases(self) -> list[Phase]:
         model = self.model
@@ -117,8 +126,7 @@ class RunSpec:
             return [Phase(model.strategy, model.strategy, model.frozen_layers, self.epochs, self.learning_rate)]
         return [
             Phase("transfer", "transfer", None, self.epochs, self.learning_rate),
-            Phase("finetune", "finetune", model.frozen_layers, self.finetune_epochs,
-                  self.finetune_learning_rate),
+            Phase("finetune", "finetune", model.frozen_layers, self.finetune_epochs, self.finetune_learning_rate),
         ]
 
     @property

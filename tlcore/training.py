@@ -36,10 +36,11 @@ import os
 import re
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import keras
 
@@ -130,8 +131,12 @@ def _compile(
     optimizer = make_optimizer(spec.optimizer, phase.learning_rate * learning_rate_factor)
     if acceleration.mixed_precision:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    view.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                 jit_compile=acceleration.jit_compile)
+    view.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=acceleration.jit_compile,
+    )
 
 
 def set_compute_policy(model: keras.Model, policy: str) -> None:
@@ -214,8 +219,11 @@ def _plan(
         return PATH_FULL, "Training from scratch: every layer learns, so the whole network runs every epoch.", None
     if spec.augmentation.active:
         part = "frozen base runs" if whole_base else "frozen layers run"
-        return (PATH_FULL, f"Augmentation is on: the {part} every epoch, because every epoch sees "
-                "different images.", None)
+        return (
+            PATH_FULL,
+            f"Augmentation is on: the {part} every epoch, because every epoch sees different images.",
+            None,
+        )
     if frozen == 0 or (model is not None and not prefix_has_weights(model, frozen)):
         return PATH_FULL, "No base layer with weights is frozen: the whole network runs every epoch.", None
     path = PATH_FEATURES if whole_base else PATH_PREFIX
@@ -227,9 +235,13 @@ def _plan(
             size = cut.bytes_per_image * image_count
             if size > budget.memory:
                 part = "frozen base's outputs" if whole_base else f"{frozen} frozen layers' outputs"
-                return (PATH_FULL, f"The {part} for {image_count:,} images would take {format_bytes(size)}, "
-                        f"more than the feature cache's {format_bytes(budget.memory)} memory budget: "
-                        "the whole network runs every epoch.", None)
+                return (
+                    PATH_FULL,
+                    f"The {part} for {image_count:,} images would take {format_bytes(size)}, "
+                    f"more than the feature cache's {format_bytes(budget.memory)} memory budget: "
+                    "the whole network runs every epoch.",
+                    None,
+                )
     images = "the images" if image_count is None else f"the {image_count:,} images"
     return path, _fast_note(path, frozen, base_layers - frozen, "planned", images), cut
 
@@ -293,7 +305,7 @@ def train_run(
             _train(workspace, run_dir, info.spec, report, distribution or Distribution())
     except TLCoreError as exc:
         _record_failure(run_dir, str(exc))
-    except Exception as exc:  # noqa: BLE001 - any failure must end as a readable status, not a dead run
+    except Exception as exc:
         traceback.print_exc()
         _record_failure(run_dir, f"Training failed: {error_summary(exc)}")
     finally:
@@ -355,8 +367,9 @@ class _RunData:
 
         if self._pipelines is None:
             spec = self.spec
-            self._pipelines = make_pipelines(self.dataset, spec.model.image_size, self.batch_size, spec.seed,
-                                             spec.augmentation)
+            self._pipelines = make_pipelines(
+                self.dataset, spec.model.image_size, self.batch_size, spec.seed, spec.augmentation
+            )
         return self._pipelines
 
 
@@ -403,17 +416,23 @@ def _train_phases(
         set_compute_policy(model, "mixed_float16")
     budget = Budget.from_env()
     # Training BatchNormalization (from scratch) cannot take a replica's empty share of a last, tiny batch.
-    starved = (base_training_mode(spec.model.strategy) is None
-               and distribution.starves_a_replica(data.count("train"), data.batch_size))
+    starved = base_training_mode(spec.model.strategy) is None and distribution.starves_a_replica(
+        data.count("train"), data.batch_size
+    )
     steps_per_epoch = math.ceil(data.count("train") / data.batch_size) - starved
     recorder: RunRecorder | WorkerRecorder
     if run_dir is None:
         recorder = WorkerRecorder(distribution)
     else:
-        recorder = RunRecorder(run_dir, model, started, report, mixed_precision=acceleration.mixed_precision,
-                               distribution=distribution)
-    status(steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * spec.total_epochs,
-           global_batch_size=data.batch_size, setup_seconds=round(time.monotonic() - started, 3))
+        recorder = RunRecorder(
+            run_dir, model, started, report, mixed_precision=acceleration.mixed_precision, distribution=distribution
+        )
+    status(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=steps_per_epoch * spec.total_epochs,
+        global_batch_size=data.batch_size,
+        setup_seconds=round(time.monotonic() - started, 3),
+    )
 
     job = _job_description(spec, data, acceleration) if distribution.kind == "multiworker" else ""
     order = None  # the fast paths' epoch order, made once so that reshuffling continues across phases
@@ -425,20 +444,33 @@ def _train_phases(
         status(path=path, path_note=note)
         distribution.check_in_step(
             f"phase {phase.name}, {data.count('train')} training and {data.count('val')} validation images "
-            f"in {len(data.dataset.classes)} classes, {frozen} frozen layers, {path} path", job)
+            f"in {len(data.dataset.classes)} classes, {frozen} frozen layers, {path} path",
+            job,
+        )
         if cut is None:
             view = trainable_view(model, phase.strategy)
             train_data, val_data = data.pipelines()
         else:
             try:
-                cached, note = _cached_features(workspace, run_dir, spec, cut, data, budget, acceleration, path,
-                                                started, honour_stop=distribution.kind != "multiworker")
+                cached, note = _cached_features(
+                    workspace,
+                    run_dir,
+                    spec,
+                    cut,
+                    data,
+                    budget,
+                    acceleration,
+                    path,
+                    started,
+                    honour_stop=distribution.kind != "multiworker",
+                )
             except _Stopped:
                 recorder.stop_seen = True
                 break
             # A multi-worker job's workers each compute their own features; they learn of a stop here.
-            if distribution.any_worker(distribution.kind == "multiworker" and run_dir is not None
-                                       and runs.stop_requested(run_dir)):
+            if distribution.any_worker(
+                distribution.kind == "multiworker" and run_dir is not None and runs.stop_requested(run_dir)
+            ):
                 recorder.stop_seen = True
                 break
             view = cut.trainable_model()
@@ -455,9 +487,15 @@ def _train_phases(
         prepare_for_fit(view, distribution, train_data)
         recorder.begin_phase(phase.name, frozen, parameter_counts(model)["trainable"])
         try:
-            view.fit(train_data, validation_data=val_data, initial_epoch=first_epoch,
-                     epochs=first_epoch + phase.epochs, callbacks=[recorder], verbose=0,
-                     shuffle=False)  # both pipelines reshuffle every epoch themselves
+            view.fit(
+                train_data,
+                validation_data=val_data,
+                initial_epoch=first_epoch,
+                epochs=first_epoch + phase.epochs,
+                callbacks=[recorder],
+                verbose=0,
+                shuffle=False,
+            )  # both pipelines reshuffle every epoch themselves
         except BaseException:
             recorder.keep_best_after_fault()
             raise
@@ -479,10 +517,16 @@ def _job_description(spec: RunSpec, data: _RunData, acceleration: Acceleration) 
     items = hashlib.sha256()
     for item in data.dataset.items:
         items.update(json.dumps([item.source, item.label, item.split]).encode())
-    return json.dumps({"spec": {**spec.to_dict(), "dataset": None, "name": None},
-                       "classes": list(data.dataset.classes), "items": items.hexdigest(),
-                       "global_batch_size": data.batch_size,
-                       "acceleration": [acceleration.jit_compile, acceleration.mixed_precision]}, sort_keys=True)
+    return json.dumps(
+        {
+            "spec": {**spec.to_dict(), "dataset": None, "name": None},
+            "classes": list(data.dataset.classes),
+            "items": items.hexdigest(),
+            "global_batch_size": data.batch_size,
+            "acceleration": [acceleration.jit_compile, acceleration.mixed_precision],
+        },
+        sort_keys=True,
+    )
 
 
 def _status_writer(run_dir: Path | None) -> Callable[..., Any]:
@@ -551,8 +595,7 @@ def _cached_features(
     key = cache_key(spec.dataset, spec.model.backbone, cut)
     entry = cache.load(key, counts, cut.shapes)
     if entry is not None:
-        status(features_done=total, features_total=total, features_cached=True,
-                           features_seconds=0.0)
+        status(features_done=total, features_total=total, features_cached=True, features_seconds=0.0)
         return entry, _fast_note(path, cut.frozen_layers, suffix_layers, "cached", f"these {total:,} images")
 
     began = time.monotonic()
@@ -570,17 +613,28 @@ def _cached_features(
             status(features_done=done, features_seconds=round(now - began, 3), elapsed_seconds=round(now - started, 3))
 
     train = cut.compute(data.paths["train"], progress, jit_compile=acceleration.jit_compile)
-    val = cut.compute(data.paths["val"], lambda done: progress(counts["train"] + done),
-                      jit_compile=acceleration.jit_compile)
+    val = cut.compute(
+        data.paths["val"], lambda done: progress(counts["train"] + done), jit_compile=acceleration.jit_compile
+    )
     entry = CachedFeatures(train=train, val=val)
     seconds = time.monotonic() - began
-    on_disk = cache.store(key, entry, meta={"dataset": spec.dataset, "backbone": spec.model.backbone,
-                                            "frozen_layers": cut.frozen_layers, "cut": list(cut.names)})
+    on_disk = cache.store(
+        key,
+        entry,
+        meta={
+            "dataset": spec.dataset,
+            "backbone": spec.model.backbone,
+            "frozen_layers": cut.frozen_layers,
+            "cut": list(cut.names),
+        },
+    )
     status(features_done=total, features_seconds=round(seconds, 3))
     note = _fast_note(path, cut.frozen_layers, suffix_layers, "computed", images, seconds)
     if not on_disk:
-        note += (f" They take {format_bytes(entry.nbytes)}, more than the {format_bytes(budget.disk)} disk "
-                 "budget, so they are not kept for the next run.")
+        note += (
+            f" They take {format_bytes(entry.nbytes)}, more than the {format_bytes(budget.disk)} disk "
+            "budget, so they are not kept for the next run."
+        )
     return entry, note
 
 
@@ -644,8 +698,9 @@ class RunRecorder(keras.callbacks.Callback):
     def begin_phase(self, phase: str, frozen_layers: int, trainable_params: int) -> None:
         self.phase = phase
         with _run_folder_write(self.run_dir, runs.STATUS_FILE):
-            runs.update_status(self.run_dir, phase=phase, frozen_layers=frozen_layers,
-                               trainable_params=trainable_params)
+            runs.update_status(
+                self.run_dir, phase=phase, frozen_layers=frozen_layers, trainable_params=trainable_params
+            )
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.last_best_save = time.monotonic()
@@ -672,13 +727,15 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         self.epoch_seconds.append(time.monotonic() - self.epoch_started)
-        row = self._write({
-            "kind": "epoch",
-            "loss": logs.get("loss"),
-            "accuracy": logs.get("accuracy"),
-            "val_loss": logs.get("val_loss"),
-            "val_accuracy": logs.get("val_accuracy"),
-        })
+        row = self._write(
+            {
+                "kind": "epoch",
+                "loss": logs.get("loss"),
+                "accuracy": logs.get("accuracy"),
+                "val_loss": logs.get("val_loss"),
+                "val_accuracy": logs.get("val_accuracy"),
+            }
+        )
         val_accuracy = logs.get("val_accuracy")
         if val_accuracy is not None and (self.best_val_accuracy is None or val_accuracy > self.best_val_accuracy):
             self.best_val_accuracy = float(val_accuracy)
@@ -710,7 +767,7 @@ class RunRecorder(keras.callbacks.Callback):
         try:
             self._save_best()
             self._status(force=True)
-        except Exception:  # noqa: BLE001 - the original error is the one the run must report
+        except Exception:
             traceback.print_exc()
 
     def _write(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -756,7 +813,7 @@ class RunRecorder(keras.callbacks.Callback):
         current = None
         if not self.best_is_current:
             current = [keras.ops.copy(w) for w in variables]
-            for variable, value in zip(variables, self.best_weights):
+            for variable, value in zip(variables, self.best_weights, strict=True):
                 variable.assign(value)
         target = self.run_dir / runs.BEST_MODEL_FILE
         partial = self.run_dir / f".{runs.BEST_MODEL_FILE}.partial.keras"
@@ -771,7 +828,7 @@ class RunRecorder(keras.callbacks.Callback):
             raise
         finally:
             if current is not None:
-                for variable, value in zip(variables, current):
+                for variable, value in zip(variables, current, strict=True):
                     variable.assign(value)
         self.best_weights = None
         self.saved_val_accuracy, self.saved_epoch = self.best_val_accuracy, self.best_epoch

@@ -9,8 +9,8 @@ per-batch values are a thin faint line and per-epoch values are points joined by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import altair as alt
 import pandas as pd
@@ -31,13 +31,21 @@ VAL_COLOUR = "#93c5fd"
 
 # One clearly different colour per compared run (Streamlit's theme would otherwise give neighbours
 # two shades of blue); colours repeat after ten runs.
-RUN_COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d",
-               "#4b5563", "#ca8a04"]
+RUN_COLOURS = [
+    "#2563eb",
+    "#dc2626",
+    "#16a34a",
+    "#9333ea",
+    "#ea580c",
+    "#0891b2",
+    "#db2777",
+    "#65a30d",
+    "#4b5563",
+    "#ca8a04",
+]
 
 # A legend label longer than 30 characters keeps its first 12 and last 16, joined by an ellipsis.
-LEGEND_NAME_EXPR = (
-    "length(datum.label) > 30 ? slice(datum.label, 0, 12) + '…' + slice(datum.label, -16) : datum.label"
-)
+LEGEND_NAME_EXPR = "length(datum.label) > 30 ? slice(datum.label, 0, 12) + '…' + slice(datum.label, -16) : datum.label"
 
 # Per-batch rows beyond this are thinned (evenly, keeping the last) so a long run stays light to draw.
 MAX_BATCH_POINTS = 1500
@@ -133,18 +141,18 @@ def _thin(rows: pd.DataFrame, limit: int) -> pd.DataFrame:
     return rows.iloc[keep]
 
 
-def _points(
-    rows: pd.DataFrame, x: pd.Series, metric: str, split: str, kind: str, column: str
-) -> pd.DataFrame:
-    return pd.DataFrame({
-        "x": x.to_numpy(),
-        "metric": metric,
-        "split": split,
-        "kind": kind,
-        "value": rows[column].to_numpy(),
-        "phase": rows["phase"].to_numpy(),
-        "epoch": rows["epoch"].to_numpy(),
-    })
+def _points(rows: pd.DataFrame, x: pd.Series, metric: str, split: str, kind: str, column: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "x": x.to_numpy(),
+            "metric": metric,
+            "split": split,
+            "kind": kind,
+            "value": rows[column].to_numpy(),
+            "phase": rows["phase"].to_numpy(),
+            "epoch": rows["epoch"].to_numpy(),
+        }
+    )
 
 
 def training_curve(
@@ -200,7 +208,8 @@ def _phase_rules(metrics: pd.DataFrame) -> alt.LayerChart:
     base = alt.Chart(phase_starts(metrics)).encode(x="x:Q")
     rule = base.mark_rule(color="#6b7280", strokeDash=[2, 2])
     text = base.mark_text(align="left", baseline="top", dx=4, dy=4, color="#6b7280", fontSize=11).encode(
-        text="phase:N", y=alt.value(0))
+        text="phase:N", y=alt.value(0)
+    )
     return alt.layer(rule, text)
 
 
@@ -228,8 +237,12 @@ def compare_curve(
         "y": alt.Y("value:Q", title=labels.metric_label(metric), scale=_metric_scale(metric)),
         # Long names are shortened in the middle, not at the end: names made from run ids share a long
         # beginning (the date) and differ at the end (tooltips and the table give the whole name).
-        "color": alt.Color("run:N", title=labels.run, scale=alt.Scale(domain=list(curves), range=RUN_COLOURS),
-                           legend=alt.Legend(labelExpr=LEGEND_NAME_EXPR, labelLimit=220)),
+        "color": alt.Color(
+            "run:N",
+            title=labels.run,
+            scale=alt.Scale(domain=list(curves), range=RUN_COLOURS),
+            legend=alt.Legend(labelExpr=LEGEND_NAME_EXPR, labelLimit=220),
+        ),
         "detail": alt.Detail("split_label:N"),
     }
     tooltip = [
@@ -242,7 +255,8 @@ def compare_curve(
     lines = base.mark_line(strokeWidth=2).encode(
         **encoding,
         strokeDash=alt.StrokeDash(
-            "split_label:N", title=labels.split,
+            "split_label:N",
+            title=labels.split,
             scale=alt.Scale(domain=[labels.train, labels.val], range=[SOLID, DASHED]),
         ),
     )
@@ -280,7 +294,7 @@ def network_diagram(strategy: str, labels: ChartLabels = ChartLabels()) -> alt.L
     frame = strategy_blocks(strategy)
     frame["text"] = [
         labels.input if part == "input" else labels.head if part == "head" else labels.block.format(n=block)
-        for part, block in zip(frame["part"], frame["block"])
+        for part, block in zip(frame["part"], frame["block"], strict=True)
     ]
     state_labels = {
         "input": labels.input,
@@ -296,8 +310,12 @@ def network_diagram(strategy: str, labels: ChartLabels = ChartLabels()) -> alt.L
             domain=[labels.frozen, labels.learns_pretrained, labels.learns_random, labels.input],
             range=[FROZEN_COLOUR, PRETRAINED_COLOUR, RANDOM_COLOUR, "#ffffff"],
         ),
-        legend=alt.Legend(orient="bottom", symbolStrokeWidth=0, symbolSize=150,
-                          values=[labels.frozen, labels.learns_pretrained, labels.learns_random]),
+        legend=alt.Legend(
+            orient="bottom",
+            symbolStrokeWidth=0,
+            symbolSize=150,
+            values=[labels.frozen, labels.learns_pretrained, labels.learns_random],
+        ),
     )
     frame["row"] = strategy
     base = alt.Chart(frame).encode(x=alt.X("position:O", axis=None), y=alt.Y("row:N", axis=None))
@@ -332,10 +350,15 @@ def layer_strip(table: pd.DataFrame, titles: Mapping[str, str] | None = None) ->
             x2="end:Q",
             y=alt.value(0),
             y2=alt.value(height),
-            color=alt.Color("state:N", legend=None,
-                            scale=alt.Scale(domain=["learns", "frozen"], range=[LEARNS_COLOUR, FROZEN_COLOUR])),
-            tooltip=[alt.Tooltip(f"{column}:{'Q' if column == 'index' else 'N'}", title=titles[column])
-                     for column in ("index", "part", "name", "type", "trainable")],
+            color=alt.Color(
+                "state:N",
+                legend=None,
+                scale=alt.Scale(domain=["learns", "frozen"], range=[LEARNS_COLOUR, FROZEN_COLOUR]),
+            ),
+            tooltip=[
+                alt.Tooltip(f"{column}:{'Q' if column == 'index' else 'N'}", title=titles[column])
+                for column in ("index", "part", "name", "type", "trainable")
+            ],
         )
         .properties(height=height)
     )

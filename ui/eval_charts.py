@@ -6,8 +6,8 @@ can be tested without a browser; the page only draws them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import altair as alt
 import numpy as np
@@ -55,8 +55,12 @@ def confusion_heatmap(
     ]
     base = alt.Chart(frame).encode(x=x, y=y)
     cells = base.mark_rect(stroke="white").encode(
-        color=alt.Color("share:Q", title=labels.share, scale=alt.Scale(scheme=HEAT_SCHEME, domain=[0, 1]),
-                        legend=alt.Legend(format=".0%")),
+        color=alt.Color(
+            "share:Q",
+            title=labels.share,
+            scale=alt.Scale(scheme=HEAT_SCHEME, domain=[0, 1]),
+            legend=alt.Legend(format=".0%"),
+        ),
         tooltip=tooltip,
     )
     text = base.mark_text(fontSize=13).encode(
@@ -78,18 +82,21 @@ def top_k_bars(top: Sequence[tuple[str, float]], labels: EvalChartLabels = EvalC
         columns=["class", "probability", "rank"],
     )
     y = alt.Y("class:N", sort=list(frame["class"]), title=None)
-    x = alt.X("probability:Q", title=labels.probability, scale=alt.Scale(domain=[0, 1]),
-              axis=alt.Axis(format=".0%"))
-    bars = alt.Chart(frame).mark_bar().encode(
-        x=x,
-        y=y,
-        color=alt.condition(alt.datum.rank == 1, alt.value(TOP_BAR_COLOUR), alt.value(BAR_COLOUR)),
-        tooltip=[alt.Tooltip("class:N", title=labels.class_),
-                 alt.Tooltip("probability:Q", title=labels.probability, format=".2%")],
+    x = alt.X("probability:Q", title=labels.probability, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=".0%"))
+    bars = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=x,
+            y=y,
+            color=alt.condition(alt.datum.rank == 1, alt.value(TOP_BAR_COLOUR), alt.value(BAR_COLOUR)),
+            tooltip=[
+                alt.Tooltip("class:N", title=labels.class_),
+                alt.Tooltip("probability:Q", title=labels.probability, format=".2%"),
+            ],
+        )
     )
-    text = alt.Chart(frame).mark_text(align="left", dx=4).encode(
-        x=x, y=y, text=alt.Text("probability:Q", format=".1%")
-    )
+    text = alt.Chart(frame).mark_text(align="left", dx=4).encode(x=x, y=y, text=alt.Text("probability:Q", format=".1%"))
     return alt.layer(bars, text).properties(height=alt.Step(26))
 
 

@@ -9,7 +9,8 @@ translated label in front of them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import streamlit as st
 
@@ -116,12 +117,11 @@ EN: dict[str, str] = {
     "data.folder_add": "Register folder",
     "data.folder_source": "Read in place from the server folder {folder}.",
     "data.folder_missing": "Some images of this dataset have gone from {folder} or changed since it was "
-                           "registered; register the folder again to train on what it holds now.",
+    "registered; register the folder again to train on what it holds now.",
     # model
     "model.title": "Model",
     "model.intro": (
-        "A pretrained base (the backbone) plus a new head for your classes. The strategy decides which layers"
-        " learn."
+        "A pretrained base (the backbone) plus a new head for your classes. The strategy decides which layers learn."
     ),
     "model.preset": "Original article preset",
     "model.preset_help": (
@@ -131,8 +131,7 @@ EN: dict[str, str] = {
     "model.backbone_option": "{label} · {params:.1f} M parameters · {speed}",
     "model.image_size": "Input size (pixels)",
     "model.image_size_help": (
-        "Images are resized to this square size. ImageNet weights were trained at 224; smaller sizes train "
-        "faster."
+        "Images are resized to this square size. ImageNet weights were trained at 224; smaller sizes train faster."
     ),
     "model.pooling": "Head",
     "model.dropout": "Dropout before the classifier",
@@ -501,15 +500,24 @@ JA: dict[str, str] = {
     "data.folder_pick": "フォルダ",
     "data.folder_add": "フォルダを登録",
     "data.folder_source": "サーバーのフォルダ {folder} からその場で読み込みます。",
-    "data.folder_missing": "このデータセットの一部の画像が、登録後に {folder} からなくなったか変更されました。今の中身で学習するには、フォルダをもう一度登録してください。",
+    "data.folder_missing": (
+        "このデータセットの一部の画像が、登録後に {folder} からなくなったか変更されました。"
+        "今の中身で学習するには、フォルダをもう一度登録してください。"
+    ),
     "model.title": "モデル",
-    "model.intro": "学習済みのベース（バックボーン）に、あなたのクラス用の新しいヘッドを加えます。どの層が学習するかは学習方法で決まります。",
+    "model.intro": (
+        "学習済みのベース（バックボーン）に、あなたのクラス用の新しいヘッドを加えます。"
+        "どの層が学習するかは学習方法で決まります。"
+    ),
     "model.preset": "元記事のプリセット",
     "model.preset_help": "元記事と同じく、ResNet50、Flatten ヘッド、最初の168層を凍結したファインチューニング。",
     "model.backbone": "バックボーン",
     "model.backbone_option": "{label} · パラメータ {params:.1f}M · {speed}",
     "model.image_size": "入力サイズ（ピクセル）",
-    "model.image_size_help": "画像はこの大きさの正方形にリサイズされます。ImageNet の重みは224で学習されています。小さいほど速く学習できます。",
+    "model.image_size_help": (
+        "画像はこの大きさの正方形にリサイズされます。"
+        "ImageNet の重みは224で学習されています。小さいほど速く学習できます。"
+    ),
     "model.pooling": "ヘッド",
     "model.dropout": "分類層の前のドロップアウト",
     "model.hidden_units": "ヘッドの隠れ層のユニット数（0 = なし）",
@@ -526,13 +534,18 @@ JA: dict[str, str] = {
     "model.building": "{label} を構築して層を一覧にしています…",
     "model.frozen_layers": "凍結するベースの層数（全 {total} 層）",
     "model.frozen_help": "ベースの最初の N 層は学習済みの重みを保ち、それより後の層が学習します。",
-    "model.frozen_fixed_help": "学習方法で決まります：転移学習はベース全体を凍結し、ゼロから学習では何も凍結しません。自由に設定するにはファインチューニングを選んでください。",
+    "model.frozen_fixed_help": (
+        "学習方法で決まります：転移学習はベース全体を凍結し、ゼロから学習では何も凍結しません。"
+        "自由に設定するにはファインチューニングを選んでください。"
+    ),
     "model.snap": "ブロックの境界に合わせる",
     "model.snap_help": "ちょうどブロックの間になる値だけを選べるようにし、ブロックが途中まで凍結されないようにします。",
     "model.params_total": "総パラメータ数",
     "model.params_trainable": "学習するパラメータ数",
     "model.params_frozen": "凍結されたパラメータ数",
-    "model.params_frozen_help": "学習しない重み：凍結した層と、BatchNormalization の移動統計量（勾配では学習されない）。",
+    "model.params_frozen_help": (
+        "学習しない重み：凍結した層と、BatchNormalization の移動統計量（勾配では学習されない）。"
+    ),
     "model.layers": "層",
     "model.layers_legend": "緑の行は学習し、灰色の行は凍結されています。",
     "model.summary": "{backbone} · {strategy}",
@@ -552,7 +565,9 @@ JA: dict[str, str] = {
     "speed.medium": "CPU で普通",
     "speed.slow": "CPU で遅い",
     "layers.index": "#",
-    "layers.index_help": "model.layers[:N] と同じ番号付け：N 層を凍結すると、ベースの 0 から N−1 番の行が凍結されます。",
+    "layers.index_help": (
+        "model.layers[:N] と同じ番号付け：N 層を凍結すると、ベースの 0 から N−1 番の行が凍結されます。"
+    ),
     "layers.part": "部分",
     "layers.name": "名前",
     "layers.type": "種類",
@@ -580,7 +595,9 @@ JA: dict[str, str] = {
         "まず凍結したベースの上で左のエポック数だけヘッドを学習し、その後、下の小さい学習率で"
         "（モデルページで選んだ凍結層数で）ファインチューニングします。"
     ),
-    "train.two_phase_needs_finetune": "二段階レシピはファインチューニングで終わります。モデルページでその学習方法を選んでください。",
+    "train.two_phase_needs_finetune": (
+        "二段階レシピはファインチューニングで終わります。モデルページでその学習方法を選んでください。"
+    ),
     "train.finetune_epochs": "ファインチューニングのエポック数",
     "train.finetune_learning_rate": "ファインチューニングの学習率",
     "train.seed": "乱数シード",
@@ -750,8 +767,7 @@ JA: dict[str, str] = {
         "compile と fit を、実行と同じ数値で書いています。"
     ),
     "evaluate.code_usage": (
-        "`python {file} IMAGES_FOLDER` で実行します。フォルダにはクラスごとに画像の"
-        "フォルダを置きます。"
+        "`python {file} IMAGES_FOLDER` で実行します。フォルダにはクラスごとに画像のフォルダを置きます。"
     ),
     "evaluate.code_download": "{file} をダウンロード",
     "evaluate.reproduce_title": "別のマシンで学習する",
@@ -783,8 +799,14 @@ JA: dict[str, str] = {
 STRINGS: dict[str, dict[str, str]] = {"en": EN, "ja": JA}
 
 _STATUS_COLOURS = {
-    "queued": "gray", "running": "blue", "stopping": "orange", "stopped": "orange",
-    "completed": "green", "failed": "red", "interrupted": "red", "damaged": "red",
+    "queued": "gray",
+    "running": "blue",
+    "stopping": "orange",
+    "stopped": "orange",
+    "completed": "green",
+    "failed": "red",
+    "interrupted": "red",
+    "damaged": "red",
 }
 
 
@@ -857,8 +879,9 @@ def status_badge(status: str) -> str:
 
 
 def backbone_label(backbone: Backbone) -> str:
-    return t("model.backbone_option", label=backbone.label, params=backbone.params / 1e6,
-             speed=speed_label(backbone.speed))
+    return t(
+        "model.backbone_option", label=backbone.label, params=backbone.params / 1e6, speed=speed_label(backbone.speed)
+    )
 
 
 def model_summary(spec: ModelSpec) -> str:
@@ -866,24 +889,39 @@ def model_summary(spec: ModelSpec) -> str:
 
     label = get_backbone(spec.backbone).label
     if spec.strategy == "finetune":
-        return t("model.summary_frozen", backbone=label, strategy=strategy_label(spec.strategy),
-                 frozen=spec.frozen_layers)
+        return t(
+            "model.summary_frozen", backbone=label, strategy=strategy_label(spec.strategy), frozen=spec.frozen_layers
+        )
     return t("model.summary", backbone=label, strategy=strategy_label(spec.strategy))
 
 
 def run_settings(spec: RunSpec) -> str:
     """A run's main settings on one line: model, epochs, batch size, learning rate(s)."""
     if spec.two_phase:
-        return t("train.settings_two_phase", model=model_summary(spec.model), epochs=spec.epochs,
-                 batch=spec.batch_size, rate=rate(spec.learning_rate), optimizer=spec.optimizer,
-                 finetune_epochs=spec.finetune_epochs, finetune_rate=rate(spec.finetune_learning_rate))
-    return t("train.settings", model=model_summary(spec.model), epochs=spec.epochs, batch=spec.batch_size,
-             rate=rate(spec.learning_rate), optimizer=spec.optimizer)
+        return t(
+            "train.settings_two_phase",
+            model=model_summary(spec.model),
+            epochs=spec.epochs,
+            batch=spec.batch_size,
+            rate=rate(spec.learning_rate),
+            optimizer=spec.optimizer,
+            finetune_epochs=spec.finetune_epochs,
+            finetune_rate=rate(spec.finetune_learning_rate),
+        )
+    return t(
+        "train.settings",
+        model=model_summary(spec.model),
+        epochs=spec.epochs,
+        batch=spec.batch_size,
+        rate=rate(spec.learning_rate),
+        optimizer=spec.optimizer,
+    )
 
 
 def dataset_option(dataset: Dataset) -> str:
-    return t("data.option", name=dataset.name, classes=len(dataset.classes),
-             images=int(dataset.counts()["total"].sum()))
+    return t(
+        "data.option", name=dataset.name, classes=len(dataset.classes), images=int(dataset.counts()["total"].sum())
+    )
 
 
 def rate(value: float) -> str:
@@ -959,9 +997,20 @@ def run_labels(infos: list[RunInfo]) -> dict[str, str]:
 def chart_labels() -> ChartLabels:
     """Chart words in the session's language."""
     return ChartLabels(
-        epoch=t("chart.epoch"), loss=t("chart.loss"), accuracy=t("chart.accuracy"), train=t("chart.train"),
-        val=t("chart.val"), batch_note=t("chart.batch_note"), images=t("chart.images"), class_=t("chart.class"),
-        run=t("chart.run"), split=t("chart.split"), frozen=t("chart.frozen"),
-        learns_pretrained=t("chart.learns_pretrained"), learns_random=t("chart.learns_random"),
-        head=t("chart.head"), block=t("chart.block"), input=t("chart.input"),
+        epoch=t("chart.epoch"),
+        loss=t("chart.loss"),
+        accuracy=t("chart.accuracy"),
+        train=t("chart.train"),
+        val=t("chart.val"),
+        batch_note=t("chart.batch_note"),
+        images=t("chart.images"),
+        class_=t("chart.class"),
+        run=t("chart.run"),
+        split=t("chart.split"),
+        frozen=t("chart.frozen"),
+        learns_pretrained=t("chart.learns_pretrained"),
+        learns_random=t("chart.learns_random"),
+        head=t("chart.head"),
+        block=t("chart.block"),
+        input=t("chart.input"),
     )

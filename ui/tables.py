@@ -55,24 +55,39 @@ def run_table(infos: list[RunInfo]) -> pd.DataFrame:
             strategy = f"{i18n.strategy_label('transfer')} → {i18n.strategy_label('finetune')}"
         else:
             strategy = i18n.strategy_label(spec.model.strategy)
-        rows.append({
-            "name": info.name,
-            "backbone": spec.model.backbone if spec else None,
-            "strategy": strategy,
-            "path": i18n.path_label(info.path) if info.path else None,
-            "frozen_layers": info.frozen_layers,
-            "trainable_params": info.trainable_params,
-            "best_val_accuracy": info.best_val_accuracy,
-            "best_epoch": info.best_epoch,
-            "seconds_per_epoch": info.seconds_per_epoch,
-            "total_seconds": info.elapsed_seconds,
-            "status": i18n.status_label(info.status),
-            "id": info.id,
-        })
-    return pd.DataFrame(rows, columns=[
-        "name", "backbone", "strategy", "path", "frozen_layers", "trainable_params", "best_val_accuracy",
-        "best_epoch", "seconds_per_epoch", "total_seconds", "status", "id",
-    ])
+        rows.append(
+            {
+                "name": info.name,
+                "backbone": spec.model.backbone if spec else None,
+                "strategy": strategy,
+                "path": i18n.path_label(info.path) if info.path else None,
+                "frozen_layers": info.frozen_layers,
+                "trainable_params": info.trainable_params,
+                "best_val_accuracy": info.best_val_accuracy,
+                "best_epoch": info.best_epoch,
+                "seconds_per_epoch": info.seconds_per_epoch,
+                "total_seconds": info.elapsed_seconds,
+                "status": i18n.status_label(info.status),
+                "id": info.id,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "name",
+            "backbone",
+            "strategy",
+            "path",
+            "frozen_layers",
+            "trainable_params",
+            "best_val_accuracy",
+            "best_epoch",
+            "seconds_per_epoch",
+            "total_seconds",
+            "status",
+            "id",
+        ],
+    )
 
 
 def run_columns() -> dict[str, Any]:
