@@ -2,14 +2,17 @@
 the app as `AppTest` opens it, and calibrated random base weights.
 
 Tests never touch the network: `TLCORE_OFFLINE` is set for the whole session before anything is
-imported from `tlcore`.
+imported from `tlcore`, and `KERAS_HOME` points at an empty folder, so no test finds weights that
+happen to be in this machine's Keras cache (a test that wants the shared ImageNet weights sets its own).
 """
 
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 os.environ["TLCORE_OFFLINE"] = "1"
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="empty-keras-home-")
 
 import pytest
 

@@ -287,8 +287,6 @@ def test_missing_imagenet_weights_offline_refuse_the_start_with_the_fix(app, wor
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
     backbone = backbones.get_backbone("mobilenet_0.5")
-    if backbones.find_cached_weights(backbone, 32, workspace) is not None:
-        pytest.skip("this machine has the MobileNet ×0.5 weights cached")
     at = open_train_page(
         app, dataset, model=ModelSpec(backbone="mobilenet_0.5", weights="imagenet", image_size=32, num_classes=3)
     )

@@ -13,8 +13,7 @@ import pytest
 
 from tlcore import features, runs, training
 from tlcore.datasets import ingest_zip
-from tlcore.errors import SpecError
-from tlcore.features import Budget, CachedFeatures, FeatureCache, cache_key, cut_model, parse_bytes
+from tlcore.features import Budget, CachedFeatures, FeatureCache, cache_key, cut_model
 from tlcore.models import ModelSpec, apply_strategy, build_model, get_base
 from tlcore.spec import Augmentation, RunSpec
 from tlcore.training import choose_path, train_run
@@ -171,7 +170,7 @@ def test_a_cut_outside_the_base_is_refused_quoting_the_value():
 def _train_both_ways(workspace, spec, monkeypatch):
     results = {}
     for fast in ("0", "1"):
-        monkeypatch.setenv(training.FAST_PATH_ENV, fast)
+        monkeypatch.setenv("TLCORE_FAST_PATH", fast)
         info = train_run(workspace, runs.create_run(spec, workspace).id)
         assert info.status == "completed", info.error
         results[fast] = info
@@ -234,7 +233,7 @@ def test_a_head_trained_on_cached_features_predicts_like_one_trained_through_the
 
 def test_best_keras_from_the_fast_path_is_the_full_model_taking_raw_pixels(demo, monkeypatch):
     workspace, dataset = demo
-    monkeypatch.setenv(training.FAST_PATH_ENV, "1")
+    monkeypatch.setenv("TLCORE_FAST_PATH", "1")
     info = train_run(workspace, runs.create_run(tiny_run(dataset.id, epochs=1), workspace).id)
     model = keras.models.load_model(info.dir / "best.keras")
     assert [layer.name for layer in model.layers] == ["image", "rescale", "base", "head"]
@@ -286,7 +285,7 @@ def test_a_fault_during_fit_still_leaves_the_best_model_the_status_names(tmp_pat
 
 def test_a_second_run_reuses_the_features_from_disk_and_trains_the_same(demo, monkeypatch):
     workspace, dataset = demo
-    monkeypatch.setenv(training.FAST_PATH_ENV, "1")
+    monkeypatch.setenv("TLCORE_FAST_PATH", "1")
     spec = tiny_run(dataset.id, seed=11)
     first = train_run(workspace, runs.create_run(spec, workspace).id)
     features._memory.clear()  # a new trainer process: only the disk remembers
@@ -381,20 +380,6 @@ def test_memory_holds_entries_within_its_budget_and_serves_them_before_the_disk(
     assert cache.load("b", {"train": 8, "val": 2}, [(256,)]) is features._memory["b"]
 
 
-@pytest.mark.parametrize(
-    "text, expected",
-    [("2G", 2 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", 3 * 2**29), ("1000", 1000), ("64 kb", 64 * 1024)],
-)
-def test_budgets_read_sizes_people_write(text, expected):
-    assert parse_bytes(text) == expected
-
-
-def test_a_bad_budget_is_refused_quoting_it(monkeypatch):
-    monkeypatch.setenv(features.MEMORY_BUDGET_ENV, "lots")
-    with pytest.raises(SpecError, match="TLCORE_FEATURES_MEMORY_BUDGET.*'lots'"):
-        Budget.from_env()
-
-
 # Which path, and why
 
 
@@ -438,8 +423,8 @@ def test_a_cache_over_the_memory_budget_falls_back_to_the_full_model_and_says_so
 
 def test_a_run_over_budget_trains_the_full_model_and_its_status_says_why(demo, monkeypatch):
     workspace, dataset = demo
-    monkeypatch.setenv(training.FAST_PATH_ENV, "1")
-    monkeypatch.setenv(features.MEMORY_BUDGET_ENV, "1K")
+    monkeypatch.setenv("TLCORE_FAST_PATH", "1")
+    monkeypatch.setenv("TLCORE_FEATURES_MEMORY_BUDGET", "1K")
     info = train_run(workspace, runs.create_run(tiny_run(dataset.id, epochs=1), workspace).id)
     status = runs.read_status(info.dir)
     assert info.status == "completed"
@@ -452,7 +437,7 @@ def test_a_run_over_budget_trains_the_full_model_and_its_status_says_why(demo, m
 
 def test_the_feature_pass_shows_its_own_progress_and_honours_stop(demo, monkeypatch):
     workspace, dataset = demo
-    monkeypatch.setenv(training.FAST_PATH_ENV, "1")
+    monkeypatch.setenv("TLCORE_FAST_PATH", "1")
     info = runs.create_run(tiny_run(dataset.id, seed=21), workspace)
     seen = {}
     compute = features.Cut.compute
@@ -481,7 +466,7 @@ def test_a_cpu_gets_neither_xla_nor_mixed_precision():
 
 def test_mixed_precision_trains_and_still_saves_a_float32_model(demo, monkeypatch):
     workspace, dataset = demo
-    monkeypatch.setenv(training.FAST_PATH_ENV, "1")
+    monkeypatch.setenv("TLCORE_FAST_PATH", "1")
     monkeypatch.setattr(training, "detect_acceleration", lambda: training.Acceleration(mixed_precision=True))
     info = train_run(workspace, runs.create_run(tiny_run(dataset.id, epochs=1, seed=5), workspace).id)
     assert info.status == "completed", info.error

@@ -154,7 +154,7 @@ def test_a_dataset_too_large_for_memory_streams_the_same_batches_from_disk(works
     dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
     assert not pipeline.streams_from_disk(dataset, 32)
     in_memory = pipeline.make_pipelines(dataset, 32, 8, seed=3)
-    monkeypatch.setenv(pipeline.MEMORY_ENV, "1000")
+    monkeypatch.setenv("TLCORE_PIPELINE_MEMORY", "1000")
     assert pipeline.streams_from_disk(dataset, 32)
     streamed = pipeline.make_pipelines(dataset, 32, 8, seed=3)
     for _ in range(2):  # two epochs: the reshuffled order is the same too

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from tlcore import settings
 from tlcore.errors import SpecError, WeightsUnavailableError
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
     from tlcore.workspace import Workspace
 
-OFFLINE_ENV = "TLCORE_OFFLINE"
 
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -263,18 +263,10 @@ def check_image_size(backbone: Backbone, image_size: int) -> None:
         )
 
 
-def keras_cache_dirs() -> list[Path]:
-    """Folders where Keras keeps downloaded application weights, most specific first."""
-    dirs = []
-    if os.environ.get("KERAS_HOME"):
-        dirs.append(Path(os.environ["KERAS_HOME"]).expanduser() / "models")
-    dirs.append(Path("~/.keras/models").expanduser())
-    dirs.append(Path("/tmp/.keras/models"))
-    return dirs
-
-
 def weights_search_dirs(workspace: Workspace | None) -> list[Path]:
-    dirs = keras_cache_dirs()
+    """Where ImageNet weights are looked for: the Keras cache (`tlcore.settings.keras_cache_dirs`), then
+    the workspace's own downloads."""
+    dirs = settings.keras_cache_dirs()
     if workspace is not None:
         dirs.append(workspace.cache_dir / "weights")
     return dirs
@@ -292,7 +284,7 @@ def find_cached_weights(backbone: Backbone, image_size: int, workspace: Workspac
 
 def is_offline(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
     """True when `TLCORE_OFFLINE` is set or the weights host cannot be reached within `timeout`."""
-    if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
+    if settings.offline():
         return True
     try:
         with socket.create_connection((host, 443), timeout=timeout):
@@ -302,7 +294,7 @@ def is_offline(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bo
 
 
 def missing_weights_message(backbone: Backbone, image_size: int) -> str:
-    folder = keras_cache_dirs()[0]
+    folder = settings.keras_cache_dirs()[0]
     return (
         f"ImageNet weights for {backbone.label} are not on this machine and cannot be downloaded "
         f"(no internet). Put the file {backbone.weights_file(image_size)} in {folder}, "

@@ -59,6 +59,7 @@ from typing import IO, TYPE_CHECKING, Any, Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from tlcore import settings
 from tlcore.errors import DatasetError, TLCoreError
 from tlcore.workspace import Workspace, read_json, write_json_atomic
 
@@ -483,12 +484,11 @@ def allowed_data_dirs(setting: str | None = None) -> list[Path]:
 
     Only folders that exist are returned, resolved. The app offers nothing when the list is empty.
     """
-    text = os.environ.get(DATA_DIRS_ENV, "") if setting is None else setting
-    found = []
-    for part in text.split(os.pathsep):
-        if part.strip() and Path(part.strip()).expanduser().is_dir():
-            found.append(Path(part.strip()).expanduser().resolve())
-    return found
+    if setting is None:
+        folders = settings.data_dirs()
+    else:
+        folders = [Path(part.strip()).expanduser() for part in setting.split(os.pathsep) if part.strip()]
+    return [folder.resolve() for folder in folders if folder.is_dir()]
 
 
 def server_folders(roots: Sequence[Path], depth: int = 2, limit: int = 500) -> list[Path]:

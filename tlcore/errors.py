@@ -25,3 +25,7 @@ class WeightsUnavailableError(TLCoreError):
 
 class RunError(TLCoreError):
     """A run does not exist, or cannot do what was asked in its current state."""
+
+
+class SettingError(TLCoreError):
+    """A `TLCORE_*` environment variable holds a value that cannot be understood."""

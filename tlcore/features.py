@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 import time
@@ -52,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from tlcore.errors import SpecError
+from tlcore import settings
 from tlcore.models import get_base, get_head, preprocessing_layers
 
 if TYPE_CHECKING:
@@ -65,10 +64,6 @@ CACHE_FOLDER = "features"
 META_FILE = "meta.json"
 FEATURE_BATCH_SIZE = 32
 
-MEMORY_BUDGET_ENV = "TLCORE_FEATURES_MEMORY_BUDGET"
-DISK_BUDGET_ENV = "TLCORE_FEATURES_DISK_BUDGET"
-DEFAULT_MEMORY_BUDGET = 2 * 2**30
-DEFAULT_DISK_BUDGET = 4 * 2**30
 
 SPLITS = ("train", "val")
 _LEFTOVER_SECONDS = 3600.0
@@ -88,8 +83,8 @@ class Budget:
     disk: the most the cache folder may hold; the least recently used entries are evicted first.
     """
 
-    memory: int = DEFAULT_MEMORY_BUDGET
-    disk: int = DEFAULT_DISK_BUDGET
+    memory: int = 2 * 2**30
+    disk: int = 4 * 2**30
 
     @classmethod
     def from_env(cls) -> Budget:
@@ -98,31 +93,7 @@ class Budget:
         Values are bytes, optionally with a binary unit: `"512M"`, `"2G"`, `"1.5GiB"`; unset means the
         defaults (2 GiB in memory, 4 GiB on disk).
         """
-        return cls(
-            memory=_env_bytes(MEMORY_BUDGET_ENV, DEFAULT_MEMORY_BUDGET),
-            disk=_env_bytes(DISK_BUDGET_ENV, DEFAULT_DISK_BUDGET),
-        )
-
-
-_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def parse_bytes(text: str) -> int:
-    """`"2G"` -> 2147483648. Accepts a number of bytes with an optional K, M, G or T (binary) unit."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), flags=re.IGNORECASE)
-    if match is None:
-        raise SpecError(f"A size must be a number of bytes such as 500M or 2G; received {text!r}.")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-
-
-def _env_bytes(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return parse_bytes(value)
-    except SpecError:
-        raise SpecError(f"{name} must be a size such as 500M or 2G; received {value!r}.") from None
+        return cls(memory=settings.features_memory_budget(), disk=settings.features_disk_budget())
 
 
 def format_bytes(size: float) -> str:

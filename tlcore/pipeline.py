@@ -12,10 +12,11 @@ Models take raw RGB in [0, 255]: the backbone's own scaling is a layer inside th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tlcore import settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,19 +25,12 @@ if TYPE_CHECKING:
     from tlcore.datasets import Dataset
     from tlcore.spec import Augmentation
 
-MEMORY_ENV = "TLCORE_PIPELINE_MEMORY"
-DEFAULT_MEMORY_BYTES = 4 * 1024**3
-
 
 def streams_from_disk(dataset: Dataset, image_size: int) -> bool:
     """Whether `make_pipelines` reads `dataset` from disk every epoch rather than keeping it in memory."""
     if dataset.source_dir is not None:
         return True
-    try:
-        budget = int(os.environ.get(MEMORY_ENV, DEFAULT_MEMORY_BYTES))
-    except ValueError:
-        budget = DEFAULT_MEMORY_BYTES
-    return len(dataset.items) * image_size * image_size * 3 > budget
+    return len(dataset.items) * image_size * image_size * 3 > settings.pipeline_memory()
 
 
 def decode_and_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:

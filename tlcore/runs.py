@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlcore import settings
 from tlcore.errors import RunError, SpecError, TLCoreError
 from tlcore.spec import RunSpec
 from tlcore.workspace import Workspace, read_json, write_bytes_atomic, write_json_atomic
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 ACTIVE_STATUSES = ("queued", "running", "stopping")
 FINISHED_STATUSES = ("stopped", "completed", "failed", "interrupted")
-MAX_CONCURRENT_ENV = "TLCORE_MAX_CONCURRENT"
 
 SPEC_FILE = "spec.json"
 STATUS_FILE = "status.json"
@@ -574,20 +574,13 @@ def delete(workspace: Workspace, run_id: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def max_concurrent() -> int:
-    try:
-        return max(1, int(os.environ.get(MAX_CONCURRENT_ENV, "1")))
-    except ValueError:
-        return 1
-
-
 def wait_for_slot(workspace: Workspace, run_dir: Path, poll_seconds: float = 0.5) -> int | None:
     """Block until this run may train; return the slot lock's fd, or None if a stop came first.
 
     Runs train in creation order, at most `TLCORE_MAX_CONCURRENT` at a time. Slots are `flock`s, so a
     trainer that dies frees its slot at once.
     """
-    slots = [workspace.runs_dir / f".slot-{k}" for k in range(max_concurrent())]
+    slots = [workspace.runs_dir / f".slot-{k}" for k in range(settings.max_concurrent())]
     while True:
         if stop_requested(run_dir):
             return None

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from tlcore import runs
+from tlcore import runs, settings
 from tlcore.distribute import Distribution
 from tlcore.errors import RunError, TLCoreError
 from tlcore.workspace import Workspace, read_json
@@ -64,7 +64,6 @@ BEST_SAVE_INTERVAL_SECONDS = 10.0
 PATH_FULL = "full"
 PATH_FEATURES = "features"
 PATH_PREFIX = "prefix"
-FAST_PATH_ENV = "TLCORE_FAST_PATH"
 
 EpochReport = Callable[[dict[str, Any]], None]
 
@@ -174,7 +173,7 @@ def seed_everything(seed: int) -> None:
 
 def fast_path_enabled() -> bool:
     """False when `TLCORE_FAST_PATH=0`: every phase then trains the full model."""
-    return os.environ.get(FAST_PATH_ENV, "1").strip() not in ("0", "false", "no", "off")
+    return settings.fast_path()
 
 
 def choose_path(
@@ -214,7 +213,7 @@ def _plan(
     frozen = frozen_count(phase.strategy, phase.frozen_layers, base_layers)
     whole_base = frozen == base_layers
     if not fast_path_enabled():
-        return PATH_FULL, f"The fast path is turned off ({FAST_PATH_ENV}=0): the whole network runs every epoch.", None
+        return PATH_FULL, "The fast path is turned off (TLCORE_FAST_PATH=0): the whole network runs every epoch.", None
     if phase.strategy == "scratch":
         return PATH_FULL, "Training from scratch: every layer learns, so the whole network runs every epoch.", None
     if spec.augmentation.active:

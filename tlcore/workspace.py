@@ -22,10 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tlcore import settings
 from tlcore.errors import TLCoreError
-
-WORKSPACE_ENV = "TLCORE_WORKSPACE"
-DEFAULT_WORKSPACE = "workspace"
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
@@ -34,7 +32,7 @@ class Workspace:
     """A workspace folder and the paths inside it."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        chosen = root if root is not None else os.environ.get(WORKSPACE_ENV, DEFAULT_WORKSPACE)
+        chosen = root if root is not None else settings.workspace_root()
         self.root = Path(chosen).expanduser().resolve()
         if self.root.exists() and not self.root.is_dir():
             raise TLCoreError(f"The workspace must be a folder, but {str(self.root)!r} is a file.")
