@@ -16,8 +16,9 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore import codegen, datasets, evaluation, export, runs
-from tlcore.errors import TLCoreError
-from tlcore.predict import ImageError, Predictor, load_image, model_file, model_stamp
+from tlcore.errors import ImageError, TLCoreError
+from tlcore.images import load_image
+from tlcore.predict import Predictor, model_file, model_stamp
 from tlcore.workspace import Workspace
 from ui import cached, i18n, state
 from ui.eval_charts import EvalChartLabels, confusion_heatmap, heatmap_overlay, top_k_bars

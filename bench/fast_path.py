@@ -215,8 +215,8 @@ def throughput(spec: Any, workspace: Any, dataset: Any, repeats: int) -> dict[st
     import tensorflow as tf
 
     from tlcore.features import FEATURE_BATCH_SIZE, cut_model
+    from tlcore.images import load_images
     from tlcore.models import build_model, get_base
-    from tlcore.pipeline import load_images
 
     model = build_model(spec.model, workspace)
     cut = cut_model(model, len(get_base(model).layers))

@@ -69,7 +69,7 @@ def calibrated_weights(tmp_path_factory, demo_zip_bytes):
 
     from tlcore.backbones import get_backbone
     from tlcore.datasets import ingest_zip
-    from tlcore.pipeline import load_images
+    from tlcore.images import load_images
 
     workspace = Workspace(tmp_path_factory.mktemp("calibration-ws"))
     dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from tlcore import runs
 from tlcore.datasets import ingest_zip, list_datasets
 from tlcore.demo import demo_zip
-from tlcore.errors import RunError
+from tlcore.errors import ImageError, RunError
 from tlcore.evaluation import (
     VAL_FILE,
     EvaluationError,
@@ -31,8 +31,8 @@ from tlcore.evaluation import (
     held_out_workspace,
     load_evaluation,
 )
-from tlcore.pipeline import load_images
-from tlcore.predict import ImageError, Predictor, load_image
+from tlcore.images import load_image, load_images
+from tlcore.predict import Predictor
 from tlcore.workspace import Workspace
 from ui.eval_charts import confusion_heatmap, heatmap_overlay, top_k_bars
 

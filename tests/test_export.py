@@ -31,7 +31,8 @@ from tlcore.export import (
     load_export,
     parse_formats,
 )
-from tlcore.predict import Predictor, load_image
+from tlcore.images import load_image
+from tlcore.predict import Predictor
 from tlcore.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

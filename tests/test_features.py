@@ -148,7 +148,7 @@ def test_the_trainable_part_learns_only_what_the_strategy_leaves_trainable():
 
 
 def test_images_decoded_on_the_way_give_the_same_features_as_decoded_images(demo):
-    from tlcore.pipeline import load_images
+    from tlcore.images import load_images
 
     _, dataset = demo
     paths = dataset.files("train")[0]

@@ -625,7 +625,8 @@ def cmd_evaluate(args: argparse.Namespace, workspace: Workspace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore.predict import Predictor, convert_image
+    from tlcore.images import convert_image
+    from tlcore.predict import Predictor
 
     # Images are checked before the model loads, so a bad one fails fast with nothing but its message.
     images = [convert_image(Path(image), image) for image in args.images]

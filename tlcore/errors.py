@@ -29,3 +29,7 @@ class RunError(TLCoreError):
 
 class SettingError(TLCoreError):
     """A `TLCORE_*` environment variable holds a value that cannot be understood."""
+
+
+class ImageError(TLCoreError):
+    """An image given for prediction cannot be used (not an image, damaged, too large, unreadable)."""

@@ -2,7 +2,7 @@
 
 A run is evaluated on the validation split of the dataset it trained on, or on an extra test zip of
 class folders that the user gives. The model sees the images exactly as in training
-(`tlcore.pipeline.load_images`, see `tlcore.predict`).
+(`tlcore.images.load_images`, see `tlcore.predict`).
 
 Results are kept in the run folder, so evaluating twice costs nothing and the app, the CLI and the
 tests read the same numbers:
@@ -320,7 +320,7 @@ def _predict_items(
 ) -> np.ndarray:
     import numpy as np
 
-    from tlcore.pipeline import load_images
+    from tlcore.images import load_images
 
     parts = []
     for start in range(0, len(items), CHUNK):

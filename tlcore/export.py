@@ -323,7 +323,7 @@ def check_images(workspace: Workspace, info: runs.RunInfo, predictor: Predictor)
     import numpy as np
 
     from tlcore.datasets import load_dataset
-    from tlcore.pipeline import load_images
+    from tlcore.images import load_images
 
     try:
         dataset = load_dataset(workspace, info.spec.dataset)

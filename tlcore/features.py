@@ -52,6 +52,7 @@ import keras
 import numpy as np
 
 from tlcore import settings
+from tlcore.images import decode_file
 from tlcore.models import get_base, get_head, preprocessing_layers
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ class Cut:
         """Run the frozen part over `images` and return the cut's activations, one float32 array per cut tensor.
 
         images: decoded images (uint8, `(n, size, size, 3)`), or image files, decoded and resized
-            on the way by `tlcore.pipeline.decode_and_resize` exactly as the full path decodes them.
+            on the way by `tlcore.images.decode_file` exactly as the full path decodes them.
         progress: called after every batch with the number of images done so far.
         jit_compile: compile the frozen part with XLA (helps on GPUs, hurts on CPUs).
 
@@ -217,8 +218,6 @@ class Cut:
         """uint8 batches: slices of decoded images, or files decoded in parallel ahead of the model."""
         import tensorflow as tf
 
-        from tlcore.pipeline import decode_and_resize
-
         if isinstance(images, np.ndarray):
             for start in range(0, len(images), batch_size):
                 yield images[start : start + batch_size]
@@ -226,7 +225,7 @@ class Cut:
         size = self.image_size
 
         def decode(path: tf.Tensor) -> tf.Tensor:
-            return decode_and_resize(path, size)
+            return decode_file(path, size)
 
         files = tf.data.Dataset.from_tensor_slices([str(path) for path in images])
         decoded = files.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

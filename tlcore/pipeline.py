@@ -7,19 +7,17 @@ images would exceed `TLCORE_PIPELINE_MEMORY` bytes (default 4 GiB), is streamed 
 read and decoded in parallel, ahead of the model, every epoch, in the same seeded order, so the
 batches are the same as in memory.
 Models take raw RGB in [0, 255]: the backbone's own scaling is a layer inside the model
-(`tlcore.models`), so the same `load_image` serves training, evaluation and prediction.
+(`tlcore.models`), and images are decoded by `tlcore.images`, as for evaluation and prediction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tlcore import settings
+from tlcore import images, settings
 
 if TYPE_CHECKING:
-    import numpy as np
     import tensorflow as tf
 
     from tlcore.datasets import Dataset
@@ -31,27 +29,6 @@ def streams_from_disk(dataset: Dataset, image_size: int) -> bool:
     if dataset.source_dir is not None:
         return True
     return len(dataset.items) * image_size * image_size * 3 > settings.pipeline_memory()
-
-
-def decode_and_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Read one stored image file and resize it to `image_size` square, as uint8 RGB."""
-    import tensorflow as tf
-
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
-
-def load_images(paths: Sequence[str | Path], image_size: int) -> np.ndarray:
-    """Decode and resize `paths` into one uint8 array of shape (n, size, size, 3)."""
-    import numpy as np
-    import tensorflow as tf
-
-    if not paths:
-        return np.zeros((0, image_size, image_size, 3), dtype="uint8")
-    files = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-    images = files.map(lambda p: decode_and_resize(p, image_size), num_parallel_calls=tf.data.AUTOTUNE)
-    return np.stack(list(images.as_numpy_iterator()))
 
 
 def augmentation_layers(augmentation: Augmentation, seed: int) -> list:
@@ -90,14 +67,14 @@ def make_pipelines(
 
     def examples(paths: list[Path], labels: list[int]) -> tf.data.Dataset:
         """`(image or file name, label)` pairs; shuffling file names shuffles like images (same seed, same count)."""
-        sources = [str(p) for p in paths] if streamed else load_images(paths, image_size)
+        sources = [str(p) for p in paths] if streamed else images.load_images(paths, image_size)
         return tf.data.Dataset.from_tensor_slices((sources, tf.constant(labels, tf.int32)))
 
     def decoded(pairs: tf.data.Dataset) -> tf.data.Dataset:
         if not streamed:
             return pairs
         return pairs.map(
-            lambda path, label: (decode_and_resize(path, image_size), label),
+            lambda path, label: (images.decode_file(path, image_size), label),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

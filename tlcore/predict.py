@@ -1,17 +1,9 @@
 """Prediction: a run's model loaded once, fed the same pixels training fed it.
 
 The app's "Try it", `python -m tlcore predict`, evaluation and the export checks all go through this
-module, so they can never disagree about the same photo. A new image (a file or uploaded bytes) is
-prepared in two steps, each the one the training data went through:
-
-1. ingestion's conversion (`tlcore.datasets`): Pillow opens it (only the formats ingestion accepts),
-   applies its EXIF orientation and converts it to 8-bit RGB (transparency on white); a plain RGB
-   JPEG is kept byte for byte, anything else becomes a lossless PNG;
-2. the training pipeline's decoding (`tlcore.pipeline.decode_and_resize`): TensorFlow decodes it and
-   resizes it to the run's square input size (bilinear with antialiasing), rounded to uint8.
-
-Images already stored in a dataset went through step 1 at ingestion, so `tlcore.pipeline.load_images`
-(step 2 alone) prepares them, exactly as for training.
+module, so they can never disagree about the same photo. Every image is prepared by `tlcore.images`,
+exactly as the training data was: a new image (a file or uploaded bytes) by `images.load_image`, an
+image already stored in a dataset by `images.load_images`.
 
 A run's model (`best.keras`) takes raw RGB pixels in [0, 255] and returns softmax probabilities: its
 preprocessing is inside it, so nothing else is needed. It is loaded with Keras's `safe_mode` on.
@@ -19,15 +11,15 @@ preprocessing is inside it, so nothing else is needed. It is loaded with Keras's
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from tlcore import runs
-from tlcore.errors import RunError, TLCoreError
+from tlcore.errors import RunError
+from tlcore.images import ImageSource, load_image, source_name
 
 if TYPE_CHECKING:
     import keras
@@ -35,15 +27,8 @@ if TYPE_CHECKING:
 
     from tlcore.workspace import Workspace
 
-ImageSource = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
-"""An image as a path, its bytes, or a binary file object (such as Streamlit's `UploadedFile`)."""
-
 DEFAULT_TOP_K = 5
 BATCH_SIZE = 32
-
-
-class ImageError(TLCoreError):
-    """An image given for prediction cannot be used (not an image, damaged, too large, unreadable)."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +199,7 @@ class Predictor:
     def grad_cam(self, image: np.ndarray, class_index: int | None = None) -> np.ndarray:
         """A Grad-CAM heat map (Selvaraju et al., ICCV 2017) of where `image` made the model see a class.
 
-        image: one uint8 image of shape (size, size, 3), as `load_image` returns it.
+        image: one uint8 image of shape (size, size, 3), as `tlcore.images.load_image` returns it.
         class_index: the class to explain; None explains the predicted class.
         Returns: float32 (size, size) in [0, 1], 1 where the base's last feature map pushed the class most.
             The map is as coarse as that feature map (7×7 for a 224-px ResNet50, 1×1 at 32 px).
@@ -241,76 +226,3 @@ class Predictor:
         cam = cam / peak if peak > 0 else cam
         resized = tf.image.resize(cam[..., None], (self.image_size, self.image_size), method="bilinear")
         return np.clip(resized.numpy()[..., 0], 0.0, 1.0).astype("float32")
-
-
-def source_name(source: ImageSource, default: str) -> str:
-    """A readable name for an image source: its file name when it has one."""
-    if isinstance(source, (str, os.PathLike)):
-        return Path(source).name
-    own = getattr(source, "name", None)
-    return Path(own).name if isinstance(own, str) and own else default
-
-
-def read_source(source: ImageSource, name: str) -> bytes:
-    """The bytes of an image source, refusing missing files and files too large to be an image."""
-    from tlcore.datasets import Limits
-
-    limit = Limits().max_entry_bytes
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.is_dir():
-            raise ImageError(f"{str(path)!r} is a folder, not an image file.")
-        try:
-            if path.stat().st_size > limit:
-                raise ImageError(f"{name!r} is larger than {limit // 1024**2} MB; that is too large for one image.")
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageError(f"The image {str(path)!r} cannot be read ({exc.strerror or exc}).") from None
-    elif hasattr(source, "read"):
-        if hasattr(source, "seek"):
-            source.seek(0)
-        data = source.read(limit + 1)
-    else:
-        raise TypeError(f"An image must be a path, bytes or a binary file object. Received: {type(source).__name__}")
-    if len(data) > limit:
-        raise ImageError(f"{name!r} is larger than {limit // 1024**2} MB; that is too large for one image.")
-    if not data:
-        raise ImageError(f"{name!r} is empty (0 bytes); it is not an image.")
-    return data
-
-
-def convert_image(source: ImageSource, name: str | None = None) -> bytes:
-    """Step 1 (Pillow, no TensorFlow): the image as ingestion would store it, JPEG or PNG bytes.
-
-    Raises `ImageError`, naming the image and the reason, for anything that is not a usable image.
-    """
-    from tlcore.datasets import Limits, _convert
-
-    name = name or source_name(source, "image")
-    converted = _convert(read_source(source, name), name, Limits().max_image_pixels)
-    if isinstance(converted, str):
-        raise ImageError(f"{name!r} cannot be used: {converted}.")
-    return converted[0]
-
-
-def load_image(source: ImageSource, image_size: int, name: str | None = None) -> np.ndarray:
-    """Prepare one image as training prepared its images: uint8 RGB of shape (size, size, 3).
-
-    Raises `ImageError`, naming the image and the reason, for anything that is not a usable image.
-    """
-    return decode_and_resize_bytes(convert_image(source, name), image_size)
-
-
-def decode_and_resize_bytes(data: bytes, image_size: int) -> np.ndarray:
-    """`tlcore.pipeline.decode_and_resize` for image bytes instead of a stored file.
-
-    The same TensorFlow operations in the same order: `tests/test_evaluation.py` checks that both give
-    identical pixels for every stored image of a dataset.
-    """
-    import tensorflow as tf
-
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8).numpy()

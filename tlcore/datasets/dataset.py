@@ -1,0 +1,200 @@
+"""A dataset as the rest of the program sees it: its images (`Item`), the files left out and why
+(`SkippedFile`), its classes, split and report (`Dataset`).
+
+The id is a hash of the upload (or of the registered folder's files) with the split settings, so the
+same zip uploaded twice is the same dataset and is not processed again.
+"""
+
+from __future__ import annotations
+
+import stat
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tlcore.errors import DatasetError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+MANIFEST_FORMAT = 1
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One stored image.
+
+    file: its path relative to the dataset folder (`"files/000123.jpg"`), or, when `in_place`,
+        relative to the dataset's `source_dir`.
+    label: the index of its class in `Dataset.classes`.
+    split: `"train"`, `"val"` or `"test"`.
+    source: its path inside the uploaded zip (or the registered folder).
+    in_place: the image is read where it is, in the folder a dataset was registered from.
+    stat: for an image read in place, its size in bytes and modification time (ns) when registered.
+    """
+
+    file: str
+    label: int
+    split: str
+    source: str
+    in_place: bool = False
+    stat: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file (or folder, ending in `/`) of the upload that was not used, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An ingested dataset, as stored in `datasets/<id>/`.
+
+    id: the first 16 hex digits of the upload's SHA-256 (with the split settings); also `fingerprint`.
+    root: the dataset folder.
+    name: the uploaded file's name.
+    classes: the class names, sorted; a label is an index into it.
+    items: every stored image.
+    skipped: every file of the upload that was not used, with the reason.
+    split_source: `"given"` (folders or a validation zip) or `"seeded"` (split at ingestion).
+    val_fraction, seed: the settings of a seeded split (recorded, unused, for a given one).
+    created: when it was ingested (ISO 8601, UTC).
+    source_dir: for a dataset registered from a folder on the server (`ingest_folder`), that
+        folder: its plain RGB JPEGs are read in place, never copied. None for an upload.
+    """
+
+    id: str
+    root: Path
+    name: str
+    classes: tuple[str, ...]
+    items: tuple[Item, ...] = field(repr=False)
+    skipped: tuple[SkippedFile, ...] = field(repr=False)
+    split_source: str
+    val_fraction: float
+    seed: int
+    created: str
+    source_dir: Path | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return self.id
+
+    def path(self, item: Item) -> Path:
+        """Where the image of `item` is read from."""
+        if item.in_place:
+            if self.source_dir is None:
+                raise ValueError(f"{item.file!r} is read in place, but dataset {self.id!r} has no source folder.")
+            return self.source_dir / item.file
+        return self.root / item.file
+
+    def check_source(self) -> None:
+        """Raise `DatasetError` when an image read in place has gone from its folder, or changed, since
+        registration (its checks and split were made for the file as it was)."""
+        for item in self.items:
+            if not item.in_place:
+                continue
+            try:
+                info = self.path(item).stat()
+            except OSError:
+                info = None
+            if info is None or not stat.S_ISREG(info.st_mode):
+                change = "is no longer in"
+            elif item.stat is not None and (info.st_size, info.st_mtime_ns) != item.stat:
+                change = "has changed in"
+            else:
+                continue
+            raise DatasetError(
+                f"The image {item.source!r} of dataset {self.name!r} {change} {str(self.source_dir)!r}; "
+                "register the folder again to train on what it holds now."
+            )
+
+    def counts(self) -> pd.DataFrame:
+        """Images per class and split: columns `class`, `train`, `val`, (`test`,) `total`."""
+        import pandas as pd
+
+        table, splits = self._count_table()
+        rows = [{"class": name, **table[name], "total": sum(table[name].values())} for name in self.classes]
+        return pd.DataFrame(rows, columns=["class", *splits, "total"])
+
+    def files(self, split: str) -> tuple[list[Path], list[int]]:
+        """The absolute paths and labels of the images in `split` (`"train"`, `"val"` or `"test"`)."""
+        if split not in SPLITS:
+            raise ValueError(f"`split` must be one of {', '.join(SPLITS)}. Received: split={split!r}")
+        chosen = [item for item in self.items if item.split == split]
+        return [self.path(item) for item in chosen], [item.label for item in chosen]
+
+    def sample_files(self, class_name: str, k: int) -> list[Path]:
+        """Up to `k` images of `class_name`, spread evenly over the class, the same ones every time."""
+        if class_name not in self.classes:
+            raise ValueError(f"{class_name!r} is not a class of this dataset; its classes are {list(self.classes)}.")
+        label = self.classes.index(class_name)
+        paths = [self.path(item) for item in self.items if item.label == label]
+        if k >= len(paths):
+            return paths
+        return [paths[i * len(paths) // k] for i in range(max(k, 0))]
+
+    def report(self) -> dict[str, Any]:
+        """The validation report as JSON-able data: classes, counts per class and split, skipped files."""
+        table, splits = self._count_table()
+        counts = {name: {**table[name], "total": sum(table[name].values())} for name in self.classes}
+        totals = {split: sum(row[split] for row in counts.values()) for split in splits}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created": self.created,
+            "classes": list(self.classes),
+            "split_source": self.split_source,
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+            "counts": counts,
+            "totals": {**totals, "total": len(self.items), "classes": len(self.classes), "skipped": len(self.skipped)},
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+    def summary(self) -> str:
+        """The report as readable text, one table row per class, then the skipped files."""
+        table, splits = self._count_table()
+        totals = {split: sum(table[name][split] for name in self.classes) for split in splits}
+        if self.split_source == "given":
+            how = "split given by the upload"
+        else:
+            how = f"seeded split: {self.val_fraction:.0%} held out for validation, seed {self.seed}"
+        lines = [
+            f"Dataset {self.id} from {self.name!r}, ingested {self.created}",
+            f"{len(self.classes)} classes, {len(self.items)} images "
+            f"({', '.join(f'{totals[s]} {s}' for s in splits)}); {how}",
+            "",
+        ]
+        header = ["class", *splits, "total"]
+        rows = [[name, *(str(table[name][s]) for s in splits), str(sum(table[name].values()))] for name in self.classes]
+        widths = [max(_display_width(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            cells = [_pad(row[0], widths[0])] + [
+                " " * (w - len(c)) + c for c, w in zip(row[1:], widths[1:], strict=True)
+            ]
+            lines.append("  ".join(cells).rstrip())
+        if self.skipped:
+            lines += ["", f"Skipped {len(self.skipped)}:"]
+            lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+    def _count_table(self) -> tuple[dict[str, dict[str, int]], tuple[str, ...]]:
+        splits = SPLITS if any(item.split == "test" for item in self.items) else SPLITS[:2]
+        table = {name: dict.fromkeys(splits, 0) for name in self.classes}
+        for item in self.items:
+            table[self.classes[item.label]][item.split] += 1
+        return table, splits
+
+
+def _display_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _display_width(text))
