@@ -8,13 +8,16 @@ file name Keras caches its no-top ImageNet weights under. The app's backbone pic
 Weights come from one of three sources (`resolve_weights`):
 - `"imagenet"`: the Keras cache (`$KERAS_HOME/models/`, `~/.keras/models/`) or the workspace's own
   download cache; when the file is in none of them it is downloaded into the workspace, with progress,
-  or, offline, refused at once with a message naming the file and where to put it;
+  and kept only if it matches its published hash (`WEIGHTS_HASHES`), as `keras.utils.get_file` checks
+  it; a file with no published hash is never downloaded, and offline nothing is: either is refused at
+  once with a message naming the file and where to put it;
 - a path to a weights file (`.h5` or `.weights.h5`), for machines that cannot download;
 - `"none"`: random initialisation (training from scratch, or the random-features baseline).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import urllib.error
@@ -35,6 +38,31 @@ if TYPE_CHECKING:
 
 
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+# The published hash of every weights file the registry downloads, by file name: 64 hex digits are a
+# SHA-256, 32 an MD5, as `keras.utils.get_file(file_hash=...)` tells them apart. Keras publishes only
+# MD5s, and none at all for MobileNet and MobileNetV2; the SHA-256s here are of the genuine files in
+# the team's shared Keras cache (`../shared/keras-home/models/`, which `tests/test_weights_download.py`
+# holds them to). MD5 no longer resists a forger who makes both files, but a file made to match a
+# hash published years ago is still out of reach, and truncation or corruption never matches.
+# A file missing here is not downloaded at all (`_download_weights` says why).
+WEIGHTS_HASHES: dict[str, str] = {
+    # keras/src/applications/resnet.py, WEIGHTS_HASHES["resnet50"][1] (the no-top file_hash).
+    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5": "4d473c1dd8becc155b73f8504c6f6626",
+    # keras/src/applications/efficientnet.py, WEIGHTS_HASHES["b0"][1]: an MD5 too. Some copies of that
+    # table glue both MD5s of "b0" into one 64-digit string that looks like a SHA-256; it is not one.
+    "efficientnetb0_notop.h5": "50bc09e76180e00e4465e1a485ddc09d",
+    # keras/src/applications/densenet.py, file_hash of DENSENET121_WEIGHT_PATH_NO_TOP.
+    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5": "30ee3e1110167f948a6b9946edeeb738",
+    # keras/src/applications/vgg16.py, file_hash of WEIGHTS_PATH_NO_TOP.
+    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5": "6d6bbae143d832006294945121d1f1fc",
+    # SHA-256 of the genuine file in ../shared/keras-home/models/ (Keras publishes no hash for it).
+    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5": (
+        "7d28b6f83412bd7ea5e3c83ab3a834b08cf723e1d06a4847fe673d16d48a9d35"
+    ),
+    # SHA-256 of the genuine file in ../shared/keras-home/models/ (Keras publishes no hash for it).
+    "mobilenet_2_5_224_tf_no_top.h5": "5583bfd0b6572d11fbb377a907299dc02bd1f6b461cdc93d2283f298146c7e46",
+}
 
 # Per-channel (scale, offset) that turn RGB pixels in [0, 255] into what the ImageNet weights were
 # trained on, as `keras.applications.<family>.preprocess_input` does it.
@@ -83,6 +111,8 @@ class Backbone:
     min_size: the smallest input side the architecture accepts.
     weights_files: no-top ImageNet weights file name by input size; `0` is the fallback for any other size.
     weights_origin: the folder URL Keras downloads those files from.
+    weights_hashes: the published hash of each weights file, by file name (`WEIGHTS_HASHES` unless
+        given); a download is kept only if it matches, and a file without one is not downloaded.
     params: parameters of the no-top base (for the picker's size column).
     base_layers: `len(base.layers)` of the no-top base, input layer included (the slider's range).
     speed: a hint for slow machines: "fast", "medium" or "slow" on a laptop CPU.
@@ -102,10 +132,15 @@ class Backbone:
     speed: str
     reference: str
     kwargs: Mapping[str, float] = field(default_factory=dict)
+    weights_hashes: Mapping[str, str] = field(default_factory=lambda: WEIGHTS_HASHES, repr=False)
 
     def weights_file(self, image_size: int) -> str:
         """The file name Keras caches this backbone's no-top ImageNet weights under at `image_size`."""
         return self.weights_files.get(image_size, self.weights_files[0])
+
+    def weights_hash(self, image_size: int) -> str | None:
+        """The published hash of `weights_file(image_size)` (SHA-256 or MD5), or None when there is none."""
+        return self.weights_hashes.get(self.weights_file(image_size))
 
     def create_base(self, image_size: int, weights_path: str | os.PathLike[str] | None) -> keras.Model:
         """Build the no-top base for square `image_size` inputs, random or loaded from `weights_path`."""
@@ -282,15 +317,21 @@ def find_cached_weights(backbone: Backbone, image_size: int, workspace: Workspac
     return None
 
 
-def is_offline(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
-    """True when `TLCORE_OFFLINE` is set or the weights host cannot be reached within `timeout`."""
+def is_offline(host: str = "storage.googleapis.com", timeout: float = 3.0, port: int = 443) -> bool:
+    """True when `TLCORE_OFFLINE` is set or the weights host cannot be reached on `port` within `timeout`."""
     if settings.offline():
         return True
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return False
     except OSError:
         return True
+
+
+def _origin_offline(origin: str) -> bool:
+    """`is_offline` for the host and port a weights folder URL is served from (a mirror need not use 443)."""
+    url = urlparse(origin)
+    return is_offline(url.hostname or "", port=url.port or (80 if url.scheme == "http" else 443))
 
 
 def missing_weights_message(backbone: Backbone, image_size: int) -> str:
@@ -302,21 +343,32 @@ def missing_weights_message(backbone: Backbone, image_size: int) -> str:
     )
 
 
+def unverifiable_weights_message(backbone: Backbone, image_size: int) -> str:
+    folder = settings.keras_cache_dirs()[0]
+    return (
+        f"ImageNet weights for {backbone.label} ({backbone.weights_file(image_size)}) have no published "
+        f"hash to check a download against, so they are not downloaded: put a copy you trust in {folder}, "
+        f"or give that copy's path instead of 'imagenet', or train with weights 'none'."
+    )
+
+
 def check_weights_available(
     backbone: Backbone, weights: str | None, image_size: int, workspace: Workspace | None = None
 ) -> None:
     """Raise `WeightsUnavailableError` now if `weights` could not be had when training starts.
 
     Cheap: it looks in the caches and, for ImageNet weights that are not cached, only checks that
-    the download server is reachable; the trainer downloads them itself.
+    the download server is reachable and that the file has a published hash; the trainer downloads
+    them itself.
     """
     if weights is None or weights == "none":
         return
     if weights == "imagenet":
-        if find_cached_weights(backbone, image_size, workspace) is None and is_offline(
-            urlparse(backbone.weights_origin).hostname or ""
-        ):
-            raise WeightsUnavailableError(missing_weights_message(backbone, image_size))
+        if find_cached_weights(backbone, image_size, workspace) is None:
+            if _origin_offline(backbone.weights_origin):
+                raise WeightsUnavailableError(missing_weights_message(backbone, image_size))
+            if backbone.weights_hash(image_size) is None:
+                raise WeightsUnavailableError(unverifiable_weights_message(backbone, image_size))
         return
     resolve_weights(backbone, weights, image_size, workspace)
 
@@ -339,7 +391,7 @@ def resolve_weights(
         cached = find_cached_weights(backbone, image_size, workspace)
         if cached is not None:
             return cached
-        if workspace is None or is_offline(urlparse(backbone.weights_origin).hostname or ""):
+        if workspace is None or _origin_offline(backbone.weights_origin):
             raise WeightsUnavailableError(missing_weights_message(backbone, image_size))
         return _download_weights(backbone, image_size, workspace, progress)
     path = Path(weights).expanduser()
@@ -374,24 +426,55 @@ def _download_weights(
     workspace: Workspace,
     progress: Callable[[int, int], None] | None,
 ) -> Path:
+    """Download the weights file into `cache/weights/`, keeping it only if it matches its published hash.
+
+    The hash is computed while the file streams in, the way `keras.utils.get_file(file_hash=...)` checks
+    it (64 hex digits: SHA-256, 32: MD5). The file is written under a `.part` name and renamed only once
+    it matches, so a mismatch, a broken connection or a crash leaves nothing in the cache.
+    """
     file_name = backbone.weights_file(image_size)
+    expected = backbone.weights_hash(image_size)
+    if expected is None:
+        # Refused rather than downloaded unchecked: an unverified 10-100 MB file from the network is
+        # exactly what the check is for, and whoever puts a copy in the Keras cache vouches for it.
+        raise WeightsUnavailableError(unverifiable_weights_message(backbone, image_size))
     target = workspace.cache_dir / "weights" / file_name
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     url = backbone.weights_origin + file_name
+    hasher = _hasher(expected)
     try:
         with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             while chunk := response.read(1 << 20):
                 out.write(chunk)
+                hasher.update(chunk)
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
+        received = hasher.hexdigest()
+        if received != expected.lower():
+            raise WeightsUnavailableError(
+                f"The downloaded file {file_name} does not match its published {_hash_name(expected)} "
+                f"(expected {expected[:12]}…, received {received[:12]}…); nothing was kept, so try again "
+                f"in case it was damaged on the way, or put a copy you trust in {settings.keras_cache_dirs()[0]}, "
+                f"or give that copy's path instead of 'imagenet'."
+            )
         os.replace(partial, target)
     except (urllib.error.URLError, OSError) as exc:
-        partial.unlink(missing_ok=True)
         raise WeightsUnavailableError(
             f"Downloading {file_name} failed ({exc}). {missing_weights_message(backbone, image_size)}"
         ) from exc
+    finally:
+        partial.unlink(missing_ok=True)
     return target
+
+
+def _hasher(expected: str):  # -> hashlib._Hash, a name only type checkers know
+    """SHA-256 for a 64-digit hash, MD5 otherwise: `keras.utils.get_file`'s `hash_algorithm="auto"`."""
+    return hashlib.sha256() if len(expected) == 64 else hashlib.md5()
+
+
+def _hash_name(expected: str) -> str:
+    return "SHA-256" if len(expected) == 64 else "MD5"
