@@ -3,6 +3,7 @@
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from tlcore.models import Strategy
 from ui import charts, i18n
 from ui.i18n import t
 
@@ -24,9 +25,9 @@ def step_card(column: DeltaGenerator, page: str, title: str, text: str) -> None:
 st.title(t("home.title"))
 st.markdown(t("home.intro"))
 
-strategy_section("transfer", t("home.transfer"))
-strategy_section("finetune", t("home.finetune"))
-strategy_section("scratch", t("home.scratch"))
+strategy_section(Strategy.TRANSFER, t("home.transfer"))
+strategy_section(Strategy.FINETUNE, t("home.finetune"))
+strategy_section(Strategy.SCRATCH, t("home.scratch"))
 
 st.subheader(t("home.steps_title"))
 data_col, model_col, train_col, compare_col = st.columns(4)

@@ -10,9 +10,9 @@ from typing import Any
 
 import streamlit as st
 
-from tlcore import backbones
+from tlcore import backbones, models
 from tlcore.errors import TLCoreError
-from tlcore.models import POOLINGS, STRATEGIES, ModelSpec
+from tlcore.models import POOLINGS, ModelSpec, Strategy
 from ui import cached, charts, i18n, state, tables
 from ui.i18n import t
 
@@ -22,19 +22,20 @@ ARTICLE_PRESET = {
     state.MODEL_IMAGE_SIZE: 224,
     state.MODEL_POOLING: "flatten",
     state.MODEL_WEIGHTS: "imagenet",
-    state.MODEL_STRATEGY: "finetune",
+    state.MODEL_STRATEGY: Strategy.FINETUNE,
     state.MODEL_FROZEN: 168,
     state.MODEL_SNAP: False,
 }
+_SPEC = ModelSpec().validated()  # the defaults of the spec, filled in
 DEFAULTS = {
-    state.MODEL_BACKBONE: "mobilenet_v2_0.35",
-    state.MODEL_IMAGE_SIZE: 224,
-    state.MODEL_POOLING: "avg",
-    state.MODEL_DROPOUT: 0.2,
-    state.MODEL_HIDDEN: 0,
-    state.MODEL_WEIGHTS: "imagenet",
+    state.MODEL_BACKBONE: _SPEC.backbone,
+    state.MODEL_IMAGE_SIZE: _SPEC.image_size,
+    state.MODEL_POOLING: _SPEC.pooling,
+    state.MODEL_DROPOUT: 0.2,  # the Keras transfer-learning guide's dropout before a new head
+    state.MODEL_HIDDEN: _SPEC.hidden_units,
+    state.MODEL_WEIGHTS: _SPEC.weights,
     state.MODEL_WEIGHTS_PATH: "",
-    state.MODEL_STRATEGY: "transfer",
+    state.MODEL_STRATEGY: _SPEC.strategy,
     state.MODEL_SNAP: True,
 }
 KEEP = {"persist_state": "session"}
@@ -88,10 +89,10 @@ def strategy_and_weights(backbone: backbones.Backbone, image_size: int) -> tuple
     """Strategy and weights widgets, with a word on whether the weights are there; returns both."""
     strategy = st.segmented_control(
         t("model.strategy"),
-        STRATEGIES,
+        list(Strategy),
         required=True,
         key=state.MODEL_STRATEGY,
-        format_func=i18n.labelled(STRATEGIES, i18n.strategy_label).get,
+        format_func=i18n.labelled(Strategy, i18n.strategy_label).get,
         **KEEP,
     )
     st.caption(i18n.strategy_hint(strategy))
@@ -101,10 +102,10 @@ def strategy_and_weights(backbone: backbones.Backbone, image_size: int) -> tuple
         key=state.MODEL_WEIGHTS,
         horizontal=True,
         format_func=i18n.labelled(WEIGHT_SOURCES, i18n.weights_label).get,
-        disabled=strategy == "scratch",
+        disabled=not models.rules(strategy).pretrained,
         **KEEP,
     )
-    if strategy == "scratch":
+    if not models.rules(strategy).pretrained:
         st.caption(t("model.scratch_weights"))
         return strategy, "none"
     if source == "imagenet":
@@ -135,8 +136,9 @@ def strategy_and_weights(backbone: backbones.Backbone, image_size: int) -> tuple
 def frozen_slider(strategy: str, structure: cached.Structure) -> int | None:
     """The frozen-layers slider: fixed at all (transfer) or 0 (scratch), free for fine-tuning."""
     label = t("model.frozen_layers", total=structure.base_layers)
-    if strategy != "finetune":
-        fixed = structure.base_layers if strategy == "transfer" else 0
+    strategy_rules = models.rules(strategy)
+    if strategy_rules.freezes != "first_n":
+        fixed = strategy_rules.frozen_count(None, structure.base_layers)
         st.slider(label, 0, structure.base_layers, value=fixed, disabled=True, help=t("model.frozen_fixed_help"))
         return None
     snap = st.toggle(t("model.snap"), key=state.MODEL_SNAP, help=t("model.snap_help"), **KEEP)
@@ -206,6 +208,7 @@ except TLCoreError as exc:
 else:
     spec = replace(spec, frozen_layers=frozen_slider(strategy, structure))
     st.session_state[state.MODEL_SPEC] = spec
-    if weights == "none" and (strategy == "transfer" or (strategy == "finetune" and spec.frozen_layers)):
+    frozen = models.frozen_count(strategy, spec.frozen_layers, structure.base_layers)
+    if weights == "none" and models.rules(strategy).pretrained and frozen:
         st.info(t("model.random_weights_hint"), icon=":material/casino:")
     layers(spec)

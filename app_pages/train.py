@@ -11,8 +11,9 @@ import streamlit as st
 from tlcore import runs
 from tlcore.datasets import Dataset
 from tlcore.errors import TLCoreError
-from tlcore.models import ModelSpec
-from tlcore.spec import OPTIMIZERS, Augmentation, RunSpec
+from tlcore.models import ModelSpec, rules
+from tlcore.runs import RunState
+from tlcore.spec import OPTIMIZERS, Augmentation, RunSpec, field_defaults
 from ui import cached, charts, i18n, state
 from ui.i18n import t
 
@@ -23,20 +24,21 @@ BATCH_SIZES = (8, 16, 32, 64, 128)
 
 def settings_form(dataset: Dataset, model_spec: ModelSpec) -> RunSpec:
     """The run settings as widgets; returns the RunSpec they describe."""
+    run, augmentation = field_defaults(RunSpec), field_defaults(Augmentation)
     for key, value in (
-        (state.TRAIN_EPOCHS, 5),
-        (state.TRAIN_BATCH, 32),
-        (state.TRAIN_LR, 1e-3),
-        (state.TRAIN_OPTIMIZER, "adam"),
-        (state.TRAIN_FLIP, False),
-        (state.TRAIN_ROTATION, 0.0),
-        (state.TRAIN_ZOOM, 0.0),
-        (state.TRAIN_CONTRAST, 0.0),
-        (state.TRAIN_TWO_PHASE, False),
-        (state.TRAIN_FT_EPOCHS, 5),
-        (state.TRAIN_FT_LR, 1e-5),
-        (state.TRAIN_SEED, 0),
-        (state.TRAIN_NAME, ""),
+        (state.TRAIN_EPOCHS, run["epochs"]),
+        (state.TRAIN_BATCH, run["batch_size"]),
+        (state.TRAIN_LR, run["learning_rate"]),
+        (state.TRAIN_OPTIMIZER, run["optimizer"]),
+        (state.TRAIN_FLIP, augmentation["flip"]),
+        (state.TRAIN_ROTATION, augmentation["rotation"]),
+        (state.TRAIN_ZOOM, augmentation["zoom"]),
+        (state.TRAIN_CONTRAST, augmentation["contrast"]),
+        (state.TRAIN_TWO_PHASE, run["two_phase"]),
+        (state.TRAIN_FT_EPOCHS, run["finetune_epochs"]),
+        (state.TRAIN_FT_LR, run["finetune_learning_rate"]),
+        (state.TRAIN_SEED, run["seed"]),
+        (state.TRAIN_NAME, run["name"]),
     ):
         state.default(key, value)
     keep = {"persist_state": "session"}
@@ -57,7 +59,7 @@ def settings_form(dataset: Dataset, model_spec: ModelSpec) -> RunSpec:
         zoom = st.slider(t("train.zoom"), 0.0, 0.5, step=0.05, key=state.TRAIN_ZOOM, **keep)
         contrast = st.slider(t("train.contrast"), 0.0, 0.5, step=0.05, key=state.TRAIN_CONTRAST, **keep)
     with recipe:
-        can_two_phase = model_spec.strategy == "finetune"
+        can_two_phase = rules(model_spec.strategy).ends_two_phase
         two_phase = (
             st.toggle(
                 t("train.two_phase"),
@@ -129,13 +131,13 @@ def run_monitor(run_id: str, status_shown: str) -> None:
         st.error(i18n.error_text(exc))
         return
     if info.status != status_shown:
-        if info.status not in ("queued", "running"):  # stopping or ended: keep the form closed, no jump
+        if info.status not in (RunState.QUEUED, RunState.RUNNING):  # stopping or ended: keep the form closed, no jump
             st.session_state[state.TRAIN_ENDED_HERE] = run_id
         # Redraw the whole page once (selector, sidebar); when the run has ended this stops the polling.
         st.rerun()
     heading_col, stop_col = st.columns([5, 1], vertical_alignment="center")
     if runs.is_active(info) and stop_col.button(
-        t("train.stop"), icon=":material/stop_circle:", disabled=info.status == "stopping"
+        t("train.stop"), icon=":material/stop_circle:", disabled=info.status == RunState.STOPPING
     ):
         try:
             info = runs.stop(workspace, run_id)
@@ -144,7 +146,7 @@ def run_monitor(run_id: str, status_shown: str) -> None:
     heading_col.markdown(f"### {info.name}  \n{i18n.status_badge(info.status)}")
     if info.spec is not None:
         heading_col.caption(i18n.run_settings(info.spec))
-    if info.status == "queued":
+    if info.status == RunState.QUEUED:
         st.info(t("train.queued"))
     if info.path or info.path_note:
         st.caption(i18n.path_text(info))
@@ -152,7 +154,7 @@ def run_monitor(run_id: str, status_shown: str) -> None:
         st.progress(info.features_fraction, text=i18n.features_progress_text(info))
     st.progress(info.progress, text=i18n.progress_text(info))
     if info.error:
-        notice = st.warning if info.status in ("stopped", "interrupted") else st.error
+        notice = st.warning if info.status in (RunState.STOPPED, RunState.INTERRUPTED) else st.error
         notice(f"{t('train.run_error')} {info.error}")
     if info.best_val_accuracy is not None:
         st.metric(

@@ -180,7 +180,7 @@ def naive(spec: Any, workspace: Any, dataset: Any) -> dict[str, Any]:
 
 def ours(spec: Any, workspace: Any) -> dict[str, Any]:
     """A real tlcore run, trained in this process."""
-    from tlcore import runs
+    from tlcore import metrics_log, runs
     from tlcore.training import train_run
 
     info = runs.create_run(spec, workspace)
@@ -189,16 +189,16 @@ def ours(spec: Any, workspace: Any) -> dict[str, Any]:
     seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu_began
     if info.status != "completed":
         raise RuntimeError(f"run {info.id} ended {info.status}: {info.error}")
-    status = runs.read_status(info.dir)
-    epochs = runs.read_metrics(workspace, info.id).query("kind == 'epoch'")
+    status = runs.RunStatus.read(info.dir)
+    epochs = metrics_log.read_metrics(workspace, info.id).query("kind == 'epoch'")
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
-        "training_seconds": seconds - status["setup_seconds"],
-        "path": status.get("path"),
-        "path_note": status.get("path_note"),
-        "features_seconds": status.get("features_seconds"),
-        "seconds_per_epoch": status.get("seconds_per_epoch"),
+        "training_seconds": seconds - status.setup_seconds,
+        "path": status.path,
+        "path_note": status.path_note,
+        "features_seconds": status.features_seconds,
+        "seconds_per_epoch": status.seconds_per_epoch,
         "val_accuracy": float(epochs["val_accuracy"].iloc[-1]),
         "best_val_accuracy": float(epochs["val_accuracy"].max()),
     }

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tlcore import datasets, runs, training
+from tlcore import datasets, paths, runs
 from tlcore.errors import RunError
 from tlcore.models import ModelSpec
 from tlcore.spec import Augmentation, RunSpec
@@ -297,7 +297,7 @@ def test_missing_imagenet_weights_offline_refuse_the_start_with_the_fix(app, wor
 
 def test_a_run_in_the_feature_pass_shows_its_own_progress_with_the_counts(app, workspace, dataset):
     info = runs.create_run(RunSpec(dataset=dataset.id, model=MODEL, epochs=2, name="first pass"), workspace)
-    path, note = training.choose_path(info.spec)
+    path, note = paths.choose_path(info.spec)
     with live_trainer(info):
         # 312 images in 6 s: the other 183 take about 3.5 s more. No epoch has run, so the run's end is unknown.
         runs.update_status(
@@ -356,7 +356,7 @@ def test_a_finished_fast_path_run_shows_its_path_and_why(app, workspace, dataset
 def test_an_augmented_run_says_the_frozen_base_runs_every_epoch(app, workspace, dataset):
     spec = RunSpec(dataset=dataset.id, model=MODEL, epochs=2, augmentation=Augmentation(flip=True), name="flipped")
     info = runs.create_run(spec, workspace)
-    path, note = training.choose_path(info.spec)
+    path, note = paths.choose_path(info.spec)
     runs.update_status(
         info.dir, status="completed", path=path, path_note=note, epoch=2, steps_per_epoch=3, total_steps=6
     )

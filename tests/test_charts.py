@@ -5,13 +5,13 @@ import math
 import altair as alt
 import pandas as pd
 
-from tlcore.runs import METRIC_COLUMNS
+from tlcore.metrics_log import METRIC_COLUMNS
 from ui import charts
 from ui.charts import ChartLabels
 
 
 def metrics(epochs: int = 2, steps: int = 4, phase: str = "transfer") -> pd.DataFrame:
-    """Metrics as `tlcore.runs.read_metrics` returns them: per-batch rows, then an epoch row."""
+    """Metrics as `tlcore.metrics_log.read_metrics` returns them: per-batch rows, then an epoch row."""
     rows = []
     global_step = 0
     for epoch in range(1, epochs + 1):

@@ -19,7 +19,7 @@ from tlcore.backbones import BACKBONES
 from tlcore.codegen import generate_script, run_script, script_name
 from tlcore.datasets import ingest_zip
 from tlcore.demo import demo_zip
-from tlcore.models import STRATEGIES, ModelSpec
+from tlcore.models import ModelSpec, Strategy
 from tlcore.spec import Augmentation, RunSpec
 from tlcore.training import train_run
 from tlcore.workspace import Workspace
@@ -99,7 +99,7 @@ def test_the_article_preset_reads_like_the_article():
 
 
 @pytest.mark.parametrize("backbone", list(BACKBONES))
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", list(Strategy))
 def test_every_backbone_and_strategy_gives_valid_python(backbone, strategy):
     model = ModelSpec(
         backbone=backbone,

@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tlcore import datasets
 from tlcore.datasets import (
     Dataset,
     Limits,
+    archive,
     delete_dataset,
     ingest_zip,
     list_datasets,
@@ -607,7 +607,7 @@ def test_a_missing_path_or_a_folder_is_refused_with_its_name(workspace, tmp_path
 
 
 def test_entry_bytes_are_counted_as_they_are_read_not_only_trusted_from_headers(workspace, monkeypatch):
-    monkeypatch.setattr(datasets, "_check_entry", lambda *args: None)  # as if a header had lied
+    monkeypatch.setattr(archive, "check_entry", lambda *args: None)  # as if a header had lied
     data = make_zip(classes_zip_entries("cats", "dogs") + [("cats/zeros.png", bytes(3 * 1024))])
     with pytest.raises(DatasetError, match="'cats/zeros.png' unpacks to more than the 2.0 KB one file may be"):
         ingest(workspace, data, limits=Limits(max_entry_bytes=2048))

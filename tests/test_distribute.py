@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlcore import runs
+from tlcore import metrics_log, runs
 from tlcore.datasets import ingest_zip
 from tlcore.models import ModelSpec
 from tlcore.spec import Augmentation, RunSpec
@@ -62,7 +62,7 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> dict:
 
 
 def epochs(workspace: Path, run_id: str) -> list[dict]:
-    frame = runs.read_metrics(Workspace(workspace), run_id)
+    frame = metrics_log.read_metrics(Workspace(workspace), run_id)
     return frame[frame["kind"] == "epoch"].to_dict("records")
 
 
@@ -151,9 +151,9 @@ def test_mirrored_on_two_cpu_devices_trains_as_one_device_does(
         )
     )
     assert info["status"] == "completed"
-    status = runs.read_status(Path(info["dir"]))
-    assert (status["distribute"], status["replicas"], status["global_batch_size"]) == ("mirrored", 2, 8)
-    assert status["path"] == ("features" if case == "transfer" else "full")
+    status = runs.RunStatus.read(Path(info["dir"]))
+    assert (status.distribute, status.replicas, status.global_batch_size) == ("mirrored", 2, 8)
+    assert status.path == ("features" if case == "transfer" else "full")
     assert_same_training(tmp_path, info, single_device[case])
 
 
@@ -171,11 +171,11 @@ def test_scale_batch_keeps_the_batch_on_each_replica_and_scales_the_learning_rat
             devices=2,
         )
     )
-    status = runs.read_status(Path(info["dir"]))
-    assert status["global_batch_size"] == 16
-    assert status["steps_per_epoch"] == 2  # 18 training images in batches of 16
-    assert "learning rates scaled by 2" in status["distribute_note"]
-    assert status["learning_rate"] == pytest.approx(2e-2)  # the spec's 1e-2, times 2 replicas
+    status = runs.RunStatus.read(Path(info["dir"]))
+    assert status.global_batch_size == 16
+    assert status.steps_per_epoch == 2  # 18 training images in batches of 16
+    assert "learning rates scaled by 2" in status.distribute_note
+    assert status.learning_rate == pytest.approx(2e-2)  # the spec's 1e-2, times 2 replicas
     rows = epochs(tmp_path, info["id"])
     assert rows[-1]["loss"] < rows[0]["loss"]
 
@@ -190,8 +190,8 @@ def test_from_scratch_on_two_devices_trains_when_the_last_batch_is_too_small_to_
         launch(tmp_path, "--spec", str(spec), "--data", str(demo_zip_path), "--distribute", "mirrored", devices=2)
     )
     assert info["status"] == "completed", info.get("error")
-    status = runs.read_status(Path(info["dir"]))
-    assert status["steps_per_epoch"] == 1  # the batch of one image is left out
+    status = runs.RunStatus.read(Path(info["dir"]))
+    assert status.steps_per_epoch == 1  # the batch of one image is left out
     assert len(epochs(tmp_path, info["id"])) == 2
 
 
@@ -205,8 +205,8 @@ def test_two_local_workers_train_as_one_device_and_only_the_chief_writes(
     worker = launch(worker_ws, *common, env={"TF_CONFIG": tf_config(ports, 1)})
     info, worker_out = finish(chief), finish(worker)
     assert worker_out == {"worker": "worker:1", "status": "completed"}
-    status = runs.read_status(Path(info["dir"]))
-    assert (status["distribute"], status["replicas"], status["workers"]) == ("multiworker", 2, 2)
+    status = runs.RunStatus.read(Path(info["dir"]))
+    assert (status.distribute, status.replicas, status.workers) == ("multiworker", 2, 2)
     assert_same_training(chief_ws, info, single_device["transfer"])
     assert not (worker_ws / "runs").exists() or not any((worker_ws / "runs").iterdir())
 

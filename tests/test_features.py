@@ -11,12 +11,15 @@ import keras
 import numpy as np
 import pytest
 
-from tlcore import features, runs, training
+from tlcore import callbacks, features, metrics_log, runs, training
+from tlcore.acceleration import Acceleration, detect_acceleration
 from tlcore.datasets import ingest_zip
+from tlcore.distribute import Distribution
 from tlcore.features import Budget, CachedFeatures, FeatureCache, cache_key, cut_model
 from tlcore.models import ModelSpec, apply_strategy, build_model, get_base
+from tlcore.paths import choose_path
 from tlcore.spec import Augmentation, RunSpec
-from tlcore.training import choose_path, train_run
+from tlcore.training import train_run
 from tlcore.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,9 +190,9 @@ def _train_both_ways(workspace, spec, monkeypatch):
 def test_the_fast_path_trains_exactly_what_the_full_model_trains(demo, monkeypatch, changes, path):
     workspace, dataset = demo
     full, fast = _train_both_ways(workspace, tiny_run(dataset.id, **changes), monkeypatch)
-    assert runs.read_status(full.dir)["path"] == "full"
-    assert runs.read_status(fast.dir)["path"] == path
-    a, b = runs.read_metrics(workspace, full.id), runs.read_metrics(workspace, fast.id)
+    assert runs.RunStatus.read(full.dir).path == "full"
+    assert runs.RunStatus.read(fast.dir).path == path
+    a, b = metrics_log.read_metrics(workspace, full.id), metrics_log.read_metrics(workspace, fast.id)
     assert list(a["kind"]) == list(b["kind"]) and list(a["step"]) == list(b["step"])
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
     np.testing.assert_allclose(a["val_accuracy"], b["val_accuracy"])
@@ -213,7 +216,7 @@ def test_a_head_trained_on_cached_features_predicts_like_one_trained_through_the
             apply_strategy(model, phase.strategy, None)
             cut = cut_model(model, len(get_base(model).layers))
             view = cut.trainable_model()
-            training._compile(view, spec, phase, training.Acceleration())
+            training.compile_view(view, spec, phase, Acceleration())
             paths, labels = dataset.files("train")
             order = features.shuffled_order(len(labels), spec.seed)
             train = features.feature_batches(cut.compute(paths), labels, spec.batch_size, order)
@@ -242,20 +245,22 @@ def test_best_keras_from_the_fast_path_is_the_full_model_taking_raw_pixels(demo,
     assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
-def _recorder_after_a_best_then_a_worse_epoch(run_dir: Path) -> tuple[training.RunRecorder, keras.Layer, np.ndarray]:
+def _callbacks_after_a_best_then_a_worse_epoch(
+    run_dir: Path,
+) -> tuple[keras.callbacks.CallbackList, list[callbacks.RunCallback], keras.Layer, np.ndarray]:
     model = built(tiny_model_spec())
-    recorder = training.RunRecorder(run_dir, model, started=0.0)
-    recorder.set_model(model)
+    run_callbacks = callbacks.for_run(run_dir, model, 0.0, Distribution())
+    events = keras.callbacks.CallbackList(run_callbacks, model=model)
     dense = model.get_layer("head").get_layer("predictions")
-    recorder.on_train_begin()
-    recorder.on_epoch_begin(0)
-    recorder.on_epoch_end(0, {"val_accuracy": 0.9})  # the best epoch: kept in memory, not written yet
+    events.on_train_begin()
+    events.on_epoch_begin(0)
+    events.on_epoch_end(0, {"val_accuracy": 0.9})  # the best epoch: kept in memory, not written yet
     best = dense.kernel.numpy().copy()
-    recorder.on_train_batch_end(0, {"loss": 1.0})
-    recorder.on_epoch_begin(1)
+    events.on_train_batch_end(0, {"loss": 1.0})
+    events.on_epoch_begin(1)
     dense.kernel.assign(best + 1.0)  # a later, worse epoch
-    recorder.on_epoch_end(1, {"val_accuracy": 0.5})
-    return recorder, dense, best
+    events.on_epoch_end(1, {"val_accuracy": 0.5})
+    return events, run_callbacks, dense, best
 
 
 def _saved_kernel(run_dir: Path) -> np.ndarray:
@@ -263,21 +268,21 @@ def _saved_kernel(run_dir: Path) -> np.ndarray:
 
 
 def test_best_keras_holds_the_best_epochs_weights_even_when_written_after_later_epochs(tmp_path):
-    recorder, dense, best = _recorder_after_a_best_then_a_worse_epoch(tmp_path)
+    events, _, dense, best = _callbacks_after_a_best_then_a_worse_epoch(tmp_path)
     assert not (tmp_path / "best.keras").exists()
-    assert runs.read_status(tmp_path).get("best_epoch") is None, "the status names only a model on disk"
-    recorder.on_train_end()
+    assert runs.RunStatus.read(tmp_path).best_epoch is None, "the status names only a model on disk"
+    events.on_train_end()
     np.testing.assert_array_equal(_saved_kernel(tmp_path), best)
     np.testing.assert_array_equal(dense.kernel.numpy(), best + 1.0)
-    assert runs.read_status(tmp_path)["best_epoch"] == 1
+    assert runs.RunStatus.read(tmp_path).best_epoch == 1
 
 
 def test_a_fault_during_fit_still_leaves_the_best_model_the_status_names(tmp_path):
-    recorder, _, best = _recorder_after_a_best_then_a_worse_epoch(tmp_path)
-    recorder.keep_best_after_fault()  # what the trainer does when fit raises
+    _, run_callbacks, _, best = _callbacks_after_a_best_then_a_worse_epoch(tmp_path)
+    callbacks.keep_best_after_fault(run_callbacks)  # what the trainer does when fit raises
     np.testing.assert_array_equal(_saved_kernel(tmp_path), best)
-    status = runs.read_status(tmp_path)
-    assert (status["best_epoch"], status["best_val_accuracy"]) == (1, 0.9)
+    status = runs.RunStatus.read(tmp_path)
+    assert (status.best_epoch, status.best_val_accuracy) == (1, 0.9)
 
 
 # The cache
@@ -290,11 +295,11 @@ def test_a_second_run_reuses_the_features_from_disk_and_trains_the_same(demo, mo
     first = train_run(workspace, runs.create_run(spec, workspace).id)
     features._memory.clear()  # a new trainer process: only the disk remembers
     second = train_run(workspace, runs.create_run(spec, workspace).id)
-    status = runs.read_status(second.dir)
-    assert runs.read_status(first.dir)["features_cached"] is False
-    assert status["features_cached"] is True and status["features_done"] == status["features_total"] == 24
-    assert "already cached" in status["path_note"]
-    a, b = runs.read_metrics(workspace, first.id), runs.read_metrics(workspace, second.id)
+    status = runs.RunStatus.read(second.dir)
+    assert runs.RunStatus.read(first.dir).features_cached is False
+    assert status.features_cached is True and status.features_done == status.features_total == 24
+    assert "already cached" in status.path_note
+    a, b = metrics_log.read_metrics(workspace, first.id), metrics_log.read_metrics(workspace, second.id)
     np.testing.assert_array_equal(a["loss"], b["loss"])
 
 
@@ -426,10 +431,10 @@ def test_a_run_over_budget_trains_the_full_model_and_its_status_says_why(demo, m
     monkeypatch.setenv("TLCORE_FAST_PATH", "1")
     monkeypatch.setenv("TLCORE_FEATURES_MEMORY_BUDGET", "1K")
     info = train_run(workspace, runs.create_run(tiny_run(dataset.id, epochs=1), workspace).id)
-    status = runs.read_status(info.dir)
+    status = runs.RunStatus.read(info.dir)
     assert info.status == "completed"
-    assert status["path"] == "full" and "memory budget" in info.path_note
-    assert "features_total" not in status
+    assert status.path == "full" and "memory budget" in info.path_note
+    assert status.features_total is None
 
 
 # Progress and stop during the feature pass
@@ -443,7 +448,7 @@ def test_the_feature_pass_shows_its_own_progress_and_honours_stop(demo, monkeypa
     compute = features.Cut.compute
 
     def compute_then_stop(self, images, progress=None, **kwargs):
-        seen.update(runs.read_status(info.dir))
+        seen.update(runs.RunStatus.read(info.dir).to_json())
         (info.dir / runs.STOP_FILE).touch()
         return compute(self, images, progress, **kwargs)
 
@@ -453,7 +458,7 @@ def test_the_feature_pass_shows_its_own_progress_and_honours_stop(demo, monkeypa
     assert seen["features_seconds"] == 0.0  # the pass's own clock, which the time left is measured on
     assert seen["path"] == "features" and seen["path_note"].startswith("Cached features")
     assert final.status == "stopped" and "feature pass" in final.error
-    assert runs.read_metrics(workspace, info.id).empty
+    assert metrics_log.read_metrics(workspace, info.id).empty
     assert not (final.dir / "best.keras").exists()
 
 
@@ -461,13 +466,13 @@ def test_the_feature_pass_shows_its_own_progress_and_honours_stop(demo, monkeypa
 
 
 def test_a_cpu_gets_neither_xla_nor_mixed_precision():
-    assert training.detect_acceleration() == training.Acceleration(jit_compile=False, mixed_precision=False)
+    assert detect_acceleration() == Acceleration(jit_compile=False, mixed_precision=False)
 
 
 def test_mixed_precision_trains_and_still_saves_a_float32_model(demo, monkeypatch):
     workspace, dataset = demo
     monkeypatch.setenv("TLCORE_FAST_PATH", "1")
-    monkeypatch.setattr(training, "detect_acceleration", lambda: training.Acceleration(mixed_precision=True))
+    monkeypatch.setattr(training, "detect_acceleration", lambda: Acceleration(mixed_precision=True))
     info = train_run(workspace, runs.create_run(tiny_run(dataset.id, epochs=1, seed=5), workspace).id)
     assert info.status == "completed", info.error
     model = keras.models.load_model(info.dir / "best.keras")

@@ -44,7 +44,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
-from tlcore import runs
+from tlcore import metrics_log, runs
 from tlcore.datasets import Limits, ingest_zip, list_datasets
 from tlcore.errors import RunError, TLCoreError
 from tlcore.models import ModelSpec
@@ -345,7 +345,7 @@ def day(tmp_path_factory, demo_zip_bytes, disk_filling):
 
     def first_trains() -> list[runs.RunInfo] | None:
         infos = [runs.load_run(restarted, ids[name]) for name in ("session A", "session B", "started last")]
-        training = [info for info in infos if not runs.read_metrics(restarted, info.id).empty]
+        training = [info for info in infos if not metrics_log.read_metrics(restarted, info.id).empty]
         return infos if training else None
 
     queue = wait_for(first_trains, what="the first run to train")
@@ -362,7 +362,7 @@ def day(tmp_path_factory, demo_zip_bytes, disk_filling):
         train=app_page(restarted, "app_pages/train.py"),  # a browser refresh mid-run
         compare=app_page(restarted, "app_pages/compare.py"),
     )
-    os.kill(runs.read_status(first.dir)["pid"], signal.SIGKILL)
+    os.kill(runs.RunStatus.read(first.dir).pid, signal.SIGKILL)
     killed = wait_for(lambda: finished(restarted, first.id), what="the killed run to be listed as ended")
 
     wait_for(lambda: into_second_epoch(second), what="the queued run to train after the killed one")
@@ -413,12 +413,12 @@ def test_a_killed_trainer_leaves_an_interrupted_run_with_its_metrics_and_best_mo
     assert not runs.lock_is_held(info.dir)
     rows = assert_metrics_intact(info.dir, torn_last_line_allowed=True)
     assert_best_model_intact(info, rows)
-    assert runs.read_status(info.dir)["status"] == "interrupted"  # written down, not only shown
+    assert runs.RunStatus.read(info.dir).status == "interrupted"  # written down, not only shown
 
 
 def test_the_queued_run_trains_when_the_run_ahead_of_it_is_killed(day):
     assert day.stopped.started > day.killed.started
-    assert not runs.read_metrics(day.workspace, day.stopped.id).empty
+    assert not metrics_log.read_metrics(day.workspace, day.stopped.id).empty
 
 
 def test_stop_pressed_twice_mid_run_ends_stopped_with_metrics_and_best_model(day):
@@ -513,13 +513,15 @@ def test_a_best_model_write_that_fails_keeps_the_previous_best_keras_whole_and_n
 ):
     import keras
 
-    from tlcore.training import RunRecorder
+    from tlcore import callbacks
+    from tlcore.distribute import Distribution
 
     info = runs.create_run(tiny_spec(dataset.id), workspace)
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
-    recorder = RunRecorder(info.dir, model, time.monotonic())
-    recorder.set_model(model)
+    recorder = keras.callbacks.CallbackList(
+        callbacks.for_run(info.dir, model, time.monotonic(), Distribution()), model=model
+    )
     first = [w.numpy() for w in model.weights]
     recorder.on_train_begin()
     recorder.on_epoch_begin(0)
@@ -549,8 +551,8 @@ def test_a_best_model_write_that_fails_keeps_the_previous_best_keras_whole_and_n
         np.testing.assert_array_equal(on_disk.numpy(), expected)
     for in_memory, expected in zip(model.weights, current, strict=True):  # training goes on from where it was
         np.testing.assert_array_equal(in_memory.numpy(), expected)
-    status = runs.read_status(info.dir)
-    assert (status["best_epoch"], status["best_val_accuracy"]) == (1, 0.5)  # what best.keras holds
+    status = runs.RunStatus.read(info.dir)
+    assert (status.best_epoch, status.best_val_accuracy) == (1, 0.5)  # what best.keras holds
 
 
 def test_a_trainer_that_cannot_even_record_its_failure_leaves_an_interrupted_run_not_a_running_one(
@@ -575,7 +577,7 @@ def test_a_trainer_that_cannot_even_record_its_failure_leaves_an_interrupted_run
     monkeypatch.setattr(training, "_train", fills_the_disk_while_training)
     with pytest.raises(RunError, match=r"^Could not write to the run folder: No space left on device \(status\.json"):
         training.train_run(workspace, info.id)
-    assert runs.read_status(info.dir)["status"] == "running"  # the last word that reached the disk
+    assert runs.RunStatus.read(info.dir).status == "running"  # the last word that reached the disk
     assert not runs.lock_is_held(info.dir)
     listed = runs.load_run(workspace, info.id)
     assert listed.status == "interrupted" and "ended unexpectedly" in listed.error
@@ -646,7 +648,7 @@ def test_a_run_that_finishes_while_the_app_looks_at_it_is_completed_not_interrup
 
     monkeypatch.setattr(runs, "lock_is_held", trainer_writes_completed_then_exits)
     assert runs.load_run(workspace, info.id).status == "completed"
-    assert runs.read_status(info.dir)["status"] == "completed"
+    assert runs.RunStatus.read(info.dir).status == "completed"
 
 
 _JSON = st.recursive(
@@ -705,7 +707,7 @@ def test_a_corrupt_run_folder_never_breaks_the_listing_or_the_metrics(tmp_path_f
     assert info.status in (*runs.ACTIVE_STATUSES, *runs.FINISHED_STATUSES, "damaged")
     assert info.best_val_accuracy is None or isinstance(info.best_val_accuracy, float)
     assert isinstance(info.epoch, int) and isinstance(info.error, (str, type(None)))
-    frame = runs.read_metrics(workspace, bad.name)
+    frame = metrics_log.read_metrics(workspace, bad.name)
     for column in ("epoch", "loss", "val_accuracy", "global_step"):
         assert all(isinstance(v, (int, float, np.integer, np.floating)) for v in frame[column]), column
 
@@ -723,7 +725,7 @@ def test_a_workspace_that_cannot_be_written_still_lists_a_dead_run_as_interrupte
     assert [row["status"] for row in json.loads(result.stdout)] == ["interrupted"]
     assert (info.dir / runs.STATUS_FILE).read_bytes() == status_before  # unchanged, and still readable
     assert runs.load_run(workspace, info.id).status == "interrupted"  # written once it can be
-    assert runs.read_status(info.dir)["status"] == "interrupted"
+    assert runs.RunStatus.read(info.dir).status == "interrupted"
 
 
 def test_uploading_into_a_workspace_that_cannot_be_written_says_so_in_one_line(workspace, demo_zip_bytes, tmp_path):

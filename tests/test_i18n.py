@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tlcore.models import POOLINGS, STRATEGIES
+from tlcore.models import POOLINGS, Strategy
 from tlcore.runs import ACTIVE_STATUSES, FINISHED_STATUSES
 from ui import i18n
 
@@ -57,7 +57,7 @@ def test_every_status_strategy_and_head_has_a_label(lang, monkeypatch):
     for status in (*ACTIVE_STATUSES, *FINISHED_STATUSES, "damaged"):
         assert i18n.status_label(status)
         assert i18n.status_badge(status).endswith(f"[{i18n.status_label(status)}]")
-    for strategy in STRATEGIES:
+    for strategy in Strategy:
         assert i18n.strategy_label(strategy) and i18n.strategy_hint(strategy)
     for pooling in POOLINGS:
         assert i18n.pooling_label(pooling)

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlcore import runs
+from tlcore import metrics_log, runs
 from tlcore.datasets import ingest_zip
 from tlcore.errors import RunError, TLCoreError
 from tlcore.models import ModelSpec, build_model, get_base
@@ -65,7 +65,7 @@ def test_a_finished_run_folder_holds_spec_metrics_labels_and_best_model(trained)
     assert info.status == "completed", info.error
     assert info.progress == 1.0 and info.epoch == 2
     assert (info.dir / "labels.txt").read_text(encoding="utf-8").split("\n")[:-1] == list(dataset.classes)
-    metrics = runs.read_metrics(workspace, info.id)
+    metrics = metrics_log.read_metrics(workspace, info.id)
     epochs = metrics[metrics["kind"] == "epoch"]
     batches = metrics[metrics["kind"] == "batch"]
     assert list(epochs["epoch"]) == [1, 2]
@@ -82,8 +82,8 @@ def test_the_same_spec_trains_the_same_curve(trained):
     workspace, dataset, first = trained
     again = runs.create_run(first.spec, workspace)
     second = train_run(workspace, again.id)
-    a = runs.read_metrics(workspace, first.id)
-    b = runs.read_metrics(workspace, second.id)
+    a = metrics_log.read_metrics(workspace, first.id)
+    b = metrics_log.read_metrics(workspace, second.id)
     np.testing.assert_allclose(a["loss"].to_numpy(), b["loss"].to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(a["val_accuracy"].to_numpy(), b["val_accuracy"].to_numpy())
 
@@ -142,7 +142,7 @@ def test_stop_is_honoured_within_an_epoch_and_keeps_the_best_model(workspace, de
     runs.stop(workspace, info.id)  # pressing Stop twice is harmless
     final = _wait(lambda: (i := runs.load_run(workspace, info.id)).status in runs.FINISHED_STATUSES and i)
     assert final.status == "stopped"
-    metrics = runs.read_metrics(workspace, info.id)
+    metrics = metrics_log.read_metrics(workspace, info.id)
     assert metrics["epoch"].max() < 200
     assert (final.dir / "best.keras").is_file()
     assert final.best_val_accuracy is not None
@@ -154,11 +154,11 @@ def test_a_killed_trainer_leaves_an_interrupted_run_with_its_metrics(workspace, 
     dataset = ingest_zip(_write(tmp_path / "demo.zip", demo_zip_bytes), workspace=workspace)
     info = runs.start(tiny_spec(dataset.id, len(dataset.classes), epochs=200, batch_size=2), workspace)
     _wait(lambda: runs.load_run(workspace, info.id).step >= 2)
-    pid = runs.read_status(info.dir)["pid"]
+    pid = runs.RunStatus.read(info.dir).pid
     os.kill(pid, signal.SIGKILL)
     final = _wait(lambda: (i := runs.load_run(workspace, info.id)).status == "interrupted" and i)
     assert "ended unexpectedly" in final.error
-    assert len(runs.read_metrics(workspace, info.id)) >= 2
+    assert len(metrics_log.read_metrics(workspace, info.id)) >= 2
     assert [r.status for r in runs.list_runs(workspace)] == ["interrupted"]
 
 

@@ -14,10 +14,22 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tlcore import distribute, runs
+from tlcore.backbones import BACKBONES, find_cached_weights, list_backbones
+from tlcore.codegen import run_script
+from tlcore.datasets import ingest_folder, ingest_zip, list_datasets, load_dataset
 from tlcore.errors import TLCoreError
+from tlcore.evaluation import evaluate
+from tlcore.export import ALL, export_run
+from tlcore.export import FORMATS as EXPORT_FORMATS
+from tlcore.images import convert_image
+from tlcore.models import POOLINGS, ModelSpec, Strategy, build_model, get_base, layer_table, parameter_counts, rules
+from tlcore.predict import Predictor
+from tlcore.spec import OPTIMIZERS, Augmentation, RunSpec, field_defaults, read_spec_file
 from tlcore.workspace import Workspace, write_bytes_atomic
 
 EXIT_BAD_INPUT = 2
@@ -52,11 +64,6 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tlcore.backbones import list_backbones
-    from tlcore.distribute import KINDS as DISTRIBUTIONS
-    from tlcore.export import FORMATS as EXPORT_FORMATS
-    from tlcore.models import POOLINGS, STRATEGIES
-    from tlcore.spec import OPTIMIZERS
 
     parser = _Parser(
         prog="python -m tlcore",
@@ -79,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("backbones", parents=[common], help="list the available backbones")
 
     p = sub.add_parser("layers", parents=[common], help="show a model's layers and which ones learn")
-    _model_options(p, list_backbones(), STRATEGIES, POOLINGS)
+    _model_options(p, list_backbones(), list(Strategy), POOLINGS)
     p.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
 
     p = sub.add_parser(
@@ -106,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--distribute",
-        choices=DISTRIBUTIONS,
+        choices=distribute.KINDS,
         default="none",
         help="none (default), mirrored (every GPU of this machine) or multiworker (machines in TF_CONFIG)",
     )
@@ -117,23 +124,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--val", metavar="VAL.zip", help="a separate zip of validation images (with --data)")
     _split_options(p)
-    _model_options(p, list_backbones(), STRATEGIES, POOLINGS)
-    p.add_argument("--epochs", type=int, default=5, help="epochs (of the first phase with --two-phase)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    _model_options(p, list_backbones(), list(Strategy), POOLINGS)
+    run, augmentation = field_defaults(RunSpec), field_defaults(Augmentation)
+    p.add_argument("--epochs", type=int, default=run["epochs"], help="epochs (of the first phase with --two-phase)")
+    p.add_argument("--batch-size", type=int, default=run["batch_size"])
+    p.add_argument(
+        "--lr", type=float, default=run["learning_rate"], help=f"learning rate (default {run['learning_rate']:g})"
+    )
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=run["optimizer"])
     p.add_argument(
         "--two-phase",
         action="store_true",
         help="train the head on a frozen base first, then fine-tune at --finetune-lr",
     )
-    p.add_argument("--finetune-epochs", type=int, default=5)
-    p.add_argument("--finetune-lr", type=float, default=1e-5)
+    p.add_argument("--finetune-epochs", type=int, default=run["finetune_epochs"])
+    p.add_argument("--finetune-lr", type=float, default=run["finetune_learning_rate"])
     p.add_argument("--flip", action="store_true", help="augment: random horizontal flips")
-    p.add_argument("--rotation", type=float, default=0.0, help="augment: max rotation, fraction of a turn")
-    p.add_argument("--zoom", type=float, default=0.0, help="augment: max zoom, fraction")
-    p.add_argument("--contrast", type=float, default=0.0, help="augment: max contrast change, fraction")
-    p.add_argument("--name", default="", help="a display name for the run (with --spec: in place of the spec's)")
+    p.add_argument(
+        "--rotation", type=float, default=augmentation["rotation"], help="augment: max rotation, fraction of a turn"
+    )
+    p.add_argument("--zoom", type=float, default=augmentation["zoom"], help="augment: max zoom, fraction")
+    p.add_argument(
+        "--contrast", type=float, default=augmentation["contrast"], help="augment: max contrast change, fraction"
+    )
+    p.add_argument(
+        "--name", default=run["name"], help="a display name for the run (with --spec: in place of the spec's)"
+    )
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
 
     sub.add_parser("runs", parents=[common], help="list runs with status and best validation accuracy")
@@ -195,39 +211,41 @@ def _split_options(p: argparse.ArgumentParser) -> None:
 def _model_options(
     p: argparse.ArgumentParser, backbones: list[str], strategies: Sequence[str], poolings: Sequence[str]
 ) -> None:
+    model = field_defaults(ModelSpec)
     p.add_argument(
         "--backbone",
         choices=backbones,
-        default="mobilenet_v2_0.35",
+        default=model["backbone"],
         metavar="NAME",
-        help=f"one of: {', '.join(backbones)} (default mobilenet_v2_0.35)",
+        help=f"one of: {', '.join(backbones)} (default {model['backbone']})",
     )
     p.add_argument(
         "--weights", default=None, help="imagenet, none, or a weights file path (default: imagenet; none for scratch)"
     )
-    p.add_argument("--strategy", choices=strategies, default="transfer")
+    p.add_argument("--strategy", choices=strategies, default=model["strategy"])
     p.add_argument("--frozen", type=int, default=None, help="frozen base layers, for --strategy finetune")
     p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the backbone's)")
     p.add_argument(
         "--head",
         choices=poolings,
-        default="avg",
+        default=model["pooling"],
         help="avg: global average pooling; flatten: as in the original article",
     )
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--hidden", type=int, default=0, help="units of an extra dense layer in the head")
+    p.add_argument("--dropout", type=float, default=model["dropout"])
+    p.add_argument(
+        "--hidden", type=int, default=model["hidden_units"], help="units of an extra dense layer in the head"
+    )
 
 
 def _weights(args: argparse.Namespace) -> str:
     if args.weights is None:
-        return "none" if args.strategy == "scratch" else "imagenet"
+        return "imagenet" if rules(args.strategy).pretrained else "none"
     if args.weights in ("imagenet", "none"):
         return args.weights
     return str(Path(args.weights).expanduser().resolve())
 
 
 def _model_spec(args: argparse.Namespace, num_classes: int) -> Any:
-    from tlcore.models import ModelSpec
 
     return ModelSpec(
         backbone=args.backbone,
@@ -304,7 +322,6 @@ def _json_default(value: Any) -> Any:
 
 
 def cmd_inspect(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore.datasets import ingest_folder, ingest_zip
 
     if Path(args.data).is_dir():
         if args.val:
@@ -322,7 +339,6 @@ def cmd_inspect(args: argparse.Namespace, workspace: Workspace) -> None:
 
 
 def cmd_datasets(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore.datasets import list_datasets
 
     found = list_datasets(workspace)
     rows = [
@@ -334,7 +350,6 @@ def cmd_datasets(args: argparse.Namespace, workspace: Workspace) -> None:
 
 
 def cmd_backbones(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore.backbones import BACKBONES, find_cached_weights
 
     rows = []
     for b in BACKBONES.values():
@@ -360,7 +375,6 @@ def cmd_backbones(args: argparse.Namespace, workspace: Workspace) -> None:
 
 
 def cmd_layers(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore.models import build_model, get_base, layer_table, parameter_counts
 
     spec = _model_spec(args, args.classes).validated()
     model = build_model(spec, load_weights=False)
@@ -412,7 +426,7 @@ def _dest(flag: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
-    from tlcore import distribute, runs, training
+    from tlcore import training  # imports TensorFlow, seconds that only this command should pay
 
     if not (args.run or args.spec or args.data or args.data_dir or args.dataset):
         raise TLCoreError(
@@ -447,7 +461,7 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
         )
     if args.run:
         info = training.train_run(workspace, args.run, lock_fd=args.lock_fd, distribution=distribution)
-        return 0 if info.status != "failed" else EXIT_RUN_FAILED
+        return 0 if info.status != runs.RunState.FAILED else EXIT_RUN_FAILED
     spec = _train_spec(args, workspace)
     if not distribution.is_chief:
         if not args.json:
@@ -476,7 +490,7 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
         + (f"\n{info.error}" if info.error else "")
     )
     _emit(args, info.to_dict(), text)
-    return EXIT_RUN_FAILED if info.status == "failed" else 0
+    return EXIT_RUN_FAILED if info.status == runs.RunState.FAILED else 0
 
 
 def _print_epoch(row: dict[str, Any]) -> None:
@@ -492,14 +506,9 @@ def _print_epoch(row: dict[str, Any]) -> None:
 
 
 def _train_spec(args: argparse.Namespace, workspace: Workspace) -> Any:
-    from dataclasses import replace
-
-    from tlcore.spec import Augmentation, RunSpec
-    from tlcore.training import read_spec_file
-
     dataset = _train_dataset(args, workspace)
     if args.spec:
-        spec = RunSpec.from_dict(read_spec_file(Path(args.spec)))
+        spec = read_spec_file(Path(args.spec))
         if args.name:
             spec = replace(spec, name=args.name)
         if dataset is not None:
@@ -528,7 +537,7 @@ def _train_spec(args: argparse.Namespace, workspace: Workspace) -> Any:
 
 def _train_as_worker(workspace: Workspace, spec: Any, distribution: Any) -> str:
     """Train as a non-chief worker; how the job ended, or one sentence when this worker could not go on."""
-    from tlcore import training
+    from tlcore import training  # TensorFlow, as above
 
     try:
         return training.train_worker(workspace, spec, distribution)
@@ -543,7 +552,6 @@ def _train_as_worker(workspace: Workspace, spec: Any, distribution: Any) -> str:
 
 def _train_dataset(args: argparse.Namespace, workspace: Workspace) -> Any:
     """The dataset named by --data, --data-dir or --dataset (ingested or registered now), or None."""
-    from tlcore.datasets import ingest_folder, ingest_zip, load_dataset
 
     if args.data:
         dataset = ingest_zip(
@@ -567,7 +575,6 @@ def _train_dataset(args: argparse.Namespace, workspace: Workspace) -> Any:
 
 
 def cmd_runs(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore import runs
 
     found = runs.list_runs(workspace)
     rows = [_run_row(info) for info in found]
@@ -611,22 +618,18 @@ def _run_row(info: Any) -> dict[str, Any]:
 
 
 def cmd_stop(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore import runs
 
     info = runs.stop(workspace, args.run)
     _emit(args, _run_row(info), f"run {info.id}: stop requested ({info.status})")
 
 
 def cmd_evaluate(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore.evaluation import evaluate
 
     result = evaluate(workspace, args.run, Path(args.data) if args.data else None)
     _emit(args, {**result.to_dict(), "file": str(result.path), "cached": result.cached}, result.summary())
 
 
 def cmd_predict(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore.images import convert_image
-    from tlcore.predict import Predictor
 
     # Images are checked before the model loads, so a bad one fails fast with nothing but its message.
     images = [convert_image(Path(image), image) for image in args.images]
@@ -640,7 +643,6 @@ def cmd_predict(args: argparse.Namespace, workspace: Workspace) -> None:
 
 
 def cmd_export(args: argparse.Namespace, workspace: Workspace) -> int:
-    from tlcore.export import ALL, export_run
 
     result = export_run(workspace, args.run, [args.format], out_dir=args.out, archive=args.format == ALL)
     _emit(args, result.to_dict(), result.summary())
@@ -648,7 +650,6 @@ def cmd_export(args: argparse.Namespace, workspace: Workspace) -> int:
 
 
 def cmd_code(args: argparse.Namespace, workspace: Workspace) -> None:
-    from tlcore.codegen import run_script
 
     script = run_script(workspace, args.run)
     target = Path(args.out).expanduser().resolve() if args.out else None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from tlcore import __version__, runs
 from tlcore.backbones import Backbone, get_backbone
 from tlcore.errors import RunError, TLCoreError
+from tlcore.models import Strategy
 from tlcore.predict import read_labels
 from tlcore.spec import Phase, RunSpec
 
@@ -136,9 +137,9 @@ def generate_script(
 def _docstring(spec: RunSpec, backbone: Backbone, run_id: str, run_name: str) -> str:
     frozen = spec.model.frozen_layers
     how = {
-        "scratch": "From scratch: random weights, every layer learns.",
-        "transfer": "Transfer learning: the base is frozen, only the new head learns.",
-        "finetune": f"Fine-tuning: the first {frozen} base layers stay frozen, the rest and the new head learn.",
+        Strategy.SCRATCH: "From scratch: random weights, every layer learns.",
+        Strategy.TRANSFER: "Transfer learning: the base is frozen, only the new head learns.",
+        Strategy.FINETUNE: f"Fine-tuning: the first {frozen} base layers stay frozen, the rest and the new head learn.",
     }[spec.model.strategy]
     if spec.two_phase:
         how = (
@@ -261,7 +262,7 @@ def _model(spec: RunSpec, backbone: Backbone) -> str:
         "inputs = keras.Input(shape=IMAGE_SIZE + (3,))",
         f"x = keras.applications.{family}.preprocess_input(inputs)",
     ]
-    if model.strategy == "scratch":
+    if model.strategy == Strategy.SCRATCH:
         lines.append("x = base_model(x)")
     else:
         lines += [
@@ -271,7 +272,7 @@ def _model(spec: RunSpec, backbone: Backbone) -> str:
                     "# Keras 3's fit() still runs the BatchNormalization layers that learn in training mode",
                     "# (keras-team/keras#20285); the app keeps them in inference mode, so results can differ.",
                 ]
-                if model.strategy == "finetune"
+                if model.strategy == Strategy.FINETUNE
                 else []
             ),
             "x = base_model(x, training=False)",
@@ -292,9 +293,9 @@ def _model(spec: RunSpec, backbone: Backbone) -> str:
 
 def _freeze(phase: Phase) -> str:
     """The lines that set what learns in `phase`, with a comment saying what they do."""
-    if phase.strategy == "scratch":
+    if phase.strategy == Strategy.SCRATCH:
         return "# From scratch: every layer learns."
-    if phase.strategy == "transfer":
+    if phase.strategy == Strategy.TRANSFER:
         return "# Transfer learning: the whole base is frozen; only the new head learns.\nbase_model.trainable = False"
     return f"""# Fine-tuning: the first {phase.frozen_layers} layers of the base stay frozen; the rest learn.
 # base_model.layers counts layers as model.layers did in the original article, where base and head
@@ -315,7 +316,7 @@ model.summary(show_trainable=True)"""
 
 def _single_phase(phase: Phase, optimizer: str) -> str:
     freeze = _freeze(phase)
-    if phase.strategy == "finetune":  # the article's form: nothing to unfreeze first
+    if phase.strategy == Strategy.FINETUNE:  # the article's form: nothing to unfreeze first
         freeze = freeze.replace("base_model.trainable = True\n", "")
     return f"""{freeze}
 

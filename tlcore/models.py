@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from tlcore.backbones import Backbone, check_image_size, get_backbone, load_base, resolve_weights
@@ -47,12 +48,68 @@ if TYPE_CHECKING:
 
     from tlcore.workspace import Workspace
 
-STRATEGIES = ("scratch", "transfer", "finetune")
 POOLINGS = ("avg", "flatten")
 
 BASE_LAYER_NAME = "base"
 HEAD_LAYER_NAME = "head"
 PREDICTIONS_LAYER_NAME = "predictions"
+
+
+class Strategy(StrEnum):
+    """What learns, as the field uses the words (see the module docstring and `RULES`)."""
+
+    SCRATCH = "scratch"
+    TRANSFER = "transfer"
+    FINETUNE = "finetune"
+
+
+@dataclass(frozen=True)
+class StrategyRules:
+    """What a strategy means. The rules are stated here once; everything else asks them.
+
+    freezes: which base layers stay frozen: `"none"`, `"all"`, or `"first_n"` (the spec's `frozen_layers`).
+    pretrained: the base starts from pretrained weights; False: random weights only (weights `"none"`).
+    base_in_inference_mode: the base is called with `training=False`, so BatchNormalization keeps its
+        stored statistics even in the layers that learn (meaningless for random weights, so not then).
+    ends_two_phase: the two-phase recipe (the head first, on a frozen base) may end with this strategy.
+    """
+
+    freezes: str
+    pretrained: bool
+    base_in_inference_mode: bool
+    ends_two_phase: bool
+
+    def frozen_count(self, frozen_layers: int | None, base_layers: int) -> int:
+        """How many of a base's `base_layers` layers this strategy freezes."""
+        if self.freezes == "none":
+            return 0
+        if self.freezes == "all":
+            return base_layers
+        if frozen_layers is None or frozen_layers > base_layers:
+            raise SpecError(
+                f"frozen_layers must be between 0 and {base_layers} (the base's layer count); "
+                f"received {frozen_layers!r}."
+            )
+        return frozen_layers
+
+
+RULES: dict[Strategy, StrategyRules] = {
+    Strategy.SCRATCH: StrategyRules(
+        freezes="none", pretrained=False, base_in_inference_mode=False, ends_two_phase=False
+    ),
+    Strategy.TRANSFER: StrategyRules(freezes="all", pretrained=True, base_in_inference_mode=True, ends_two_phase=False),
+    Strategy.FINETUNE: StrategyRules(
+        freezes="first_n", pretrained=True, base_in_inference_mode=True, ends_two_phase=True
+    ),
+}
+
+
+def rules(strategy: str) -> StrategyRules:
+    """The rules of `strategy` (a `Strategy` or its value); `SpecError` for an unknown one."""
+    try:
+        return RULES[Strategy(strategy)]
+    except ValueError:
+        raise SpecError(f"Unknown strategy {strategy!r}. Choose one of: {', '.join(Strategy)}.") from None
 
 
 @dataclass(frozen=True)
@@ -66,8 +123,9 @@ class ModelSpec:
     pooling: `"avg"` (GlobalAveragePooling2D, the better default) or `"flatten"` (the original article).
     dropout: dropout rate before the classifier, 0 for none.
     hidden_units: width of an extra Dense+ReLU layer in the head, 0 for none.
-    strategy: `"scratch"`, `"transfer"` or `"finetune"`.
-    frozen_layers: for `finetune`, how many base layers stay frozen (0 to all); ignored otherwise.
+    strategy: a `Strategy`: `"scratch"`, `"transfer"` or `"finetune"`.
+    frozen_layers: for a strategy that freezes the first N base layers (fine-tuning), how many (0 to
+        all); ignored otherwise.
     """
 
     backbone: str = "mobilenet_v2_0.35"
@@ -77,7 +135,7 @@ class ModelSpec:
     pooling: str = "avg"
     dropout: float = 0.0
     hidden_units: int = 0
-    strategy: str = "transfer"
+    strategy: Strategy = Strategy.TRANSFER
     frozen_layers: int | None = None
 
     def validated(self) -> ModelSpec:
@@ -85,8 +143,8 @@ class ModelSpec:
         backbone = get_backbone(self.backbone)
         image_size = backbone.default_size if self.image_size is None else self.image_size
         check_image_size(backbone, image_size)
-        if self.strategy not in STRATEGIES:
-            raise SpecError(f"Unknown strategy {self.strategy!r}. Choose one of: {', '.join(STRATEGIES)}.")
+        strategy_rules = rules(self.strategy)
+        strategy = Strategy(self.strategy)
         if self.pooling not in POOLINGS:
             raise SpecError(f"Unknown head pooling {self.pooling!r}. Choose one of: {', '.join(POOLINGS)}.")
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
@@ -96,13 +154,13 @@ class ModelSpec:
         if not isinstance(self.hidden_units, int) or not 0 <= self.hidden_units <= 8192:
             raise SpecError(f"Hidden units must be a whole number from 0 to 8192; received {self.hidden_units!r}.")
         weights = self.weights or "none"
-        if self.strategy == "scratch" and weights != "none":
+        if not strategy_rules.pretrained and weights != "none":
             raise SpecError(
                 f"Training from scratch starts from random weights, so it cannot use weights={weights!r}; "
                 "use weights 'none', or choose transfer learning or fine-tuning."
             )
         frozen = self.frozen_layers
-        if self.strategy == "finetune":
+        if strategy_rules.freezes == "first_n":
             if frozen is None:
                 raise SpecError("Fine-tuning needs the number of frozen base layers (frozen_layers).")
             if isinstance(frozen, bool) or not isinstance(frozen, int) or not 0 <= frozen <= backbone.base_layers:
@@ -112,7 +170,14 @@ class ModelSpec:
                 )
         else:
             frozen = None
-        return replace(self, image_size=image_size, weights=weights, frozen_layers=frozen, dropout=float(self.dropout))
+        return replace(
+            self,
+            image_size=image_size,
+            weights=weights,
+            strategy=strategy,
+            frozen_layers=frozen,
+            dropout=float(self.dropout),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,8 +219,9 @@ def build_model(
 
 
 def base_training_mode(strategy: str) -> bool | None:
-    """False (BatchNormalization in inference mode) unless training from scratch."""
-    return None if strategy == "scratch" else False
+    """The `training` flag the base is called with: False (BatchNormalization in inference mode) where
+    the strategy's rules say so, else None (the caller's flag, as training from scratch needs)."""
+    return False if rules(strategy).base_in_inference_mode else None
 
 
 def _head(spec: ModelSpec, feature_shape: tuple[int, ...]) -> keras.Model:
@@ -250,15 +316,7 @@ def trainable_view(model: keras.Model, strategy: str) -> keras.Model:
 
 def frozen_count(strategy: str, frozen_layers: int | None, base_layers: int) -> int:
     """How many base layers a strategy freezes: 0 for scratch, all for transfer, N for finetune."""
-    if strategy == "scratch":
-        return 0
-    if strategy == "transfer":
-        return base_layers
-    if frozen_layers is None or frozen_layers > base_layers:
-        raise SpecError(
-            f"frozen_layers must be between 0 and {base_layers} (the base's layer count); received {frozen_layers!r}."
-        )
-    return frozen_layers
+    return rules(strategy).frozen_count(frozen_layers, base_layers)
 
 
 def apply_strategy(model: keras.Model, strategy: str, frozen_layers: int | None) -> int:

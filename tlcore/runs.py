@@ -13,9 +13,10 @@ honours at its next batch.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
-import json
+import functools
 import math
 import os
 import secrets
@@ -24,9 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import typing
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +38,34 @@ from tlcore.spec import RunSpec
 from tlcore.workspace import Workspace, read_json, write_bytes_atomic, write_json_atomic
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
-ACTIVE_STATUSES = ("queued", "running", "stopping")
-FINISHED_STATUSES = ("stopped", "completed", "failed", "interrupted")
+
+class RunState(StrEnum):
+    """Where a run stands. `DAMAGED` is never written: it is how a run folder that cannot be read is listed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    DAMAGED = "damaged"
+
+
+class TrainingPath(StrEnum):
+    """How a phase trains (`tlcore.paths.choose_path`): on cached features of the whole frozen base, on
+    cached activations of a frozen prefix, or through the full model every epoch."""
+
+    FEATURES = "features"
+    PREFIX = "prefix"
+    FULL = "full"
+
+
+ACTIVE_STATUSES = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.STOPPING})
+FINISHED_STATUSES = frozenset({RunState.STOPPED, RunState.COMPLETED, RunState.FAILED, RunState.INTERRUPTED})
+STATUS_FORMAT = 1
 
 SPEC_FILE = "spec.json"
 STATUS_FILE = "status.json"
@@ -51,23 +77,126 @@ STOP_FILE = "STOP"
 LOCK_FILE = "run.lock"
 LOG_FILE = "trainer.log"
 
-METRIC_COLUMNS = (
-    "kind",
-    "phase",
-    "epoch",
-    "step",
-    "global_step",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "elapsed",
-)
-
-# The training paths (`tlcore.training.choose_path`), and the phase the status shows during a fast
-# path's one-off pass over the frozen layers.
-PATHS = ("features", "prefix", "full")
+# The phase the status shows during a fast path's one-off pass over the frozen layers.
 FEATURE_PASS_PHASE = "features"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """`status.json`: where a run stands, written by its trainer (and by `start`, `load_run` for a dead one).
+
+    Every field is optional. Reading is forgiving: the file is written only by tlcore, but a damaged one
+    must not break a page, so a value of the wrong type (or a negative or infinite number) reads as
+    unknown (None), and fields this version does not know are ignored.
+
+    status: a `RunState` (never `DAMAGED`).
+    created, started, ended: ISO times. error: the sentence that ended a run early. pid: the trainer process.
+    phase: the spec's phase in training (its strategy), or `FEATURE_PASS_PHASE` during a feature pass.
+    path, path_note: the current phase's `TrainingPath` and why, a sentence for users.
+    features_done, features_total: images of the feature pass computed so far, of all (training +
+        validation); features_cached: the pass found its outputs in the cache and computed nothing;
+        features_seconds: the time the pass has taken, so far while it runs.
+    setup_seconds: from the start of training to a built model.
+    epoch, total_epochs, step, steps_per_epoch, global_step, total_steps: where training stands
+        (epochs from 1, steps are batches).
+    seconds_per_epoch: the mean time of the epochs done, validation included.
+    elapsed_seconds: since training started (the wait in the queue not counted), feature pass included.
+    best_val_accuracy, best_epoch: what `best.keras` holds.
+    frozen_layers, trainable_params: of the current phase.
+    distribute, replicas, workers, distribute_note: where the run trains (`tlcore.distribute`).
+    global_batch_size: images per step over all replicas. learning_rate: the current phase's, as used.
+    """
+
+    status: RunState | None = None
+    created: str | None = None
+    started: str | None = None
+    ended: str | None = None
+    error: str | None = None
+    pid: int | None = None
+    phase: str | None = None
+    path: TrainingPath | None = None
+    path_note: str | None = None
+    features_done: int | None = None
+    features_total: int | None = None
+    features_cached: bool | None = None
+    features_seconds: float | None = None
+    setup_seconds: float | None = None
+    epoch: int | None = None
+    total_epochs: int | None = None
+    step: int | None = None
+    steps_per_epoch: int | None = None
+    global_step: int | None = None
+    total_steps: int | None = None
+    seconds_per_epoch: float | None = None
+    elapsed_seconds: float | None = None
+    best_val_accuracy: float | None = None
+    best_epoch: int | None = None
+    frozen_layers: int | None = None
+    trainable_params: int | None = None
+    distribute: str | None = None
+    replicas: int | None = None
+    workers: int | None = None
+    distribute_note: str | None = None
+    global_batch_size: int | None = None
+    learning_rate: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that are known, with the format version."""
+        return {"format": STATUS_FORMAT, **{k: v for k, v in asdict(self).items() if v is not None}}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunStatus:
+        """Read what `to_json` wrote; anything that is not a JSON object reads as an empty status."""
+        if not isinstance(data, dict):
+            return cls()
+        return cls(**{name: _known(kind, data.get(name)) for name, kind in _field_kinds().items()})
+
+    def updated(self, **changes: Any) -> RunStatus:
+        """A copy with `changes` (field names only: a misspelt one is a `TypeError`)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunStatus:
+        """The run's status; a missing or unreadable file reads as an empty status."""
+        try:
+            return cls.from_json(read_json(run_dir / STATUS_FILE))
+        except (OSError, ValueError):
+            return cls()
+
+    def write(self, run_dir: Path) -> None:
+        """Replace the run's `status.json` atomically."""
+        write_json_atomic(run_dir / STATUS_FILE, self.to_json())
+
+
+@functools.cache
+def _field_kinds() -> dict[str, type]:
+    """Each `RunStatus` field and the type its values must have (`X | None` -> X)."""
+    hints = typing.get_type_hints(RunStatus)
+    return {name: next(arg for arg in typing.get_args(hint) if arg is not type(None)) for name, hint in hints.items()}
+
+
+def _known(kind: type, value: Any) -> Any:
+    """`value` as `kind`, or None when it is not one (a bool is not a number; numbers are finite and >= 0)."""
+    if value is None:
+        return None
+    if issubclass(kind, StrEnum):
+        try:
+            return kind(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+    if kind is bool or isinstance(value, bool):
+        return value if kind is bool and isinstance(value, bool) else None
+    if kind is str:
+        return value if isinstance(value, str) else None
+    if kind is int:
+        return value if isinstance(value, int) and value >= 0 else None
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) and number >= 0 else None
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,7 +205,7 @@ class RunInfo:
 
     eta_seconds: time left while running: the remaining epochs at the measured `seconds_per_epoch`,
         plus, during a feature pass, what is left of it at its measured rate; None until both are known.
-    path, path_note: the training path of the current phase (one of `PATHS`) and why, in words.
+    path, path_note: the training path of the current phase and why, in words.
     features_done, features_total, features_cached, features_seconds: the feature pass of a fast path,
         in images (`features_cached` when the outputs came from the cache, not computed);
         `features_eta_seconds` is what is left of it while it runs.
@@ -86,7 +215,7 @@ class RunInfo:
     dir: Path
     name: str
     spec: RunSpec | None
-    status: str
+    status: RunState
     created: str | None = None
     started: str | None = None
     ended: str | None = None
@@ -104,7 +233,7 @@ class RunInfo:
     best_epoch: int | None = None
     trainable_params: int | None = None
     frozen_layers: int | None = None
-    path: str | None = None
+    path: TrainingPath | None = None
     path_note: str | None = None
     features_done: int | None = None
     features_total: int | None = None
@@ -127,6 +256,62 @@ class RunInfo:
         if not self.features_total:
             return 0.0
         return min(1.0, (self.features_done or 0) / self.features_total)
+
+    @classmethod
+    def from_status(
+        cls, run_id: str, run_dir: Path, name: str, spec: RunSpec, state: RunState, status: RunStatus
+    ) -> RunInfo:
+        """The run as people see it, from its spec and its (already checked) status."""
+        total_epochs = status.total_epochs or spec.total_epochs
+        if state == RunState.COMPLETED:
+            progress = 1.0
+        elif status.total_steps:
+            progress = min(1.0, (status.global_step or 0) / status.total_steps)
+        else:
+            progress = 0.0
+        features_eta = eta = None
+        if state == RunState.RUNNING:
+            # Not elapsed / progress: a fast path spends most of its time in the one-off feature pass,
+            # which that ratio would charge to every remaining epoch.
+            eta = _epochs_left_seconds(
+                total_epochs, status.steps_per_epoch, status.global_step or 0, status.seconds_per_epoch
+            )
+            if status.phase == FEATURE_PASS_PHASE:
+                features_eta = _feature_pass_left_seconds(
+                    status.features_done, status.features_total, status.features_seconds
+                )
+                eta = None if eta is None or features_eta is None else eta + features_eta
+        return cls(
+            id=run_id,
+            dir=run_dir,
+            name=name,
+            spec=spec,
+            status=state,
+            created=status.created,
+            started=status.started,
+            ended=status.ended,
+            error=status.error,
+            phase=status.phase,
+            epoch=status.epoch or 0,
+            total_epochs=total_epochs,
+            steps_per_epoch=status.steps_per_epoch,
+            step=status.step or 0,
+            progress=progress,
+            eta_seconds=eta,
+            elapsed_seconds=status.elapsed_seconds,
+            seconds_per_epoch=status.seconds_per_epoch,
+            best_val_accuracy=status.best_val_accuracy,
+            best_epoch=status.best_epoch,
+            trainable_params=status.trainable_params,
+            frozen_layers=status.frozen_layers,
+            path=status.path,
+            path_note=status.path_note,
+            features_done=status.features_done,
+            features_total=status.features_total,
+            features_cached=status.features_cached,
+            features_seconds=status.features_seconds,
+            features_eta_seconds=features_eta,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = {key: getattr(self, key) for key in self.__dataclass_fields__}
@@ -182,9 +367,7 @@ def create_run(spec: RunSpec, workspace: Workspace) -> RunInfo:
         staging = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-", dir=workspace.tmp_dir))
         write_json_atomic(staging / SPEC_FILE, {**spec.to_dict(), "versions": library_versions()})
         write_bytes_atomic(staging / LABELS_FILE, ("\n".join(dataset.classes) + "\n").encode("utf-8"))
-        write_json_atomic(
-            staging / STATUS_FILE, {"status": "queued", "created": now_iso(), "total_epochs": spec.total_epochs}
-        )
+        RunStatus(status=RunState.QUEUED, created=now_iso(), total_epochs=spec.total_epochs).write(staging)
         (staging / METRICS_FILE).touch()
         (staging / LOCK_FILE).touch()
         run_id = _publish_run(staging, run_id, workspace)
@@ -247,41 +430,26 @@ def start(spec: RunSpec, workspace: Workspace) -> RunInfo:
                 stderr=subprocess.STDOUT,
                 pass_fds=(lock_fd,),
                 start_new_session=True,
-                cwd=_project_root(),
-                env={**os.environ, "PYTHONPATH": _pythonpath()},
+                cwd=workspace.root,
             )
         update_status(info.dir, pid=process.pid)
     except OSError as exc:
         update_status(
-            info.dir, status="failed", ended=now_iso(), error=f"The training process could not be started: {exc}"
+            info.dir,
+            status=RunState.FAILED,
+            ended=now_iso(),
+            error=f"The training process could not be started: {exc}",
         )
     finally:
         os.close(lock_fd)
     return load_run(workspace, info.id)
 
 
-def _project_root() -> str:
-    return str(Path(__file__).resolve().parent.parent)
-
-
-def _pythonpath() -> str:
-    existing = os.environ.get("PYTHONPATH")
-    return _project_root() + (os.pathsep + existing if existing else "")
-
-
-def update_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
-    status = read_status(run_dir)
-    status.update(changes)
-    write_json_atomic(run_dir / STATUS_FILE, status)
+def update_status(run_dir: Path, **changes: Any) -> RunStatus:
+    """Change some fields of the run's `status.json` (`RunStatus` names them) and return the new status."""
+    status = RunStatus.read(run_dir).updated(**changes)
+    status.write(run_dir)
     return status
-
-
-def read_status(run_dir: Path) -> dict[str, Any]:
-    try:
-        status = read_json(run_dir / STATUS_FILE)
-    except (OSError, ValueError):
-        return {}
-    return status if isinstance(status, dict) else {}
 
 
 def lock_is_held(run_dir: Path) -> bool:
@@ -310,120 +478,42 @@ def load_run(workspace: Workspace, run_id: str) -> RunInfo:
         spec.validated()  # a spec.json that parses but could never have been written by create_run
     except (OSError, ValueError, TypeError, AttributeError, TLCoreError) as exc:
         reason = "spec.json is missing" if isinstance(exc, FileNotFoundError) else f"spec.json is unreadable ({exc})"
-        return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=None, status="damaged", error=reason[:500])
-    status = read_status(run_dir)
-    state = status.get("status")
-    if state not in ACTIVE_STATUSES + FINISHED_STATUSES:
-        return RunInfo(
-            id=run_id,
-            dir=run_dir,
-            name=name or run_id,
-            spec=spec,
-            status="damaged",
-            error="status.json is missing or unreadable",
-        )
-    if state in ACTIVE_STATUSES and _process_died(run_dir, status):
+        return _damaged(run_id, run_dir, name, None, reason)
+    status = RunStatus.read(run_dir)
+    if status.status in ACTIVE_STATUSES and _process_died(run_dir, status):
         # The trainer writes its last status and only then lets go of the lock: read again, so that a
         # run that finished between the first read and the lock check is not taken for a dead one.
-        status = read_status(run_dir)
-        state = status.get("status")
-        if state in ACTIVE_STATUSES:
-            status, state = _mark_interrupted(run_dir, status), "interrupted"
-        elif state not in FINISHED_STATUSES:
-            return RunInfo(
-                id=run_id,
-                dir=run_dir,
-                name=name or run_id,
-                spec=spec,
-                status="damaged",
-                error="status.json is missing or unreadable",
-            )
-    if state in ("queued", "running") and (run_dir / STOP_FILE).exists():
-        state = "stopping"
-    return _info_from_status(run_id, run_dir, name or spec.name or run_id, spec, state, status)
+        status = RunStatus.read(run_dir)
+        if status.status in ACTIVE_STATUSES:
+            status = _mark_interrupted(run_dir, status)
+    if status.status not in ACTIVE_STATUSES | FINISHED_STATUSES:
+        return _damaged(run_id, run_dir, name, spec, "status.json is missing or unreadable")
+    state = status.status
+    if state in (RunState.QUEUED, RunState.RUNNING) and (run_dir / STOP_FILE).exists():
+        state = RunState.STOPPING
+    return RunInfo.from_status(run_id, run_dir, name or spec.name or run_id, spec, state, status)
 
 
-def _process_died(run_dir: Path, status: dict[str, Any]) -> bool:
+def _damaged(run_id: str, run_dir: Path, name: str, spec: RunSpec | None, reason: str) -> RunInfo:
+    return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=spec, status=RunState.DAMAGED, error=reason[:500])
+
+
+def _process_died(run_dir: Path, status: RunStatus) -> bool:
     # A run created without a process (no pid yet) is waiting to be started, not dead.
-    if status.get("status") == "queued" and "pid" not in status:
+    if status.status == RunState.QUEUED and status.pid is None:
         return False
     return not lock_is_held(run_dir)
 
 
-def _mark_interrupted(run_dir: Path, status: dict[str, Any]) -> dict[str, Any]:
-    changes = {
-        "status": "interrupted",
-        "ended": now_iso(),
-        "error": "The training process ended unexpectedly (killed, or the machine restarted).",
-    }
-    try:
-        return update_status(run_dir, **changes)
-    except OSError:
-        # A full disk or a read-only workspace: still tell the truth, it just cannot be saved yet.
-        return {**status, **changes}
-
-
-def _info_from_status(
-    run_id: str, run_dir: Path, name: str, spec: RunSpec, state: str, status: dict[str, Any]
-) -> RunInfo:
-    # status.json is only ever written by tlcore, but a damaged one must not break a page: every
-    # value is checked for its type, and one of the wrong type is shown as unknown.
-    total_epochs = _whole(status.get("total_epochs")) or spec.total_epochs
-    total_steps = _whole(status.get("total_steps"))
-    if state == "completed":
-        progress = 1.0
-    elif total_steps:
-        progress = min(1.0, max(0.0, (_whole(status.get("global_step")) or 0) / total_steps))
-    else:
-        progress = 0.0
-    elapsed = _real(status.get("elapsed_seconds"))
-    steps_per_epoch = _whole(status.get("steps_per_epoch"))
-    seconds_per_epoch = _seconds(status.get("seconds_per_epoch"))
-    phase = _text(status.get("phase"))
-    features_done = _count(status.get("features_done"))
-    features_total = _count(status.get("features_total"))
-    features_seconds = _seconds(status.get("features_seconds"))
-    features_eta = eta = None
-    if state == "running":
-        # Not elapsed / progress: a fast path spends most of its time in the one-off feature pass,
-        # which that ratio would charge to every remaining epoch.
-        eta = _epochs_left_seconds(
-            total_epochs, steps_per_epoch, _count(status.get("global_step")) or 0, seconds_per_epoch
-        )
-        if phase == FEATURE_PASS_PHASE:
-            features_eta = _feature_pass_left_seconds(features_done, features_total, features_seconds)
-            eta = None if eta is None or features_eta is None else eta + features_eta
-    return RunInfo(
-        id=run_id,
-        dir=run_dir,
-        name=name,
-        spec=spec,
-        status=state,
-        created=_text(status.get("created")),
-        started=_text(status.get("started")),
-        ended=_text(status.get("ended")),
-        error=_text(status.get("error")),
-        phase=phase,
-        epoch=_whole(status.get("epoch")) or 0,
-        total_epochs=total_epochs,
-        steps_per_epoch=steps_per_epoch,
-        step=_whole(status.get("step")) or 0,
-        progress=progress,
-        eta_seconds=eta,
-        elapsed_seconds=elapsed,
-        seconds_per_epoch=seconds_per_epoch,
-        best_val_accuracy=_real(status.get("best_val_accuracy")),
-        best_epoch=_whole(status.get("best_epoch")),
-        trainable_params=_whole(status.get("trainable_params")),
-        frozen_layers=_whole(status.get("frozen_layers")),
-        path=status.get("path") if status.get("path") in PATHS else None,
-        path_note=_text(status.get("path_note")),
-        features_done=features_done,
-        features_total=features_total,
-        features_cached=_flag(status.get("features_cached")),
-        features_seconds=features_seconds,
-        features_eta_seconds=features_eta,
+def _mark_interrupted(run_dir: Path, status: RunStatus) -> RunStatus:
+    interrupted = status.updated(
+        status=RunState.INTERRUPTED,
+        ended=now_iso(),
+        error="The training process ended unexpectedly (killed, or the machine restarted).",
     )
+    with contextlib.suppress(OSError):  # a full disk or a read-only workspace: still tell the truth
+        interrupted.write(run_dir)
+    return interrupted
 
 
 def _epochs_left_seconds(
@@ -440,40 +530,6 @@ def _feature_pass_left_seconds(done: int | None, total: int | None, seconds: flo
     if not done or total is None or not seconds:
         return None
     return max(0, total - done) * seconds / done
-
-
-def _real(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _whole(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
-def _count(value: Any) -> int | None:
-    number = _whole(value)
-    return number if number is not None and number >= 0 else None
-
-
-def _seconds(value: Any) -> float | None:
-    number = _real(value)
-    return number if number is not None and number >= 0 else None
-
-
-def _flag(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _read_name(run_dir: Path) -> str:
@@ -505,38 +561,6 @@ def list_runs(workspace: Workspace) -> list[RunInfo]:
                 )
             )
     return runs
-
-
-def read_metrics(workspace: Workspace, run_id: str) -> pd.DataFrame:
-    """The run's metrics, one row per logged batch or epoch; a torn last line is ignored."""
-    import pandas as pd
-
-    return pd.DataFrame(list(iter_metrics(workspace.run_dir(run_id) / METRICS_FILE)), columns=list(METRIC_COLUMNS))
-
-
-def iter_metrics(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        handle = open(path, encoding="utf-8", errors="replace")
-    except OSError:
-        return
-    with handle:
-        for line in handle:
-            try:
-                row = json.loads(line)
-            except (ValueError, RecursionError):
-                continue  # a torn last line (the trainer was killed mid-write) or damage
-            if isinstance(row, dict):
-                yield {key: _metric_value(key, row.get(key)) for key in METRIC_COLUMNS}
-
-
-def _metric_value(key: str, value: Any) -> Any:
-    """The value as charts expect it: text for `kind` and `phase`, a number (or NaN) for the rest."""
-    if key in ("kind", "phase"):
-        return value if isinstance(value, str) else math.nan
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53:
-        return value
-    number = _real(value)
-    return math.nan if number is None else number
 
 
 def stop(workspace: Workspace, run_id: str) -> RunInfo:
@@ -597,13 +621,13 @@ def wait_for_slot(workspace: Workspace, run_dir: Path, poll_seconds: float = 0.5
 
 def _first_in_queue(workspace: Workspace, run_dir: Path) -> bool:
     """True if no older queued run with a live process is waiting."""
-    mine = read_status(run_dir).get("created", "")
+    mine = RunStatus.read(run_dir).created or ""
     for other in workspace.runs_dir.iterdir():
         if other == run_dir or not other.is_dir() or other.name.startswith("."):
             continue
-        status = read_status(other)
-        if status.get("status") != "queued" or "pid" not in status:
+        status = RunStatus.read(other)
+        if status.status != RunState.QUEUED or status.pid is None:
             continue
-        if (status.get("created", ""), other.name) < (mine, run_dir.name) and lock_is_held(other):
+        if (status.created or "", other.name) < (mine, run_dir.name) and lock_is_held(other):
             return False
     return True

@@ -9,11 +9,13 @@ learning rate, so large gradients from a random head never wreck the pretrained 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from tlcore.errors import SpecError
-from tlcore.models import ModelSpec
+from tlcore.models import ModelSpec, Strategy, rules
+from tlcore.workspace import read_json
 
 SPEC_FORMAT = 1
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
@@ -54,10 +56,13 @@ class Augmentation:
 
 @dataclass(frozen=True)
 class Phase:
-    """One `fit` call: which strategy is applied and at which learning rate, for how many epochs."""
+    """One `fit` call: which strategy is applied and at which learning rate, for how many epochs.
+
+    name: what the run's metrics and status call the phase (the strategy's value).
+    """
 
     name: str
-    strategy: str
+    strategy: Strategy
     frozen_layers: int | None
     epochs: int
     learning_rate: float
@@ -74,7 +79,8 @@ class RunSpec:
     optimizer: one of `OPTIMIZERS`.
     learning_rate: learning rate of the (first) phase.
     two_phase: train the head on a frozen base for `epochs`, then apply the model's fine-tuning
-        strategy for `finetune_epochs` at `finetune_learning_rate`. Needs `model.strategy == "finetune"`.
+        strategy for `finetune_epochs` at `finetune_learning_rate`. Needs a strategy that may end the
+        recipe (`tlcore.models.rules(...).ends_two_phase`: fine-tuning).
     augmentation: random changes to training images.
     seed: seeds weights, shuffling and augmentation; the same spec on the same machine trains the same.
     name: a label for people; runs are identified by their folder's id, not by this.
@@ -103,7 +109,7 @@ class RunSpec:
             raise SpecError(f"Unknown optimizer {self.optimizer!r}. Choose one of: {', '.join(OPTIMIZERS)}.")
         _check_rate("learning_rate", self.learning_rate)
         if self.two_phase:
-            if model.strategy != "finetune":
+            if not rules(model.strategy).ends_two_phase:
                 raise SpecError(
                     "The two-phase recipe ends in fine-tuning: choose strategy 'finetune' (with the "
                     f"number of frozen layers) to use it; received strategy {model.strategy!r}."
@@ -125,8 +131,10 @@ class RunSpec:
         if not self.two_phase:
             return [Phase(model.strategy, model.strategy, model.frozen_layers, self.epochs, self.learning_rate)]
         return [
-            Phase("transfer", "transfer", None, self.epochs, self.learning_rate),
-            Phase("finetune", "finetune", model.frozen_layers, self.finetune_epochs, self.finetune_learning_rate),
+            Phase(Strategy.TRANSFER, Strategy.TRANSFER, None, self.epochs, self.learning_rate),
+            Phase(
+                model.strategy, model.strategy, model.frozen_layers, self.finetune_epochs, self.finetune_learning_rate
+            ),
         ]
 
     @property
@@ -158,6 +166,31 @@ class RunSpec:
             return cls(**data)
         except TypeError as exc:
             raise SpecError(f"Malformed run spec: {exc}.") from None
+
+
+def read_spec_file(path: Path) -> RunSpec:
+    """The run spec in a JSON file (a run's `spec.json`, for `train --spec`), with a clear error for a bad file."""
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        raise SpecError(f"The spec file {str(path)!r} does not exist.") from None
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"The spec file {str(path)!r} is not valid JSON ({exc}).") from None
+    return RunSpec.from_dict(data)
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """The default of every field of a spec dataclass (`RunSpec`, `Augmentation`, `ModelSpec`) that has one.
+
+    The command line's and the app's defaults are read from here, so they never drift from the spec's.
+    """
+    found = {}
+    for spec_field in fields(cls):
+        if spec_field.default is not MISSING:
+            found[spec_field.name] = spec_field.default
+        elif spec_field.default_factory is not MISSING:
+            found[spec_field.name] = spec_field.default_factory()
+    return found
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

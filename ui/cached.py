@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from tlcore import backbones, datasets, models, runs
-from tlcore.models import ModelSpec
+from tlcore import backbones, datasets, metrics_log, models, runs
+from tlcore.models import ModelSpec, Strategy
 from tlcore.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class Structure:
 
 def _structure_key(spec: ModelSpec) -> ModelSpec:
     """The spec with everything that does not change the architecture set to one value."""
-    return replace(spec, weights="none", strategy="scratch", frozen_layers=None).validated()
+    return replace(spec, weights="none", strategy=Strategy.SCRATCH, frozen_layers=None).validated()
 
 
 @functools.cache
@@ -126,7 +126,7 @@ def _dataset_list(root: str, names: tuple[str, ...]) -> list[datasets.Dataset]:
 
 
 def metrics(workspace: Workspace, run_id: str) -> pd.DataFrame:
-    """A run's metrics (`runs.read_metrics`), re-read only when its file has changed."""
+    """A run's metrics (`metrics_log.read_metrics`), re-read only when its file has changed."""
     path = workspace.run_dir(run_id) / runs.METRICS_FILE
     return _metrics(str(workspace.root), run_id, _stamp(path))
 
@@ -141,4 +141,4 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _metrics(root: str, run_id: str, stamp: tuple[int, int]) -> pd.DataFrame:
-    return runs.read_metrics(Workspace(root), run_id)
+    return metrics_log.read_metrics(Workspace(root), run_id)

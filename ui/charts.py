@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import altair as alt
 import pandas as pd
 
+from tlcore.models import rules
+
 METRICS = ("loss", "accuracy")
 SPLITS = ("train", "val")
 SOLID: list[int] = [1, 0]
@@ -163,7 +165,7 @@ def training_curve(
 ) -> alt.LayerChart:
     """Loss or accuracy of one run: train per batch (thin), train and validation per epoch.
 
-    metrics: `tlcore.runs.read_metrics(...)`. metric: "loss" or "accuracy".
+    metrics: `tlcore.metrics_log.read_metrics(...)`. metric: "loss" or "accuracy".
     steps_per_epoch: the run's, to place batches between epochs; inferred from the data when None.
     """
     frame = curve_frame(metrics, steps_per_epoch)
@@ -220,7 +222,7 @@ def compare_curve(
 ) -> alt.LayerChart:
     """Per-epoch loss or accuracy of several runs overlaid: a colour per run, a dash per split.
 
-    curves: run label -> that run's metrics (`tlcore.runs.read_metrics`).
+    curves: run label -> that run's metrics (`tlcore.metrics_log.read_metrics`).
     """
     parts = []
     for run_label, metrics in curves.items():
@@ -277,10 +279,11 @@ def strategy_blocks(strategy: str, base_blocks: int = 5, finetune_frozen: int = 
     learns from random weights. The head is always new, so it always starts random.
     """
     rows = [{"position": 0, "part": "input", "block": 0, "state": "input"}]
+    strategy_rules = rules(strategy)
     for block in range(1, base_blocks + 1):
-        if strategy == "scratch":
+        if not strategy_rules.pretrained:
             state = "learns_random"
-        elif strategy == "transfer" or block <= finetune_frozen:
+        elif strategy_rules.frozen_count(finetune_frozen, base_blocks) >= block:
             state = "frozen"
         else:
             state = "learns_pretrained"

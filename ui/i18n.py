@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import streamlit as st
 
+from tlcore.models import Strategy, rules
+from tlcore.runs import RunState
 from ui.charts import ChartLabels
 
 if TYPE_CHECKING:
@@ -834,17 +836,17 @@ def labelled(options: Iterable[T], label: Callable[[T], str]) -> dict[T, str]:
 
 def strategy_label(strategy: str) -> str:
     return {
-        "scratch": t("strategy.scratch"),
-        "transfer": t("strategy.transfer"),
-        "finetune": t("strategy.finetune"),
+        Strategy.SCRATCH: t("strategy.scratch"),
+        Strategy.TRANSFER: t("strategy.transfer"),
+        Strategy.FINETUNE: t("strategy.finetune"),
     }[strategy]
 
 
 def strategy_hint(strategy: str) -> str:
     return {
-        "scratch": t("strategy.hint_scratch"),
-        "transfer": t("strategy.hint_transfer"),
-        "finetune": t("strategy.hint_finetune"),
+        Strategy.SCRATCH: t("strategy.hint_scratch"),
+        Strategy.TRANSFER: t("strategy.hint_transfer"),
+        Strategy.FINETUNE: t("strategy.hint_finetune"),
     }[strategy]
 
 
@@ -888,7 +890,7 @@ def model_summary(spec: ModelSpec) -> str:
     from tlcore.backbones import get_backbone
 
     label = get_backbone(spec.backbone).label
-    if spec.strategy == "finetune":
+    if rules(spec.strategy).freezes == "first_n":
         return t(
             "model.summary_frozen", backbone=label, strategy=strategy_label(spec.strategy), frozen=spec.frozen_layers
         )
@@ -943,7 +945,7 @@ def duration(seconds: float) -> str:
 def progress_text(info: RunInfo) -> str:
     """Where a run stands: epoch, step, time so far and time left, as far as they are known."""
     parts = [t("train.progress_epoch", epoch=info.epoch, total=info.total_epochs)]
-    if info.steps_per_epoch and info.status in ("running", "stopping"):
+    if info.steps_per_epoch and info.status in (RunState.RUNNING, RunState.STOPPING):
         parts.append(t("train.progress_step", step=info.step, steps=info.steps_per_epoch))
     if info.elapsed_seconds:
         parts.append(t("train.progress_elapsed", time=duration(info.elapsed_seconds)))

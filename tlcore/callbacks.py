@@ -1,0 +1,366 @@
+"""Keras callbacks that write a run's folder while it trains, one job each.
+
+Like Keras's own `CSVLogger`, `ModelCheckpoint` and `EarlyStopping`, each callback does one thing:
+
+- `MetricsLog`: a line of `metrics.jsonl` per batch and per epoch (`tlcore.metrics_log`);
+- `StopWatcher`: honours the run's `STOP` file at the next batch (in a multi-worker job, at the end of
+  the epoch, where every worker votes: a worker leaving `fit` alone would leave the others waiting);
+- `BestModelKeeper`: keeps the weights of the best epoch by validation accuracy and writes them to
+  `best.keras` as the full model;
+- `StatusReporter`: `status.json` (where training stands, throttled to once a second, and what
+  `best.keras` holds);
+- `EpochReport`: hands each epoch's row to a function (the command line prints it).
+
+`for_run` assembles them for a run; a multi-worker job's other workers write nothing, so they take
+the stop watcher alone. The same callbacks serve every phase of a run (they carry the global step,
+the best epoch and the epoch times across phases); the trainer tells them a phase begins with
+`begin_phase`. Every write into the run folder that fails (a full disk, a read-only workspace) is a
+`RunError` saying so, which ends the run as failed; `best.keras` is replaced atomically, so such a
+failure never leaves half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tlcore import metrics_log, runs
+from tlcore.acceleration import float32_layers
+from tlcore.distribute import Distribution
+from tlcore.errors import RunError
+
+STATUS_INTERVAL_SECONDS = 1.0
+# `best.keras` is written at most this often (and always when a phase ends): on the fast paths an
+# epoch can take less time than saving a large model.
+BEST_SAVE_INTERVAL_SECONDS = 10.0
+
+EpochRow = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class PhaseStart:
+    """What a phase is about to train: its name (`tlcore.spec.Phase.name`) and what learns."""
+
+    name: str
+    frozen_layers: int
+    trainable_params: int
+
+
+@contextmanager
+def run_folder_write(run_dir: Path, file_name: str) -> Iterator[None]:
+    """Turn a failed write into the run folder (full disk, read-only workspace) into the run's failure."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunError(
+            f"Could not write to the run folder: {exc.strerror or exc} ({file_name} in {str(run_dir)!r}); "
+            "free some disk space or make the workspace writable, then start the run again."
+        ) from exc
+
+
+class RunCallback(keras.callbacks.Callback):
+    """A callback that also hears when a phase of the run begins."""
+
+    def begin_phase(self, phase: PhaseStart) -> None:
+        """Called before each phase's `fit`."""
+
+
+class MetricsLog(RunCallback):
+    """Appends a row to `metrics.jsonl` after every batch and every epoch (see `tlcore.metrics_log`)."""
+
+    def __init__(self, run_dir: Path, started: float) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.started = started
+        self.phase = ""
+        self.epoch = 0
+        self.step = 0
+        self.global_step = 0
+        with run_folder_write(run_dir, runs.METRICS_FILE):
+            self.file = open(run_dir / runs.METRICS_FILE, "a", encoding="utf-8")  # kept open for the whole run
+
+    def begin_phase(self, phase: PhaseStart) -> None:
+        self.phase = phase.name
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch, self.step = epoch + 1, 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.step = batch + 1
+        self.global_step += 1
+        self._write("batch", logs or {})
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._write("epoch", logs or {})
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        with run_folder_write(self.run_dir, runs.METRICS_FILE):
+            self.file.flush()
+
+    def _write(self, kind: str, logs: dict[str, Any]) -> None:
+        elapsed = time.monotonic() - self.started
+        row = metrics_log.make_row(kind, self.phase, self.epoch, self.step, self.global_step, logs, elapsed)
+        with run_folder_write(self.run_dir, runs.METRICS_FILE):
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+
+
+class StopWatcher(RunCallback):
+    """Stops training when the run's `STOP` file appears; `stop_seen` tells the trainer it did.
+
+    run_dir: None for a multi-worker job's worker other than the chief: it only takes part in the vote.
+    distribution: in a multi-worker job, the stop takes effect at the end of the epoch, when every
+        worker votes (`Distribution.any_worker`); elsewhere at the next batch.
+    """
+
+    def __init__(self, run_dir: Path | None, distribution: Distribution) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.distribution = distribution
+        self.stop_seen = False
+
+    @property
+    def votes(self) -> bool:
+        return self.distribution.kind == "multiworker"
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.stop_seen or self.run_dir is None or not runs.stop_requested(self.run_dir):
+            return
+        self.stop_seen = True
+        if not self.votes:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.votes and self.distribution.any_worker(self.stop_seen):
+            self.stop_seen = True
+            self.model.stop_training = True
+
+
+class BestModelKeeper(RunCallback):
+    """Keeps the best epoch's weights (by validation accuracy) and writes them to `best.keras`.
+
+    The weights are copied in memory at once; the file is written at most every
+    `BEST_SAVE_INTERVAL_SECONDS` and always when `fit` ends.
+    `saved_val_accuracy` and `saved_epoch` always describe the `best.keras` on disk (`keep_best_after_fault`
+    writes it after a fault).
+
+    saved_model: the model written (the full model, not the view being fitted).
+    mixed_precision: the model computes in mixed precision; it is saved with float32 layers.
+    """
+
+    def __init__(self, run_dir: Path, saved_model: keras.Model, mixed_precision: bool = False) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.saved_model = saved_model
+        self.mixed_precision = mixed_precision
+        status = runs.RunStatus.read(run_dir)
+        self.best_val_accuracy = self.saved_val_accuracy = status.best_val_accuracy
+        self.best_epoch = self.saved_epoch = status.best_epoch
+        self.epoch = 0
+        self.best_weights: list[Any] | None = None  # best weights not yet written to best.keras
+        self.best_is_current = False  # no step since the best epoch: the model holds its weights
+        self.last_save = time.monotonic()
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.last_save = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.best_is_current = False
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        val_accuracy = (logs or {}).get("val_accuracy")
+        if val_accuracy is None or (self.best_val_accuracy is not None and val_accuracy <= self.best_val_accuracy):
+            return
+        self.best_val_accuracy, self.best_epoch = float(val_accuracy), self.epoch
+        # Tensor copies: cheap reads that later updates of the variables never change (copy on write).
+        self.best_weights = [keras.ops.copy(w) for w in self.saved_model.weights]
+        self.best_is_current = True
+        if time.monotonic() - self.last_save >= BEST_SAVE_INTERVAL_SECONDS:
+            self.save()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.best_weights is not None:
+            self.save()
+
+    def save(self) -> None:
+        """Write the kept best weights to `best.keras` as the full model, then carry on with the current ones.
+
+        The model is written to a temporary name and renamed: a write that fails (`RunError`) leaves the
+        previous `best.keras` whole and no partial file, and the best weights stay kept for another try.
+        """
+        variables = self.saved_model.weights
+        current = None
+        if not self.best_is_current:
+            current = [keras.ops.copy(w) for w in variables]
+            for variable, value in zip(variables, self.best_weights, strict=True):
+                variable.assign(value)
+        target = self.run_dir / runs.BEST_MODEL_FILE
+        partial = self.run_dir / f".{runs.BEST_MODEL_FILE}.partial.keras"
+        try:
+            with run_folder_write(self.run_dir, runs.BEST_MODEL_FILE):
+                with float32_layers(self.saved_model, self.mixed_precision):
+                    self.saved_model.save(partial)
+                os.replace(partial, target)
+        except BaseException:
+            with suppress(OSError):
+                partial.unlink(missing_ok=True)
+            raise
+        finally:
+            if current is not None:
+                for variable, value in zip(variables, current, strict=True):
+                    variable.assign(value)
+        self.best_weights = None
+        self.saved_val_accuracy, self.saved_epoch = self.best_val_accuracy, self.best_epoch
+        self.last_save = time.monotonic()
+
+
+class StatusReporter(RunCallback):
+    """Keeps `status.json` current: the phase, where training stands, its pace, and what `best.keras` holds.
+
+    Written at most every `STATUS_INTERVAL_SECONDS` during an epoch, and at once when a phase begins,
+    an epoch or a phase ends, or a stop is seen.
+
+    best: the keeper whose `best.keras` the status describes. stop: the watcher whose stop it reports.
+    """
+
+    def __init__(
+        self, run_dir: Path, started: float, best: BestModelKeeper | None = None, stop: StopWatcher | None = None
+    ) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.started = started
+        self.best = best
+        self.stop = stop
+        self.epoch = 0
+        self.step = 0
+        self.global_step = 0
+        self.epoch_started = started
+        self.epoch_seconds: list[float] = []
+        self.last_write = 0.0
+        self.stop_reported = False
+
+    def begin_phase(self, phase: PhaseStart) -> None:
+        self._write(phase=phase.name, frozen_layers=phase.frozen_layers, trainable_params=phase.trainable_params)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch, self.step = epoch + 1, 0
+        self.epoch_started = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.step = batch + 1
+        self.global_step += 1
+        if self.stop is not None and self.stop.stop_seen and not self.stop_reported:
+            self.stop_reported = True
+            self.write_now(status=runs.RunState.STOPPING)
+        elif time.monotonic() - self.last_write >= STATUS_INTERVAL_SECONDS:
+            self.write_now()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch_seconds.append(time.monotonic() - self.epoch_started)
+        self.write_now()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.write_now()
+
+    def write_now(self, **changes: Any) -> None:
+        """Write where training stands now, with `changes`."""
+        seconds = self.epoch_seconds
+        self._write(
+            epoch=self.epoch,
+            step=self.step,
+            global_step=self.global_step,
+            elapsed_seconds=round(time.monotonic() - self.started, 3),
+            seconds_per_epoch=sum(seconds) / len(seconds) if seconds else None,
+            best_val_accuracy=self.best.saved_val_accuracy if self.best is not None else None,
+            best_epoch=self.best.saved_epoch if self.best is not None else None,
+            **changes,
+        )
+
+    def _write(self, **changes: Any) -> None:
+        self.last_write = time.monotonic()
+        with run_folder_write(self.run_dir, runs.STATUS_FILE):
+            runs.update_status(self.run_dir, **changes)
+
+
+class EpochReport(RunCallback):
+    """Hands every epoch's metrics row (as `metrics.jsonl` holds it) to `report`."""
+
+    def __init__(self, report: EpochRow, started: float) -> None:
+        super().__init__()
+        self.report = report
+        self.started = started
+        self.phase = ""
+        self.epoch = 0
+        self.global_step = 0
+
+    def begin_phase(self, phase: PhaseStart) -> None:
+        self.phase = phase.name
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.global_step += 1
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        steps = self.params.get("steps") or 0 if self.params else 0
+        elapsed = time.monotonic() - self.started
+        self.report(metrics_log.make_row("epoch", self.phase, self.epoch, steps, self.global_step, logs or {}, elapsed))
+
+
+def keep_best_after_fault(run_callbacks: list[RunCallback]) -> None:
+    """After `fit` raised (Keras then skips `on_train_end`): write the best model still held in memory, and
+    the status that names it.
+
+    Best effort: the fault being reported matters more than a second one from these writes.
+    """
+    keepers = [c for c in run_callbacks if isinstance(c, BestModelKeeper) and c.best_weights is not None]
+    if not keepers:
+        return
+    try:
+        for keeper in keepers:
+            keeper.save()
+        for reporter in (c for c in run_callbacks if isinstance(c, StatusReporter)):
+            reporter.write_now()
+    except Exception:  # the original error is the one the run must report
+        traceback.print_exc()
+
+
+def for_run(
+    run_dir: Path | None,
+    saved_model: keras.Model,
+    started: float,
+    distribution: Distribution,
+    mixed_precision: bool = False,
+    report: EpochRow | None = None,
+) -> list[RunCallback]:
+    """The callbacks of a run, in the order they must hear each event.
+
+    run_dir: None for a multi-worker job's worker other than the chief, which writes nothing: it gets
+        only the stop watcher, to vote with the others.
+    """
+    stop = StopWatcher(run_dir, distribution)
+    if run_dir is None:
+        return [stop]
+    best = BestModelKeeper(run_dir, saved_model, mixed_precision)
+    callbacks: list[RunCallback] = [
+        MetricsLog(run_dir, started),
+        stop,
+        best,
+        StatusReporter(run_dir, started, best, stop),
+    ]
+    if report is not None:
+        callbacks.append(EpochReport(report, started))
+    return callbacks
