@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import typing
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -32,7 +31,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlcore import settings
 from tlcore.errors import RunError, SpecError, TLCoreError
 from tlcore.spec import RunSpec
 from tlcore.workspace import Workspace, read_json, write_bytes_atomic, write_json_atomic
@@ -596,38 +594,3 @@ def delete(workspace: Workspace, run_id: str) -> None:
     trash = workspace.tmp_dir / f"deleted-{run_id}-{secrets.token_hex(3)}"
     os.replace(info.dir, trash)
     shutil.rmtree(trash, ignore_errors=True)
-
-
-def wait_for_slot(workspace: Workspace, run_dir: Path, poll_seconds: float = 0.5) -> int | None:
-    """Block until this run may train; return the slot lock's fd, or None if a stop came first.
-
-    Runs train in creation order, at most `TLCORE_MAX_CONCURRENT` at a time. Slots are `flock`s, so a
-    trainer that dies frees its slot at once.
-    """
-    slots = [workspace.runs_dir / f".slot-{k}" for k in range(settings.max_concurrent())]
-    while True:
-        if stop_requested(run_dir):
-            return None
-        if _first_in_queue(workspace, run_dir):
-            for slot in slots:
-                fd = os.open(slot, os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return fd
-                except BlockingIOError:
-                    os.close(fd)
-        time.sleep(poll_seconds)
-
-
-def _first_in_queue(workspace: Workspace, run_dir: Path) -> bool:
-    """True if no older queued run with a live process is waiting."""
-    mine = RunStatus.read(run_dir).created or ""
-    for other in workspace.runs_dir.iterdir():
-        if other == run_dir or not other.is_dir() or other.name.startswith("."):
-            continue
-        status = RunStatus.read(other)
-        if status.status != RunState.QUEUED or status.pid is None:
-            continue
-        if (status.created or "", other.name) < (mine, run_dir.name) and lock_is_held(other):
-            return False
-    return True

@@ -39,6 +39,7 @@ from tlcore.features import Budget, feature_batches, shuffled_order
 from tlcore.models import apply_strategy, base_training_mode, build_model, parameter_counts, trainable_view
 from tlcore.paths import FeaturePassStopped, cached_features, plan_path
 from tlcore.pipeline import make_pipelines
+from tlcore.run_queue import wait_for_slot
 from tlcore.runs import RunState
 from tlcore.workspace import Workspace
 
@@ -127,7 +128,7 @@ def train_run(
     try:
         status = _status_writer(run_dir)
         status(pid=os.getpid())
-        slot = runs.wait_for_slot(workspace, run_dir)
+        slot = wait_for_slot(workspace, run_dir)
         if slot is None:
             status(status=RunState.STOPPED, ended=runs.now_iso(), error="Stopped before training started.")
         else:
