@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlcore import runs
-from tlcore.errors import TLCoreError
+from tlcore.errors import EvaluationError, TLCoreError
 from tlcore.predict import Predictor, model_file, model_stamp
 from tlcore.workspace import Workspace, read_json, write_json_atomic
 
@@ -50,10 +50,6 @@ TEST_DATA_FOLDER = "test-data"
 CHUNK = 64  # images decoded and predicted at a time: bounds memory, paces the progress bar
 
 Progress = Callable[[int, int], None]
-
-
-class EvaluationError(TLCoreError):
-    """The data given for evaluation does not fit the run (unknown classes, no images)."""
 
 
 @dataclass(frozen=True)

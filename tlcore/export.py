@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlcore import runs
-from tlcore.errors import TLCoreError
+from tlcore.errors import ExportError, TLCoreError
 from tlcore.predict import Predictor, model_file, model_stamp
 from tlcore.workspace import Workspace, read_json, write_bytes_atomic, write_json_atomic
 
@@ -69,10 +69,6 @@ EXPORTS_FOLDER = "exports"
 MANIFEST_FILE = "export.json"
 README_FILE = "README.txt"
 CHECK_IMAGES = 32
-
-
-class ExportError(TLCoreError):
-    """An export was asked for in a way that cannot work (unknown format, unwritable folder)."""
 
 
 @dataclass(frozen=True)

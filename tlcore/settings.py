@@ -36,6 +36,7 @@ class Setting:
 
 SETTINGS = (
     Setting("TLCORE_WORKSPACE", "./workspace", "the folder everything the app and the CLI write lives in"),
+    Setting("TLCORE_LANG", "(the locale's)", "the language of the command line's messages: en or ja"),
     Setting("TLCORE_OFFLINE", "false", "true: never try to download ImageNet weights (no network check either)"),
     Setting("TLCORE_FAST_PATH", "true", "false: every phase trains the full model (no cached features)"),
     Setting("TLCORE_MAX_CONCURRENT", "1", "runs that train at the same time on this machine; the others queue"),
@@ -81,6 +82,19 @@ def _read(name: str, parse: Callable[[str, str], Any], default: Any) -> Any:
 
 def workspace_root() -> str:
     return os.environ.get("TLCORE_WORKSPACE") or "workspace"
+
+
+def language() -> str | None:
+    """`TLCORE_LANG` as a language code of `tlcore.i18n.LANGUAGES`, or None when it is not set."""
+    from tlcore.i18n import LANGUAGES, normalize_language
+
+    text = os.environ.get("TLCORE_LANG", "").strip()
+    if not text:
+        return None
+    code = normalize_language(text)
+    if code is None:
+        raise SettingError("setting.bad_language", name="TLCORE_LANG", value=text, choices=", ".join(LANGUAGES))
+    return code
 
 
 def offline() -> bool:
