@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 os.environ["TLCORE_OFFLINE"] = "1"
+os.environ["TLCORE_LANG"] = "en"  # the tests read the English sentences; the Japanese ones are tested by name
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="empty-keras-home-")
 
 import pytest

@@ -1,7 +1,7 @@
 """Messages in the reader's language: every sentence tlcore shows people is a key and named parameters.
 
 The words live in gettext catalogs that translators edit without reading Python
-(`tlcore/locales/<lang>/LC_MESSAGES/tlcore.po`; the app has its own, `ui/locales`). A message id is a
+(`tlcore/locales/<lang>/LC_MESSAGES/tlcore.po` and `cli.po`; the app has its own, `ui/locales`). A message id is a
 key such as `"dataset.only_one_class"`; its text in each language is a `str.format` template with named
 fields, `"{name!r} has only one class ({only!r}, {images}); ..."`. A field may itself hold a
 `Message` (rendered in the same language), which is how counts get their plural: `msg("count.images",
@@ -33,7 +33,8 @@ LANGUAGES = {"en": "English", "ja": "日本語"}
 """The languages every message is written in, by code, each named in its own language."""
 DEFAULT_LANGUAGE = "en"
 LOCALES = Path(__file__).parent / "locales"
-DOMAIN = "tlcore"
+DOMAINS = ("tlcore", "cli")
+"""tlcore's catalogs: the core's sentences, and the command line's."""
 
 
 @dataclass(frozen=True)
@@ -106,27 +107,30 @@ def _param_from_json(value: Any) -> Any:
 
 
 class Catalog:
-    """The message templates of one domain in every language, read once from its PO files.
+    """The message templates of some domains in every language, read once from their PO files.
 
-    folder: holds `<lang>/LC_MESSAGES/<domain>.po` for each of `LANGUAGES`.
+    folder: holds `<lang>/LC_MESSAGES/<domain>.po` for each of `LANGUAGES` and each of `domains`.
     """
 
-    def __init__(self, folder: Path, domain: str) -> None:
+    def __init__(self, folder: Path, *domains: str) -> None:
         from babel.messages.pofile import read_po
 
         self.folder = folder
-        self.domain = domain
-        self.templates: dict[str, dict[str, str | tuple[str, ...]]] = {}
+        self.domain = "+".join(domains)
+        self.templates: dict[str, dict[str, str | tuple[str, ...]]] = {lang: {} for lang in LANGUAGES}
         self._plural: dict[str, Any] = {}
         for lang in LANGUAGES:
-            with open(folder / lang / "LC_MESSAGES" / f"{domain}.po", "rb") as handle:
-                catalog = read_po(handle, locale=lang)
-            self.templates[lang] = {
-                (entry.id[0] if isinstance(entry.id, tuple) else entry.id): entry.string
-                for entry in catalog
-                if entry.id and entry.string and (not isinstance(entry.string, tuple) or all(entry.string))
-            }
-            self._plural[lang] = gettext.c2py(catalog.plural_expr)
+            for domain in domains:
+                with open(folder / lang / "LC_MESSAGES" / f"{domain}.po", "rb") as handle:
+                    catalog = read_po(handle, locale=lang)
+                self.templates[lang].update(
+                    {
+                        (entry.id[0] if isinstance(entry.id, tuple) else entry.id): entry.string
+                        for entry in catalog
+                        if entry.id and entry.string and (not isinstance(entry.string, tuple) or all(entry.string))
+                    }
+                )
+                self._plural[lang] = gettext.c2py(catalog.plural_expr)
 
     def keys(self, lang: str) -> set[str]:
         return set(self.templates[lang])
@@ -178,8 +182,8 @@ class _Missing:
 
 @functools.cache
 def core_catalog() -> Catalog:
-    """tlcore's own catalog."""
-    return Catalog(LOCALES, DOMAIN)
+    """tlcore's own catalogs, as one."""
+    return Catalog(LOCALES, *DOMAINS)
 
 
 def normalize_language(text: str | None) -> str | None:
