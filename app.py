@@ -12,7 +12,7 @@ first visit after a server start (and every `AppTest` run) would run a page with
 import streamlit as st
 
 from tlcore.errors import TLCoreError
-from ui import i18n, sidebar, state
+from ui import i18n, links, sidebar, state
 from ui.i18n import t
 
 st.set_page_config(page_title="Transfer Learning Studio", page_icon=":material/neurology:", layout="wide")
@@ -35,6 +35,9 @@ except TLCoreError as exc:
     st.error(i18n.error_text(exc))
     st.stop()
 
+if restored := links.restore(workspace):
+    st.toast(t("links.restored"), icon=":material/link:")
 sidebar.controls(workspace)
 navigation.run()
+links.publish()
 sidebar.summary(workspace)

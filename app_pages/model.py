@@ -1,12 +1,13 @@
-"""Model: backbone, head, weights and strategy, and the layer table showing what will learn.
+"""Model: the backbone, the strategy and how many layers stay frozen, with the layer table showing what will learn.
 
-The page builds a `ModelSpec` (kept in `st.session_state["model_spec"]` for the Train page). The
-layer table comes from the same architecture with random weights (`ui.cached`), so it is quick,
-works offline for every backbone, and never loads weights into the Streamlit process.
+A beginner decides three things here (backbone, strategy, frozen layers); the input size, the head
+and the starting weights wait in "Advanced" with the Keras transfer-learning guide's defaults. The
+page builds a `ModelSpec` (kept in `st.session_state["model_spec"]` for the Train page). The layer
+table comes from the same architecture with random weights (`ui.cached`), so it is quick, works
+offline for every backbone, and never loads weights into the Streamlit process.
 """
 
 from dataclasses import replace
-from typing import Any
 
 import streamlit as st
 
@@ -26,12 +27,12 @@ ARTICLE_PRESET = {
     state.MODEL_FROZEN: 168,
     state.MODEL_SNAP: False,
 }
-_SPEC = ModelSpec().validated()  # the defaults of the spec, filled in
+_SPEC = ModelSpec().validated()  # the spec's defaults, filled in
 DEFAULTS = {
     state.MODEL_BACKBONE: _SPEC.backbone,
     state.MODEL_IMAGE_SIZE: _SPEC.image_size,
     state.MODEL_POOLING: _SPEC.pooling,
-    state.MODEL_DROPOUT: 0.2,  # the Keras transfer-learning guide's dropout before a new head
+    state.MODEL_DROPOUT: _SPEC.dropout,
     state.MODEL_HIDDEN: _SPEC.hidden_units,
     state.MODEL_WEIGHTS: _SPEC.weights,
     state.MODEL_WEIGHTS_PATH: "",
@@ -45,48 +46,13 @@ def apply_article_preset() -> None:
     st.session_state.update(ARTICLE_PRESET)
 
 
-def architecture() -> dict[str, Any]:
-    """Backbone, input size and head widgets; returns the matching ModelSpec fields."""
+def choose_backbone() -> backbones.Backbone:
     names = i18n.labelled(backbones.list_backbones(), lambda name: i18n.backbone_label(backbones.get_backbone(name)))
-    backbone = st.selectbox(t("model.backbone"), list(names), format_func=names.get, key=state.MODEL_BACKBONE, **KEEP)
-    image_size = st.number_input(
-        t("model.image_size"),
-        min_value=backbones.get_backbone(backbone).min_size,
-        max_value=1024,
-        step=16,
-        key=state.MODEL_IMAGE_SIZE,
-        help=t("model.image_size_help"),
-        **KEEP,
-    )
-    pooling = st.segmented_control(
-        t("model.pooling"),
-        POOLINGS,
-        required=True,
-        key=state.MODEL_POOLING,
-        format_func=i18n.labelled(POOLINGS, i18n.pooling_label).get,
-        **KEEP,
-    )
-    dropout = st.slider(t("model.dropout"), 0.0, 0.9, step=0.05, key=state.MODEL_DROPOUT, **KEEP)
-    hidden_units = st.number_input(
-        t("model.hidden_units"),
-        min_value=0,
-        max_value=8192,
-        step=64,
-        key=state.MODEL_HIDDEN,
-        help=t("model.hidden_units_help"),
-        **KEEP,
-    )
-    return {
-        "backbone": backbone,
-        "image_size": int(image_size),
-        "pooling": pooling,
-        "dropout": float(dropout),
-        "hidden_units": int(hidden_units),
-    }
+    name = st.selectbox(t("model.backbone"), list(names), format_func=names.get, key=state.MODEL_BACKBONE, **KEEP)
+    return backbones.get_backbone(name)
 
 
-def strategy_and_weights(backbone: backbones.Backbone, image_size: int) -> tuple[str, str]:
-    """Strategy and weights widgets, with a word on whether the weights are there; returns both."""
+def choose_strategy() -> Strategy:
     strategy = st.segmented_control(
         t("model.strategy"),
         list(Strategy),
@@ -96,44 +62,90 @@ def strategy_and_weights(backbone: backbones.Backbone, image_size: int) -> tuple
         **KEEP,
     )
     st.caption(i18n.strategy_hint(strategy))
-    source = st.radio(
-        t("model.weights"),
-        WEIGHT_SOURCES,
-        key=state.MODEL_WEIGHTS,
-        horizontal=True,
-        format_func=i18n.labelled(WEIGHT_SOURCES, i18n.weights_label).get,
-        disabled=not models.rules(strategy).pretrained,
+    return strategy
+
+
+def advanced(backbone: backbones.Backbone, strategy: Strategy) -> dict:
+    """Input size, head and starting weights; returns the matching ModelSpec fields."""
+    size_col, head_col = st.columns(2)
+    image_size = size_col.number_input(
+        t("model.image_size"),
+        min_value=backbone.min_size,
+        max_value=1024,
+        step=16,
+        key=state.MODEL_IMAGE_SIZE,
+        help=t("model.image_size_help"),
         **KEEP,
     )
+    pooling = head_col.segmented_control(
+        t("model.pooling"),
+        POOLINGS,
+        required=True,
+        key=state.MODEL_POOLING,
+        format_func=i18n.labelled(POOLINGS, i18n.pooling_label).get,
+        **KEEP,
+    )
+    dropout = size_col.slider(t("model.dropout"), 0.0, 0.9, step=0.05, key=state.MODEL_DROPOUT, **KEEP)
+    hidden_units = head_col.number_input(
+        t("model.hidden_units"),
+        min_value=0,
+        max_value=8192,
+        step=64,
+        key=state.MODEL_HIDDEN,
+        help=t("model.hidden_units_help"),
+        **KEEP,
+    )
+    labels = i18n.labelled(WEIGHT_SOURCES, i18n.weights_label)
     if not models.rules(strategy).pretrained:
+        # Random weights, shown as chosen; the choice for the other strategies is kept as it was.
+        st.radio(t("model.weights"), WEIGHT_SOURCES, index=1, format_func=labels.get, horizontal=True, disabled=True)
         st.caption(t("model.scratch_weights"))
-        return strategy, "none"
-    if source == "imagenet":
-        found = backbones.find_cached_weights(backbone, image_size, workspace)
-        if found is not None:
-            st.success(t("model.weights_found", path=str(found)))
-        elif cached.offline():
-            st.warning(backbones.missing_weights_message(backbone, image_size))
-            st.caption(t("model.weights_offline_hint"))
-        else:
-            st.info(t("model.weights_download"))
-        return strategy, "imagenet"
-    if source == "none":
-        return strategy, "none"
+        weights = "none"
+    else:
+        source = st.radio(
+            t("model.weights"), WEIGHT_SOURCES, key=state.MODEL_WEIGHTS, format_func=labels.get, horizontal=True, **KEEP
+        )
+        weights = source if source != "file" else weights_file(backbone, int(image_size))
+    return {
+        "image_size": int(image_size),
+        "pooling": pooling,
+        "dropout": float(dropout),
+        "hidden_units": int(hidden_units),
+        "weights": weights,
+    }
+
+
+def weights_file(backbone: backbones.Backbone, image_size: int) -> str:
     path = st.text_input(
         t("model.weights_path"), key=state.MODEL_WEIGHTS_PATH, placeholder="/path/to/weights.h5", **KEEP
     ).strip()
     if not path:
         st.info(t("model.weights_path_needed"))
-        return strategy, "none"
+        return "none"
     try:
         backbones.resolve_weights(backbone, path, image_size, workspace)
     except TLCoreError as exc:
         st.error(i18n.error_text(exc))
-    return strategy, path
+    return path
 
 
-def frozen_slider(strategy: str, structure: cached.Structure) -> int | None:
+def weights_status(spec: ModelSpec) -> None:
+    """Whether the starting weights are on this machine, and if not, what to do (training waits for them)."""
+    backbone = backbones.get_backbone(spec.backbone)
+    if spec.weights != "imagenet":
+        return
+    found = backbones.find_cached_weights(backbone, spec.image_size, workspace)
+    if found is not None:
+        st.success(t("model.weights_found", path=str(found)), icon=":material/check_circle:")
+        return
+    problem = cached.weights_problem(spec, workspace)
+    if problem is None:
+        st.info(t("model.weights_download"), icon=":material/download:")
+        return
+    st.warning(i18n.weights_missing_text(backbone, spec.image_size), icon=":material/warning:")
+
+
+def frozen_slider(strategy: Strategy, structure: cached.Structure) -> int | None:
     """The frozen-layers slider: fixed at all (transfer) or 0 (scratch), free for fine-tuning."""
     label = t("model.frozen_layers", total=structure.base_layers)
     strategy_rules = models.rules(strategy)
@@ -162,16 +174,10 @@ def layers(spec: ModelSpec) -> None:
     st.caption(t("model.layers_legend"))
     # The table shows a dozen rows at a time; the strip shows where the frozen part ends, wherever it is.
     st.caption(t("model.layer_strip"))
-    titles = {
-        "index": t("layers.index"),
-        "part": t("layers.part"),
-        "name": t("layers.name"),
-        "type": t("layers.type"),
-        "trainable": t("layers.trainable"),
-    }
-    st.altair_chart(charts.layer_strip(view.table, titles), width="stretch")
+    table = tables.layer_rows(view.table)
+    st.altair_chart(charts.layer_strip(table, tables.layer_titles()), width="stretch")
     st.dataframe(
-        tables.styled_layer_table(view.table),
+        tables.styled_layer_table(table),
         column_config=tables.layer_columns(),
         hide_index=True,
         height=480,
@@ -188,27 +194,34 @@ st.title(t("model.title"))
 st.caption(t("model.intro"))
 st.button(t("model.preset"), on_click=apply_article_preset, help=t("model.preset_help"), icon=":material/article:")
 
-arch_col, strategy_col = st.columns(2)
-with arch_col:
-    fields = architecture()
+backbone_col, strategy_col = st.columns(2)
+with backbone_col:
+    chosen_backbone = choose_backbone()
 with strategy_col:
-    strategy, weights = strategy_and_weights(backbones.get_backbone(fields["backbone"]), fields["image_size"])
+    chosen_strategy = choose_strategy()
+with st.expander(t("model.advanced"), icon=":material/tune:"):
+    st.caption(t("model.advanced_help"))
+    fields = advanced(chosen_backbone, chosen_strategy)
 
 dataset = state.current_dataset(workspace)
+spec = ModelSpec(
+    backbone=chosen_backbone.name,
+    strategy=chosen_strategy,
+    num_classes=len(dataset.classes) if dataset is not None else 2,
+    **fields,
+)
+weights_status(spec)
 if dataset is None:
     st.caption(t("model.no_dataset"))
-spec = ModelSpec(
-    **fields, weights=weights, strategy=strategy, num_classes=len(dataset.classes) if dataset is not None else 2
-)
 try:
-    with st.spinner(t("model.building", label=backbones.get_backbone(spec.backbone).label)):
+    with st.spinner(t("model.building", label=chosen_backbone.label)):
         structure = cached.structure(spec)
 except TLCoreError as exc:
     st.error(i18n.error_text(exc))
 else:
-    spec = replace(spec, frozen_layers=frozen_slider(strategy, structure))
+    spec = replace(spec, frozen_layers=frozen_slider(chosen_strategy, structure))
     st.session_state[state.MODEL_SPEC] = spec
-    frozen = models.frozen_count(strategy, spec.frozen_layers, structure.base_layers)
-    if weights == "none" and models.rules(strategy).pretrained and frozen:
+    frozen = models.frozen_count(chosen_strategy, spec.frozen_layers, structure.base_layers)
+    if spec.weights == "none" and models.rules(chosen_strategy).pretrained and frozen:
         st.info(t("model.random_weights_hint"), icon=":material/casino:")
     layers(spec)

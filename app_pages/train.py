@@ -104,9 +104,8 @@ def settings_form(dataset: Dataset, model_spec: ModelSpec) -> RunSpec:
 
 
 def select_run(run_id: str) -> None:
-    """Make `run_id` the run this page shows, in the session and in the URL."""
+    """Make `run_id` the run this page shows (the address keeps it too: `ui.links`)."""
     st.session_state[state.RUN_ID] = run_id
-    st.query_params[state.RUN_QUERY_PARAM] = run_id
 
 
 def on_run_selected() -> None:
@@ -114,11 +113,10 @@ def on_run_selected() -> None:
 
 
 def current_run(infos: list[runs.RunInfo]) -> str:
-    """The run to show: the session's, else the URL's, else a run in progress, else the newest."""
+    """The run to show: the session's (or the address's, `ui.links`), else a run in progress, else the newest."""
     ids = [info.id for info in infos]
-    for candidate in (st.session_state.get(state.RUN_ID), st.query_params.get(state.RUN_QUERY_PARAM)):
-        if candidate in ids:
-            return candidate
+    if st.session_state.get(state.RUN_ID) in ids:
+        return st.session_state[state.RUN_ID]
     active = [info.id for info in infos if runs.is_active(info)]
     return active[-1] if active else ids[0]
 

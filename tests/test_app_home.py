@@ -30,9 +30,10 @@ def test_home_explains_each_strategy_with_its_frozen_part_shaded(app):
     assert "frozen" not in base_states[2]  # from scratch: nothing
 
 
-def test_home_links_the_four_steps(app):
+def test_home_links_the_five_steps(app):
     at = app.run()
-    assert [link.proto.label for link in at.get("page_link")] == ["Data", "Model", "Train", "Compare"]
+    labels = [link.proto.label for link in at.get("page_link")]
+    assert labels == ["Data", "Model", "Train", "Compare", "Evaluate & export"]
 
 
 def test_japanese_is_shown_when_chosen_and_kept_across_pages(app):
@@ -49,6 +50,7 @@ def test_sidebar_shows_the_workspace_and_that_nothing_is_chosen_yet(app, workspa
     at = app.run()
     assert at.sidebar.code[0].value == str(workspace.root)
     summary = at.sidebar.markdown[-1].value
+    assert "address" in at.sidebar.caption[-1].value
     assert "Dataset: none" in summary and "Model: none" in summary and "Run: none" in summary
 
 

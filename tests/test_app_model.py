@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tlcore import backbones, models
+from tlcore import backbones, models, settings
 from tlcore.models import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,8 @@ def test_strategy_sets_the_slider_all_for_transfer_none_for_scratch_free_for_fin
     slider = frozen_slider(at)
     assert (slider.value, slider.disabled) == (0, True)
     assert metrics(at)["Trainable parameters"] > 200_000
-    assert at.radio(key="model.weights").disabled  # from scratch always starts random
+    (weights,) = [radio for radio in at.radio if radio.label == "Starting weights"]
+    assert (weights.value, weights.disabled) == ("none", True)  # from scratch always starts random
 
     at.segmented_control(key="model.strategy").set_value("finetune").run()
     slider = frozen_slider(at)
@@ -128,7 +129,9 @@ def test_snapping_offers_only_block_boundaries(app):
 def test_missing_imagenet_weights_are_explained_and_other_weights_offered(app):
     at = open_model_page(app, **{"model.backbone": "resnet50", "model.image_size": 64, "model.weights": "imagenet"})
     resnet = backbones.get_backbone("resnet50")
-    assert at.warning[0].value == backbones.missing_weights_message(resnet, 64)
+    warning = at.warning[0].value
+    assert resnet.weights_file(64) in warning and str(settings.keras_cache_dirs()[0]) in warning
+    assert "training cannot start yet" in warning
     assert at.radio(key="model.weights").options == ["ImageNet", "Random", "Weights file"]
 
 

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from tlcore import backbones, datasets, metrics_log, models, runs
+from tlcore.errors import WeightsUnavailableError
+from tlcore.i18n import Message
 from tlcore.models import ModelSpec, Strategy
 from tlcore.workspace import Workspace
 
@@ -102,6 +104,21 @@ def _layer_view(structure_spec: ModelSpec, strategy: str, frozen_layers: int | N
 def offline() -> bool:
     """Whether ImageNet weights cannot be downloaded (checked at most every ten minutes)."""
     return backbones.is_offline()
+
+
+def weights_problem(spec: ModelSpec, workspace: Workspace) -> Message | None:
+    """Why the spec's starting weights cannot be had now (missing and offline, no published hash), or None."""
+    backbone = backbones.get_backbone(spec.backbone)
+    return _weights_problem(backbone.name, spec.weights, spec.image_size or backbone.default_size, str(workspace.root))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _weights_problem(backbone: str, weights: str, image_size: int, root: str) -> Message | None:
+    try:
+        backbones.check_weights_available(backbones.get_backbone(backbone), weights, image_size, Workspace(root))
+    except WeightsUnavailableError as exc:
+        return exc.message
+    return None
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

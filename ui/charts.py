@@ -313,8 +313,11 @@ def network_diagram(strategy: str, labels: ChartLabels = ChartLabels()) -> alt.L
             domain=[labels.frozen, labels.learns_pretrained, labels.learns_random, labels.input],
             range=[FROZEN_COLOUR, PRETRAINED_COLOUR, RANDOM_COLOUR, "#ffffff"],
         ),
+        # One entry a row, never cut: the legend's words are longer in some languages than in others.
         legend=alt.Legend(
             orient="bottom",
+            direction="vertical",
+            labelLimit=0,
             symbolStrokeWidth=0,
             symbolSize=150,
             values=[labels.frozen, labels.learns_pretrained, labels.learns_random],

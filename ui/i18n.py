@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import streamlit as st
 
 from tlcore import i18n as i18n_core
+from tlcore import settings
 from tlcore.errors import TLCoreError
 from tlcore.i18n import Message
 from tlcore.models import Strategy, rules
@@ -168,6 +169,16 @@ def run_settings(spec: RunSpec) -> str:
         batch=spec.batch_size,
         rate=rate(spec.learning_rate),
         optimizer=spec.optimizer,
+    )
+
+
+def weights_missing_text(backbone: Backbone, image_size: int) -> str:
+    """Where to put a backbone's missing ImageNet weights file, in the app's words."""
+    return t(
+        "model.weights_missing",
+        label=backbone.label,
+        file=backbone.weights_file(image_size),
+        folder=str(settings.keras_cache_dirs()[0]),
     )
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 from tlcore import runs
 from tlcore.errors import TLCoreError
 from tlcore.workspace import Workspace
-from ui import i18n, state
+from ui import i18n, names, state
 from ui.i18n import t
 
 
@@ -30,7 +30,7 @@ def controls(workspace: Workspace) -> None:
 
 
 def summary(workspace: Workspace) -> None:
-    """The current dataset, model and run."""
+    """The current dataset, model and run (names as text: `ui.names`)."""
     with st.sidebar:
         st.markdown(f"**{t('sidebar.current')}**")
         st.markdown(
@@ -43,13 +43,14 @@ def summary(workspace: Workspace) -> None:
                 )
             )
         )
+        st.caption(t("sidebar.address_note"))
 
 
 def _dataset_summary(workspace: Workspace) -> str:
     ds = state.current_dataset(workspace)
     if ds is None:
         return t("sidebar.none")
-    return t("sidebar.dataset_value", name=ds.name, classes=len(ds.classes))
+    return t("sidebar.dataset_value", name=names.md(ds.name), classes=len(ds.classes))
 
 
 def _model_summary() -> str:
@@ -65,4 +66,4 @@ def _run_summary(workspace: Workspace) -> str:
         info = runs.load_run(workspace, run_id)
     except TLCoreError:
         return t("sidebar.none")
-    return f"{info.name} ({i18n.status_label(info.status)})"
+    return f"{names.md(info.name)} ({i18n.status_label(info.status)})"

@@ -7,7 +7,9 @@ Choices that other pages read (set by one page, read by several):
 | `lang` | "en" / "ja" | sidebar | the language of every string |
 | `dataset_id` | str or None | Data page | the dataset the next run trains on |
 | `model_spec` | `ModelSpec` or None | Model page | the model the next run trains (num_classes from the dataset) |
-| `run_id` | str or None | Train page | the run shown on the Train page (also `?run=` in the URL) |
+| `run_id` | str or None | Train page | the run shown on the Train page |
+
+The address keeps these choices too (`ui.links`), so a refresh, a bookmark or another tab keeps them.
 
 Widgets keep their own values under the keys below. Those that must survive a page switch are
 created with `persist_state="session"`, so coming back to a page finds it as it was left.
@@ -80,8 +82,6 @@ COMPARE_TARGET = "compare.target"
 COMPARE_NEW_NAME = "compare.new_name"
 COMPARE_PENDING_DELETE = "compare.pending_delete"
 COMPARE_FLASH = "compare.flash"
-
-RUN_QUERY_PARAM = "run"
 
 # Choice widgets whose options are shown in words of the session's language. The browser sends such a
 # widget's choice back as its shown words; after a language switch those are the old language's, which

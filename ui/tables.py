@@ -30,12 +30,33 @@ def styled_layer_table(table: pd.DataFrame) -> Styler:
     return table.style.apply(row_style, axis=1)
 
 
+def layer_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """`models.layer_table` with its `part` column in words of the session's language."""
+    parts = {
+        "preprocessing": t("layers.part_preprocessing"),
+        "base": t("layers.part_base"),
+        "head": t("layers.part_head"),
+    }
+    return table.assign(part=table["part"].map(parts))
+
+
+def layer_titles() -> dict[str, str]:
+    """The layer table's column titles, for the layer strip's tooltips."""
+    return {
+        "index": t("layers.index"),
+        "part": t("layers.part"),
+        "name": t("layers.name"),
+        "type": t("layers.type"),
+        "trainable": t("layers.trainable"),
+    }
+
+
 def layer_columns() -> dict[str, Any]:
-    """Column labels and formats for the layer table."""
+    """Column labels and formats for the layer table; the names get room enough to be read whole."""
     return {
         "index": st.column_config.NumberColumn(t("layers.index"), help=t("layers.index_help"), width="small"),
         "part": st.column_config.TextColumn(t("layers.part"), width="small"),
-        "name": st.column_config.TextColumn(t("layers.name")),
+        "name": st.column_config.TextColumn(t("layers.name"), width="large"),
         "type": st.column_config.TextColumn(t("layers.type")),
         "output_shape": st.column_config.TextColumn(t("layers.output_shape")),
         "params": st.column_config.NumberColumn(t("layers.params"), format="localized"),

@@ -1,0 +1,58 @@
+"""Names people give (runs, datasets, class folders, files) shown as text, never as markup.
+
+Streamlit renders Markdown in titles, captions, notices, labels and toasts, with directives of its own
+(`:red[...]`, `:material/icon:`, `$...$` for LaTeX). A name is someone else's input on a shared server:
+shown raw, `![x](http://host/x.png)` would fetch a remote image for every viewer and `[click](...)`
+would be a live link. Every name passes through one of these helpers on its way to the screen:
+
+- `md(name)`: for any place that renders Markdown: every Markdown and Streamlit directive character
+  escaped, line breaks and bidirectional-override characters removed, long names shortened;
+- `plain(name)`: for places that show plain text (select boxes, tables, chart legends, file names):
+  the same cleaning and shortening, no escapes;
+- `full(name)`: the whole name, cleaned, for a tooltip beside a shortened one.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+SHOWN_CHARACTERS = 60
+"""Names longer than this are shortened in the middle (their start and end both tell runs apart)."""
+
+# Characters that can start inline Markdown, HTML, a link or image, a table cell, a Streamlit directive
+# (`:red[...]`, `:material/x:`, `:smile:`), LaTeX (`$`) or an autolinked address (`http://`, `a@b`),
+# escaped with a backslash (CommonMark lets any ASCII punctuation be escaped; it shows the character).
+_MARKDOWN = re.compile(r"([\\`*_\[\]()!<>&#|~:$@])")
+# A bare "www." is autolinked too.
+_WWW = re.compile(r"(?i)\b(www)\.")
+# Line and paragraph breaks, and the characters that reorder text (a right-to-left override can make
+# "gpj.exe" read as "exe.jpg").
+_BREAKS = re.compile("[\r\n\t\v\f\u2028\u2029\u0085]+")
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]")
+
+
+def full(name: object) -> str:
+    """The whole name as one line of plain text: breaks become spaces, control and reordering characters go."""
+    text = _BIDI.sub("", _BREAKS.sub(" ", str(name)))
+    text = "".join(char for char in text if unicodedata.category(char) != "Cc")
+    return " ".join(text.split())
+
+
+def plain(name: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """The name as plain text, at most `limit` characters (shortened in the middle with "…")."""
+    text = full(name)
+    if len(text) <= limit:
+        return text
+    keep = limit - 1
+    return text[: keep - keep // 2] + "…" + text[len(text) - keep // 2 :]
+
+
+def md(name: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """The name for a place that renders Markdown: shown exactly as `plain` shows it, nothing rendered."""
+    return _WWW.sub(r"\1\\.", _MARKDOWN.sub(r"\\\1", plain(name, limit)))
+
+
+def is_shortened(name: object, limit: int = SHOWN_CHARACTERS) -> bool:
+    """Whether `plain` shortens the name (then show `full` in a tooltip)."""
+    return len(full(name)) > limit
