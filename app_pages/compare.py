@@ -5,7 +5,7 @@ import streamlit as st
 from tlcore import runs
 from tlcore.errors import TLCoreError
 from tlcore.runs import RunInfo
-from ui import cached, charts, i18n, state, tables
+from ui import cached, charts, i18n, names, state, tables
 from ui.i18n import t
 
 
@@ -20,7 +20,10 @@ def rename_target() -> None:
     except TLCoreError as exc:
         flash("error", i18n.error_text(exc))
     else:
-        flash("success", t("compare.renamed", name=info.name))
+        flash("success", t("compare.renamed", name=names.md(info.name)))
+        # Every run selector shows the new name at once: a selector still holding the old label would
+        # hand its change handler a name that no longer exists.
+        state.reword_choices()
 
 
 def ask_delete() -> None:
@@ -66,6 +69,12 @@ def side_by_side(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
     )
 
 
+def target_name(by_id: dict[str, RunInfo]) -> str:
+    """The name of the run chosen for renaming, as its field starts ("" if it has just gone)."""
+    info = by_id.get(st.session_state.get(state.COMPARE_TARGET))
+    return info.name if info is not None else ""
+
+
 def manage(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
     """Rename a run, or delete it after a confirmation."""
     st.subheader(t("compare.manage"))
@@ -78,9 +87,7 @@ def manage(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
             list(by_id),
             format_func=labels.get,
             key=state.COMPARE_TARGET,
-            on_change=lambda: st.session_state.update(
-                {state.COMPARE_NEW_NAME: by_id[st.session_state[state.COMPARE_TARGET]].name}
-            ),
+            on_change=lambda: st.session_state.update({state.COMPARE_NEW_NAME: target_name(by_id)}),
         )
     ]
     name_col, rename_col, delete_col = st.columns([4, 1, 1], vertical_alignment="bottom")
@@ -95,9 +102,11 @@ def manage(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
     )
     pending = by_id.get(st.session_state.get(state.COMPARE_PENDING_DELETE))
     if pending is not None:
-        st.warning(t("compare.confirm_delete", name=pending.name))
+        st.warning(t("compare.confirm_delete", name=names.md(pending.name)))
         yes_col, no_col, _ = st.columns([1, 1, 4])
-        yes_col.button(t("compare.confirm_yes"), on_click=delete_pending, args=(pending.name,), type="primary")
+        yes_col.button(
+            t("compare.confirm_yes"), on_click=delete_pending, args=(names.md(pending.name),), type="primary"
+        )
         no_col.button(t("compare.confirm_no"), on_click=cancel_delete)
 
 

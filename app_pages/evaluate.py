@@ -24,7 +24,7 @@ from ui import cached, i18n, state
 from ui.eval_charts import EvalChartLabels, confusion_heatmap, heatmap_overlay, top_k_bars
 from ui.i18n import t
 
-RUN = "evaluate.run"
+RUN = state.EVALUATE_RUN
 TEST_ZIP = "evaluate.test_zip"
 TEST_DATA = "evaluate.test_data"
 GRADCAM = "evaluate.gradcam"

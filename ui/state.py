@@ -83,11 +83,22 @@ COMPARE_NEW_NAME = "compare.new_name"
 COMPARE_PENDING_DELETE = "compare.pending_delete"
 COMPARE_FLASH = "compare.flash"
 
+EVALUATE_RUN = "evaluate.run"
+
 # Choice widgets whose options are shown in words of the session's language. The browser sends such a
 # widget's choice back as its shown words; after a language switch those are the old language's, which
 # match no option, so on the next click the widget would fall back to its first option (a selectbox or
 # radio does; MobileNet became ResNet50). `reword_choices` tells the browser each choice again.
-WORDED_CHOICES = (DATA_PICK, MODEL_BACKBONE, MODEL_POOLING, MODEL_WEIGHTS, MODEL_STRATEGY, TRAIN_RUN)
+WORDED_CHOICES = (
+    DATA_PICK,
+    MODEL_BACKBONE,
+    MODEL_POOLING,
+    MODEL_WEIGHTS,
+    MODEL_STRATEGY,
+    TRAIN_RUN,
+    COMPARE_TARGET,
+    EVALUATE_RUN,
+)
 
 _DEFAULTS: dict[str, Any] = {LANG: "en", DATASET_ID: None, MODEL_SPEC: None, RUN_ID: None}
 
@@ -99,7 +110,7 @@ def init_state() -> None:
 
 
 def reword_choices() -> None:
-    """After a language switch: set every worded choice to itself, so the browser gets its new words."""
+    """After a language switch or a rename: set every worded choice to itself, so the browser gets its new words."""
     for key in WORDED_CHOICES:
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
