@@ -17,10 +17,10 @@ import streamlit as st
 
 from tlcore import codegen, datasets, evaluation, export, runs
 from tlcore.errors import ImageError, TLCoreError
-from tlcore.images import load_image
+from tlcore.images import convert_image, load_image
 from tlcore.predict import Predictor, model_file, model_stamp
 from tlcore.workspace import Workspace
-from ui import cached, i18n, state
+from ui import cached, i18n, names, state
 from ui.eval_charts import EvalChartLabels, confusion_heatmap, heatmap_overlay, top_k_bars
 from ui.i18n import t
 
@@ -198,11 +198,14 @@ def try_tab(info: runs.RunInfo) -> None:
     for name, source, truth in sources:
         image_col, bars_col = st.columns([1, 2], vertical_alignment="center")
         try:
-            prediction = predictor.predict([source], names=[name])[0]
+            # Shown as the model sees it: converted once (EXIF orientation, 8-bit RGB), whatever the upload's
+            # mode; a browser cannot show a 16-bit or CMYK file, and Streamlit cannot re-encode one.
+            converted = convert_image(source, name)
+            prediction = predictor.predict([converted], names=[name])[0]
         except ImageError as exc:
             st.error(i18n.error_text(exc))
             continue
-        image_col.image(str(source) if isinstance(source, Path) else source.getvalue(), caption=name, width=TRY_WIDTH)
+        image_col.image(converted, caption=names.plain(name), width=TRY_WIDTH)
         with bars_col:
             st.markdown(t("evaluate.try_result", label=prediction.label, confidence=percent(prediction.confidence)))
             if truth is not None:
@@ -238,7 +241,7 @@ def export_tab(info: runs.RunInfo) -> None:
         result = export.load_export(workspace, info.id)
     if result is None:
         return
-    names = {
+    format_names = {
         "keras": t("evaluate.format_keras"),
         "savedmodel": t("evaluate.format_savedmodel"),
         "tflite": t("evaluate.format_tflite"),
@@ -255,7 +258,7 @@ def export_tab(info: runs.RunInfo) -> None:
         )
         rows.append(
             {
-                "format": names[fmt],
+                "format": format_names[fmt],
                 "passed": t("evaluate.export_passed") if check.passed else t("evaluate.export_failed"),
                 "difference": f"{check.max_abs_diff:.1e}",
                 "agreement": check.top1_agreement,
@@ -296,7 +299,11 @@ def export_tab(info: runs.RunInfo) -> None:
         else:
             data, file_name = path.read_bytes, path.name
         columns[index % 3].download_button(
-            names[key], data=data, file_name=file_name, icon=":material/download:", key=f"evaluate.download.{key}"
+            format_names[key],
+            data=data,
+            file_name=file_name,
+            icon=":material/download:",
+            key=f"evaluate.download.{key}",
         )
 
 
