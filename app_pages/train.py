@@ -1,25 +1,30 @@
 """Train: the settings of a new run, Start, and a live view of the current run (polled from disk).
 
-Training runs in its own process (`tlcore.runs.start`); this page only reads the run's folder, so
-a refresh, a second tab or a server restart finds the run where it is.
+A beginner decides the epochs (both phases' with the two-phase recipe); batch size, optimizer,
+learning rates, augmentation and seed wait in "Advanced" with the Keras guide's defaults. Training
+runs in its own process (`tlcore.runs.start`); this page only reads the run's folder, so a refresh, a
+second tab or a server restart finds the run where it is.
 """
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import streamlit as st
 
-from tlcore import runs
+from tlcore import backbones, runs
+from tlcore.baseline import majority_baseline
 from tlcore.datasets import Dataset
 from tlcore.errors import TLCoreError
 from tlcore.models import ModelSpec, rules
 from tlcore.runs import RunState
 from tlcore.spec import OPTIMIZERS, Augmentation, RunSpec, field_defaults
-from ui import cached, charts, i18n, state
+from ui import cached, charts, i18n, names, state
 from ui.i18n import t
 
 POLL_SECONDS = 1.0
 LEARNING_RATES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
 BATCH_SIZES = (8, 16, 32, 64, 128)
+KEEP = {"persist_state": "session"}
 
 
 def settings_form(dataset: Dataset, model_spec: ModelSpec) -> RunSpec:
@@ -41,50 +46,55 @@ def settings_form(dataset: Dataset, model_spec: ModelSpec) -> RunSpec:
         (state.TRAIN_NAME, run["name"]),
     ):
         state.default(key, value)
-    keep = {"persist_state": "session"}
-    basics, augment, recipe = st.columns(3)
-    with basics:
-        epochs = st.number_input(t("train.epochs"), 1, 1000, key=state.TRAIN_EPOCHS, **keep)
-        batch_size = st.selectbox(t("train.batch_size"), BATCH_SIZES, key=state.TRAIN_BATCH, **keep)
-        learning_rate = st.select_slider(
-            t("train.learning_rate"), LEARNING_RATES, format_func=i18n.rate, key=state.TRAIN_LR, **keep
+    can_two_phase = rules(model_spec.strategy).ends_two_phase
+    two_phase = can_two_phase and st.toggle(
+        t("train.two_phase"), key=state.TRAIN_TWO_PHASE, help=t("train.two_phase_help"), **KEEP
+    )
+    if two_phase:
+        head_col, finetune_col, total_col = st.columns(3, vertical_alignment="bottom")
+        epochs = head_col.number_input(t("train.head_epochs"), 1, 1000, key=state.TRAIN_EPOCHS, **KEEP)
+        finetune_epochs = finetune_col.number_input(
+            t("train.finetune_epochs"), 1, 1000, key=state.TRAIN_FT_EPOCHS, **KEEP
         )
-        optimizer = st.selectbox(t("train.optimizer"), OPTIMIZERS, key=state.TRAIN_OPTIMIZER, **keep)
-    with augment:
-        st.markdown(f"**{t('train.augmentation')}**")
-        flip = st.toggle(t("train.flip"), key=state.TRAIN_FLIP, **keep)
-        rotation = st.slider(
-            t("train.rotation"), 0.0, 0.5, step=0.05, key=state.TRAIN_ROTATION, help=t("train.rotation_help"), **keep
-        )
-        zoom = st.slider(t("train.zoom"), 0.0, 0.5, step=0.05, key=state.TRAIN_ZOOM, **keep)
-        contrast = st.slider(t("train.contrast"), 0.0, 0.5, step=0.05, key=state.TRAIN_CONTRAST, **keep)
-    with recipe:
-        can_two_phase = rules(model_spec.strategy).ends_two_phase
-        two_phase = (
-            st.toggle(
-                t("train.two_phase"),
-                key=state.TRAIN_TWO_PHASE,
-                disabled=not can_two_phase,
-                help=t("train.two_phase_help"),
-                **keep,
+        total_col.markdown(t("train.total_epochs", epochs=i18n.count("epochs", int(epochs + finetune_epochs))))
+    else:
+        epochs = st.number_input(t("train.epochs"), 1, 1000, key=state.TRAIN_EPOCHS, **KEEP)
+        finetune_epochs = st.session_state[state.TRAIN_FT_EPOCHS]
+    name = st.text_input(t("train.name"), key=state.TRAIN_NAME, max_chars=200, **KEEP)
+    with st.expander(t("train.advanced"), icon=":material/tune:"):
+        st.caption(t("train.advanced_help"))
+        basics, augment = st.columns(2)
+        with basics:
+            batch_size = st.selectbox(t("train.batch_size"), BATCH_SIZES, key=state.TRAIN_BATCH, **KEEP)
+            optimizer = st.selectbox(t("train.optimizer"), OPTIMIZERS, key=state.TRAIN_OPTIMIZER, **KEEP)
+            learning_rate = st.select_slider(
+                t("train.learning_rate"), LEARNING_RATES, format_func=i18n.rate, key=state.TRAIN_LR, **KEEP
             )
-            and can_two_phase
-        )
-        if not can_two_phase:
-            st.caption(t("train.two_phase_needs_finetune"))
-        finetune_epochs = st.number_input(
-            t("train.finetune_epochs"), 1, 1000, key=state.TRAIN_FT_EPOCHS, disabled=not two_phase, **keep
-        )
-        finetune_rate = st.select_slider(
-            t("train.finetune_learning_rate"),
-            LEARNING_RATES,
-            format_func=i18n.rate,
-            key=state.TRAIN_FT_LR,
-            disabled=not two_phase,
-            **keep,
-        )
-        seed = st.number_input(t("train.seed"), 0, 2**31 - 1, key=state.TRAIN_SEED, **keep)
-        name = st.text_input(t("train.name"), key=state.TRAIN_NAME, max_chars=200, **keep)
+            finetune_rate = st.select_slider(
+                t("train.finetune_learning_rate"),
+                LEARNING_RATES,
+                format_func=i18n.rate,
+                key=state.TRAIN_FT_LR,
+                disabled=not two_phase,
+                help=t("train.finetune_learning_rate_help"),
+                **KEEP,
+            )
+            seed = st.number_input(t("train.seed"), 0, 2**31 - 1, key=state.TRAIN_SEED, **KEEP)
+        with augment:
+            st.markdown(f"**{t('train.augmentation')}**")
+            st.caption(t("train.augmentation_help"))
+            flip = st.toggle(t("train.flip"), key=state.TRAIN_FLIP, **KEEP)
+            rotation = st.slider(
+                t("train.rotation"),
+                0.0,
+                0.5,
+                step=0.05,
+                key=state.TRAIN_ROTATION,
+                help=t("train.rotation_help"),
+                **KEEP,
+            )
+            zoom = st.slider(t("train.zoom"), 0.0, 0.5, step=0.05, key=state.TRAIN_ZOOM, **KEEP)
+            contrast = st.slider(t("train.contrast"), 0.0, 0.5, step=0.05, key=state.TRAIN_CONTRAST, **KEEP)
     return RunSpec(
         dataset=dataset.id,
         model=replace(model_spec, num_classes=len(dataset.classes)),
@@ -101,6 +111,19 @@ def settings_form(dataset: Dataset, model_spec: ModelSpec) -> RunSpec:
         seed=int(seed),
         name=name.strip(),
     )
+
+
+def start(spec: RunSpec) -> None:
+    """Start's callback: start the run and show it; a new run's name field starts empty again."""
+    st.session_state.pop(state.TRAIN_ENDED_HERE, None)
+    try:
+        info = runs.start(spec, workspace)
+    except TLCoreError as exc:
+        st.session_state[state.TRAIN_REFUSED] = i18n.error_text(exc)
+        return
+    select_run(info.id)
+    st.session_state[state.TRAIN_RUN] = info.id
+    st.session_state[state.TRAIN_NAME] = ""
 
 
 def select_run(run_id: str) -> None:
@@ -141,25 +164,22 @@ def run_monitor(run_id: str, status_shown: str) -> None:
             info = runs.stop(workspace, run_id)
         except TLCoreError as exc:
             st.error(i18n.error_text(exc))
-    heading_col.markdown(f"### {info.name}  \n{i18n.status_badge(info.status)}")
+    heading_col.markdown(
+        f"### {names.md(info.name)}  \n{i18n.status_badge(info.status)}",
+        help=names.full(info.name) if names.is_shortened(info.name) else None,
+    )
     if info.spec is not None:
         heading_col.caption(i18n.run_settings(info.spec))
-    if info.status == RunState.QUEUED:
-        st.info(t("train.queued"))
     if info.path or info.path_note:
         st.caption(i18n.path_text(info))
     if info.in_feature_pass:
         st.progress(info.features_fraction, text=i18n.features_progress_text(info))
-    st.progress(info.progress, text=i18n.progress_text(info))
+    st.progress(info.progress, text=i18n.progress_text(info, datetime.now(UTC)))
     if info.error:
         notice = st.warning if info.status in (RunState.STOPPED, RunState.INTERRUPTED) else st.error
-        notice(f"{t('train.run_error')} {info.error}")
+        notice(f"{t('train.run_error')} {i18n.say(info.error)}")
     if info.best_val_accuracy is not None:
-        st.metric(
-            t("train.best_val_accuracy"),
-            f"{info.best_val_accuracy:.1%}",
-            help=t("train.best_epoch", epoch=info.best_epoch),
-        )
+        accuracy(info)
     metrics = cached.metrics(workspace, run_id)
     if metrics.empty:
         st.caption(t("train.no_metrics"))
@@ -168,6 +188,35 @@ def run_monitor(run_id: str, status_shown: str) -> None:
     loss_col, accuracy_col = st.columns(2)
     loss_col.altair_chart(charts.training_curve(metrics, "loss", info.steps_per_epoch, labels), width="stretch")
     accuracy_col.altair_chart(charts.training_curve(metrics, "accuracy", info.steps_per_epoch, labels), width="stretch")
+
+
+def accuracy(info: runs.RunInfo) -> None:
+    """The best validation accuracy, beside what always answering the largest class would score."""
+    try:
+        baseline = majority_baseline(cached.dataset(workspace, info.spec.dataset))
+    except TLCoreError:
+        baseline = None
+    value_col, baseline_col = st.columns(2)
+    value_col.metric(
+        t("train.best_val_accuracy"),
+        f"{info.best_val_accuracy:.1%}",
+        delta=t("train.vs_baseline", points=f"{(info.best_val_accuracy - baseline.accuracy) * 100:+.1f}")
+        if baseline is not None
+        else None,
+        help=t("train.best_epoch", epoch=info.best_epoch),
+    )
+    if baseline is None:
+        return
+    baseline_col.metric(
+        t("train.baseline"),
+        f"{baseline.accuracy:.1%}",
+        help=t("train.baseline_help", name=names.plain(baseline.class_name)),
+    )
+    if not baseline.beaten_by(info.best_val_accuracy):
+        st.warning(
+            t("train.at_baseline", baseline=f"{baseline.accuracy:.1%}", name=names.md(baseline.class_name)),
+            icon=":material/trending_flat:",
+        )
 
 
 workspace = state.workspace()
@@ -187,16 +236,23 @@ with st.expander(t("train.new_run"), expanded=new_run_open, icon=":material/tune
         st.info(t("train.need_model"))
         st.page_link("app_pages/model.py", label=t("nav.model"), icon=":material/account_tree:")
     else:
-        st.caption(t("train.summary", dataset=dataset.name, model=i18n.model_summary(model_spec)))
+        st.caption(t("train.summary", dataset=names.md(dataset.name), model=i18n.model_summary(model_spec)))
         run_spec = settings_form(dataset, model_spec)
-        if st.button(t("train.start"), type="primary", icon=":material/play_arrow:"):
-            st.session_state.pop(state.TRAIN_ENDED_HERE, None)
-            try:
-                select_run(runs.start(run_spec, workspace).id)
-            except TLCoreError as exc:
-                st.error(i18n.error_text(exc))
-            else:
-                all_runs = runs.list_runs(workspace)
+        missing = cached.weights_problem(model_spec, workspace) if model_spec.weights == "imagenet" else None
+        if missing is not None:
+            backbone = backbones.get_backbone(model_spec.backbone)
+            st.warning(i18n.weights_missing_text(backbone, model_spec.image_size or backbone.default_size))
+        if refused := st.session_state.pop(state.TRAIN_REFUSED, None):
+            st.error(refused)
+        st.button(
+            t("train.start"),
+            type="primary",
+            icon=":material/play_arrow:",
+            on_click=start,
+            args=(run_spec,),
+            disabled=missing is not None,
+            help=t("train.start_disabled_help") if missing is not None else None,
+        )
 
 if not all_runs:
     st.info(t("train.no_runs"))

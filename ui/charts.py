@@ -30,6 +30,8 @@ PRETRAINED_COLOUR = "#60a5fa"
 RANDOM_COLOUR = "#fbbf24"
 TRAIN_COLOUR = "#2563eb"
 VAL_COLOUR = "#93c5fd"
+# Validation curves: a colour far from the training blue, so the two never read as one line.
+VAL_LINE_COLOUR = "#ea580c"
 
 # One clearly different colour per compared run (Streamlit's theme would otherwise give neighbours
 # two shades of blue); colours repeat after ten runs.
@@ -73,12 +75,18 @@ class ChartLabels:
     head: str = "new head"
     block: str = "block {n}"
     input: str = "input"
+    phase: str = "phase"
+    phases: Mapping[str, str] | None = None
+    """Phase names (the strategy of each phase, `"features"` for a feature pass) in words."""
 
     def split_label(self, split: str) -> str:
         return self.train if split == "train" else self.val
 
     def metric_label(self, metric: str) -> str:
         return self.loss if metric == "loss" else self.accuracy
+
+    def phase_label(self, phase: object) -> object:
+        return (self.phases or {}).get(phase, phase) if isinstance(phase, str) else phase
 
 
 def class_counts_chart(counts: pd.DataFrame, labels: ChartLabels = ChartLabels()) -> alt.Chart:
@@ -171,18 +179,19 @@ def training_curve(
     frame = curve_frame(metrics, steps_per_epoch)
     frame = frame[frame["metric"] == metric].copy()
     frame["split_label"] = frame["split"].map(labels.split_label)
+    frame["phase_label"] = frame["phase"].map(labels.phase_label)
     x = alt.X("x:Q", title=labels.epoch, scale=alt.Scale(domainMin=0), axis=alt.Axis(tickMinStep=1))
     y = alt.Y("value:Q", title=labels.metric_label(metric), scale=_metric_scale(metric))
-    dash = alt.StrokeDash(
-        "split_label:N",
-        title=None,
-        scale=alt.Scale(domain=[labels.train, labels.val], range=[SOLID, DASHED]),
-    )
+    # Train and validation differ in colour and in dash; both channels share one field, so one legend.
+    splits = [labels.train, labels.val]
+    colours = alt.Scale(domain=splits, range=[TRAIN_COLOUR, VAL_LINE_COLOUR])
+    colour = alt.Color("split_label:N", title=None, scale=colours)
+    dash = alt.StrokeDash("split_label:N", title=None, scale=alt.Scale(domain=splits, range=[SOLID, DASHED]))
     tooltip = [
         alt.Tooltip("split_label:N", title=labels.split),
         alt.Tooltip("epoch:Q", title=labels.epoch),
         alt.Tooltip("value:Q", title=labels.metric_label(metric), format=".4f"),
-        alt.Tooltip("phase:N"),
+        alt.Tooltip("phase_label:N", title=labels.phase),
     ]
     base = alt.Chart(frame)
     per_batch = (
@@ -191,12 +200,10 @@ def training_curve(
         .encode(x=x, y=y)
     )
     per_epoch = base.transform_filter(alt.datum.kind == "epoch")
-    lines = per_epoch.mark_line(strokeWidth=2.5, color=TRAIN_COLOUR).encode(x=x, y=y, strokeDash=dash)
-    points = per_epoch.mark_point(filled=True, size=50, color=TRAIN_COLOUR).encode(
-        x=x, y=y, shape=alt.Shape("split_label:N", title=None), tooltip=tooltip
-    )
+    lines = per_epoch.mark_line(strokeWidth=2.5).encode(x=x, y=y, color=colour, strokeDash=dash)
+    points = per_epoch.mark_point(filled=True, size=50).encode(x=x, y=y, color=colour, tooltip=tooltip)
     title = alt.Title(labels.metric_label(metric), subtitle=labels.batch_note)
-    return alt.layer(per_batch, lines, points, _phase_rules(metrics)).properties(title=title, height=280)
+    return alt.layer(per_batch, lines, points, _phase_rules(metrics, labels)).properties(title=title, height=280)
 
 
 def phase_starts(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -206,8 +213,10 @@ def phase_starts(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"x": (firsts.iloc[1:] - 1).astype(float).to_numpy(), "phase": firsts.index[1:]})
 
 
-def _phase_rules(metrics: pd.DataFrame) -> alt.LayerChart:
-    base = alt.Chart(phase_starts(metrics)).encode(x="x:Q")
+def _phase_rules(metrics: pd.DataFrame, labels: ChartLabels) -> alt.LayerChart:
+    starts = phase_starts(metrics)
+    starts["phase"] = starts["phase"].map(labels.phase_label)
+    base = alt.Chart(starts).encode(x="x:Q")
     rule = base.mark_rule(color="#6b7280", strokeDash=[2, 2])
     text = base.mark_text(align="left", baseline="top", dx=4, dy=4, color="#6b7280", fontSize=11).encode(
         text="phase:N", y=alt.value(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +20,7 @@ import streamlit as st
 from tlcore import i18n as i18n_core
 from tlcore import settings
 from tlcore.errors import TLCoreError
-from tlcore.i18n import Message
+from tlcore.i18n import Message, msg
 from tlcore.models import Strategy, rules
 from tlcore.runs import RunState
 from ui.charts import ChartLabels
@@ -149,23 +150,34 @@ def model_summary(spec: ModelSpec) -> str:
     return t("model.summary", backbone=label, strategy=strategy_label(spec.strategy))
 
 
+def count(kind: str, n: int) -> str:
+    """`n` things with their plural, in the session's language: `count("epochs", 1)` is "1 epoch"."""
+    units = {
+        "epochs": msg("count.epochs", n=n),
+        "images": msg("count.images", n=n),
+        "classes": msg("count.classes", n=n),
+    }
+    return units[kind].render(language())
+
+
 def run_settings(spec: RunSpec) -> str:
     """A run's main settings on one line: model, epochs, batch size, learning rate(s)."""
     if spec.two_phase:
         return t(
             "train.settings_two_phase",
             model=model_summary(spec.model),
-            epochs=spec.epochs,
+            epochs=count("epochs", spec.epochs),
             batch=spec.batch_size,
             rate=rate(spec.learning_rate),
             optimizer=spec.optimizer,
-            finetune_epochs=spec.finetune_epochs,
+            finetune_epochs=count("epochs", spec.finetune_epochs),
             finetune_rate=rate(spec.finetune_learning_rate),
+            total=count("epochs", spec.total_epochs),
         )
     return t(
         "train.settings",
         model=model_summary(spec.model),
-        epochs=spec.epochs,
+        epochs=count("epochs", spec.epochs),
         batch=spec.batch_size,
         rate=rate(spec.learning_rate),
         optimizer=spec.optimizer,
@@ -204,16 +216,48 @@ def duration(seconds: float) -> str:
     return t("duration.seconds", s=secs)
 
 
-def progress_text(info: RunInfo) -> str:
-    """Where a run stands: epoch, step, time so far and time left, as far as they are known."""
-    parts = [t("train.progress_epoch", epoch=info.epoch, total=info.total_epochs)]
-    if info.steps_per_epoch and info.status in (RunState.RUNNING, RunState.STOPPING):
-        parts.append(t("train.progress_step", step=info.step, steps=info.steps_per_epoch))
-    if info.elapsed_seconds:
-        parts.append(t("train.progress_elapsed", time=duration(info.elapsed_seconds)))
+def progress_text(info: RunInfo, now: datetime) -> str:
+    """Where a run stands: what it is doing, epoch and step, time so far (counted live) and time left."""
+    if info.status == RunState.QUEUED:
+        return t("train.waiting", time=duration(_seconds_since(info.created, now)))
+    parts = []
+    if info.status in (RunState.RUNNING, RunState.STOPPING) and not info.step and not info.in_feature_pass:
+        parts.append(activity_text(info))
+    if info.status in (RunState.RUNNING, RunState.STOPPING):
+        parts.append(t("train.progress_epoch", epoch=max(info.epoch, 1), total=info.total_epochs))
+        if info.steps_per_epoch:
+            parts.append(t("train.progress_step", step=info.step, steps=info.steps_per_epoch))
+    else:
+        parts.append(t("train.progress_epoch", epoch=info.epoch, total=info.total_epochs))
+    elapsed = info.elapsed_seconds
+    if info.status == RunState.RUNNING and info.started:
+        elapsed = _seconds_since(info.started, now)  # the clock runs between the trainer's status writes
+    if elapsed:
+        parts.append(t("train.progress_elapsed", time=duration(elapsed)))
     if info.eta_seconds is not None:
         parts.append(t("train.progress_eta", time=duration(info.eta_seconds)))
     return " · ".join(parts)
+
+
+def activity_text(info: RunInfo) -> str:
+    """What a run does before its first step: setting up, or validating after an epoch."""
+    if info.epoch and info.step == 0 and info.seconds_per_epoch is not None:
+        return t("train.activity_validating")
+    return {
+        "loading": t("train.activity_loading"),
+        "building": t("train.activity_building"),
+        "tracing": t("train.activity_tracing"),
+        "validating": t("train.activity_validating"),
+    }.get(info.activity or "", t("train.activity_starting"))
+
+
+def _seconds_since(iso: str | None, now: datetime) -> float:
+    if not iso:
+        return 0.0
+    try:
+        return max(0.0, (now - datetime.fromisoformat(iso)).total_seconds())
+    except ValueError:
+        return 0.0
 
 
 def path_label(path: str) -> str:
@@ -221,12 +265,12 @@ def path_label(path: str) -> str:
 
 
 def path_text(info: RunInfo) -> str:
-    """The run's training path as a badge, then the trainer's reason (an English sentence, like errors)."""
+    """The run's training path as a badge, then the trainer's reason."""
     parts = []
     if info.path is not None:
         parts.append(f":{'gray' if info.path == 'full' else 'green'}-badge[{path_label(info.path)}]")
     if info.path_note:
-        parts.append(info.path_note)
+        parts.append(say(info.path_note))
     return " ".join(parts)
 
 
@@ -277,4 +321,11 @@ def chart_labels() -> ChartLabels:
         head=t("chart.head"),
         block=t("chart.block"),
         input=t("chart.input"),
+        phase=t("chart.phase"),
+        phases={
+            Strategy.SCRATCH: strategy_label(Strategy.SCRATCH),
+            Strategy.TRANSFER: strategy_label(Strategy.TRANSFER),
+            Strategy.FINETUNE: strategy_label(Strategy.FINETUNE),
+            "features": t("chart.phase_features"),
+        },
     )

@@ -23,7 +23,8 @@ created with `persist_state="session"`, so coming back to a page finds it as it 
   `train.rotation`, `train.zoom`, `train.contrast`, `train.two_phase`, `train.finetune_epochs`,
   `train.finetune_learning_rate`, `train.seed`, `train.name`, `train.run` (run selector);
   `train.ended_here` (not a widget: the id of a run that ended while the Train page showed it, which keeps
-  the New run form closed so the finished run does not jump down the page; the Model page and Start clear it).
+  the New run form closed so the finished run does not jump down the page; the Model page and Start clear it),
+  `train.refused` (not a widget: why the last Start was refused, shown once).
 - Compare page: `compare.runs` (multiselect), `compare.target` (run to rename or delete),
   `compare.new_name`, `compare.pending_delete` (run id awaiting confirmation), `compare.flash`
   (a (kind, text) message from a button callback, shown once).
@@ -76,6 +77,7 @@ TRAIN_SEED = "train.seed"
 TRAIN_NAME = "train.name"
 TRAIN_RUN = "train.run"
 TRAIN_ENDED_HERE = "train.ended_here"
+TRAIN_REFUSED = "train.refused"
 
 COMPARE_RUNS = "compare.runs"
 COMPARE_TARGET = "compare.target"
