@@ -8,7 +8,7 @@ import streamlit as st
 
 from tlcore import datasets, demo
 from tlcore.errors import TLCoreError
-from ui import cached, charts, i18n, state
+from ui import cached, charts, i18n, names, state
 from ui.i18n import t
 
 SAMPLES_PER_CLASS = 6
@@ -17,7 +17,7 @@ CLASSES_SHOWN = 8
 
 def add_dataset(name: str, make: Callable[[Callable[[int, int], None]], datasets.Dataset]) -> None:
     """Run `make(progress)` (an ingestion) with a progress bar; choose the new dataset, or say why it was refused."""
-    text = t("data.ingesting", name=name)
+    text = t("data.ingesting", name=names.md(name))
     bar = st.progress(0.0, text=text)
     shown = [0]
 
@@ -36,7 +36,12 @@ def add_dataset(name: str, make: Callable[[Callable[[int, int], None]], datasets
     bar.empty()
     choose_dataset(dataset.id)
     st.success(
-        t("data.ingested", name=dataset.name, images=int(dataset.counts()["total"].sum()), classes=len(dataset.classes))
+        t(
+            "data.ingested",
+            name=names.md(dataset.name),
+            images=int(dataset.counts()["total"].sum()),
+            classes=len(dataset.classes),
+        )
     )
 
 
@@ -78,31 +83,37 @@ def show_dataset(dataset: datasets.Dataset) -> None:
     """Class counts, sample images per class and the files that were skipped, with reasons."""
     counts = dataset.counts()
     if dataset.source_dir is not None:
-        st.caption(t("data.folder_source", folder=str(dataset.source_dir)))
+        st.caption(t("data.folder_source", folder=names.md(dataset.source_dir, limit=200)))
     classes_col, train_col, val_col = st.columns(3)
     classes_col.metric(t("data.classes"), len(dataset.classes))
     train_col.metric(t("data.train_images"), int(counts["train"].sum()))
     val_col.metric(t("data.val_images"), int(counts["val"].sum()))
-    st.altair_chart(charts.class_counts_chart(counts, i18n.chart_labels()), width="stretch")
+    shown_counts = counts.assign(**{"class": counts["class"].map(names.plain)})
+    st.altair_chart(charts.class_counts_chart(shown_counts, i18n.chart_labels()), width="stretch")
 
     st.subheader(t("data.samples"))
-    shown = st.multiselect(t("data.samples_classes"), dataset.classes, default=dataset.classes[:CLASSES_SHOWN])
+    shown = st.multiselect(
+        t("data.samples_classes"), dataset.classes, default=dataset.classes[:CLASSES_SHOWN], format_func=names.plain
+    )
     for class_name in shown:
         present = [path for path in dataset.sample_files(class_name, SAMPLES_PER_CLASS) if path.is_file()]
-        st.markdown(f"**{class_name}**")
+        st.markdown(f"**{names.md(class_name)}**")
         if present:
             st.image([str(path) for path in present], width=110)
     if dataset.source_dir is not None:
         try:
             dataset.check_source()
         except TLCoreError:
-            st.warning(t("data.folder_missing", folder=str(dataset.source_dir)))
+            st.warning(t("data.folder_missing", folder=names.md(dataset.source_dir, limit=200)))
 
     icon = ":material/warning:" if dataset.skipped else None
     with st.expander(t("data.skipped", count=len(dataset.skipped)), icon=icon):
         if dataset.skipped:
             st.dataframe(
-                pd.DataFrame([(item.path, item.reason) for item in dataset.skipped], columns=["path", "reason"]),
+                pd.DataFrame(
+                    [(names.full(item.path), i18n.say(item.reason)) for item in dataset.skipped],
+                    columns=["path", "reason"],
+                ),
                 column_config={"path": t("data.skipped_path"), "reason": t("data.skipped_reason")},
                 hide_index=True,
             )
@@ -120,6 +131,7 @@ with upload_col.container(border=True):
         t("data.train_zip"), type=["zip"], key=state.DATA_TRAIN_ZIP, help=t("data.train_zip_help")
     )
     val_zip = st.file_uploader(t("data.val_zip"), type=["zip"], key=state.DATA_VAL_ZIP, help=t("data.val_zip_help"))
+    i18n.widget_words_note()
     if st.button(t("data.add"), type="primary", disabled=train_zip is None, icon=":material/upload:"):
         ingest(train_zip, val_zip, train_zip.name)
 with demo_col.container(border=True):
@@ -135,6 +147,6 @@ else:
     if st.session_state.get(state.DATASET_ID) not in known:
         choose_dataset(next(iter(known)))
     st.session_state[state.DATA_PICK] = st.session_state[state.DATASET_ID]
-    names = i18n.labelled(known, lambda dataset_id: i18n.dataset_option(known[dataset_id]))
-    st.selectbox(t("data.pick"), list(known), format_func=names.get, key=state.DATA_PICK, on_change=on_dataset_picked)
+    options = i18n.labelled(known, lambda dataset_id: i18n.dataset_option(known[dataset_id]))
+    st.selectbox(t("data.pick"), list(known), format_func=options.get, key=state.DATA_PICK, on_change=on_dataset_picked)
     show_dataset(known[st.session_state[state.DATASET_ID]])

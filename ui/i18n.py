@@ -23,6 +23,7 @@ from tlcore.errors import TLCoreError
 from tlcore.i18n import Message, msg
 from tlcore.models import Strategy, rules
 from tlcore.runs import RunState
+from ui import names
 from ui.charts import ChartLabels
 
 if TYPE_CHECKING:
@@ -195,9 +196,19 @@ def weights_missing_text(backbone: Backbone, image_size: int) -> str:
 
 
 def dataset_option(dataset: Dataset) -> str:
+    """A dataset in a select box (plain text)."""
     return t(
-        "data.option", name=dataset.name, classes=len(dataset.classes), images=int(dataset.counts()["total"].sum())
+        "data.option",
+        name=names.plain(dataset.name),
+        classes=len(dataset.classes),
+        images=int(dataset.counts()["total"].sum()),
     )
+
+
+def widget_words_note() -> None:
+    """Streamlit's own words on a widget stay English: say in the reader's language what they mean."""
+    if language() != DEFAULT_LANGUAGE:
+        st.caption(t("data.widget_words"))
 
 
 def rate(value: float) -> str:
@@ -289,7 +300,7 @@ def features_progress_text(info: RunInfo) -> str:
 def run_option(info: RunInfo) -> str:
     """A run in a selector: its name, status and start time."""
     created = (info.created or "").replace("T", " ")[:16]
-    return " · ".join(part for part in (info.name, status_label(info.status), created) if part)
+    return " · ".join(part for part in (names.plain(info.name), status_label(info.status), created) if part)
 
 
 def run_labels(infos: list[RunInfo]) -> dict[str, str]:
@@ -297,8 +308,9 @@ def run_labels(infos: list[RunInfo]) -> dict[str, str]:
     labels: dict[str, str] = {}
     seen: dict[str, int] = {}
     for info in reversed(infos):
-        seen[info.name] = seen.get(info.name, 0) + 1
-        labels[info.id] = info.name if seen[info.name] == 1 else f"{info.name} ({seen[info.name]})"
+        name = names.plain(info.name)
+        seen[name] = seen.get(name, 0) + 1
+        labels[info.id] = name if seen[name] == 1 else f"{name} ({seen[name]})"
     return {info.id: labels[info.id] for info in infos}
 
 
