@@ -102,9 +102,9 @@ def show_evaluation(result: evaluation.Evaluation) -> None:
     """An evaluation's numbers, confusion heatmap and gallery of mistakes."""
     data = result.data
     if data["kind"] == "val":
-        st.markdown(t("evaluate.on_val", name=data["name"], images=data["images"]))
+        st.markdown(t("evaluate.on_val", name=names.md(data["name"]), images=data["images"]))
     else:
-        st.markdown(t("evaluate.on_test", name=data["name"], images=data["images"]))
+        st.markdown(t("evaluate.on_test", name=names.md(data["name"]), images=data["images"]))
     if result.cached:
         st.caption(t("evaluate.stored", created=result.created.replace("T", " ")[:16]))
     accuracy_col, f1_col, wrong_col = st.columns(3)
@@ -116,8 +116,9 @@ def show_evaluation(result: evaluation.Evaluation) -> None:
     table_col, heat_col = st.columns(2)
     with table_col:
         st.markdown(f"**{t('evaluate.per_class')}**")
+        per_class = result.per_class_frame()
         st.dataframe(
-            result.per_class_frame(),
+            per_class.assign(**{"class": per_class["class"].map(names.plain)}),
             hide_index=True,
             column_config={
                 "class": st.column_config.TextColumn(t("evaluate.col_class")),
@@ -133,7 +134,10 @@ def show_evaluation(result: evaluation.Evaluation) -> None:
         )
     with heat_col:
         st.markdown(f"**{t('evaluate.confusion')}**", help=t("evaluate.confusion_help"))
-        st.altair_chart(confusion_heatmap(result.confusion_frame(), result.classes, chart_labels()), width="stretch")
+        confusion = result.confusion_frame()
+        confusion[["true", "predicted"]] = confusion[["true", "predicted"]].map(names.plain)
+        shown_classes = [names.plain(name) for name in result.classes]
+        st.altair_chart(confusion_heatmap(confusion, shown_classes, chart_labels()), width="stretch")
 
     st.markdown(f"**{t('evaluate.gallery', count=len(mistakes))}**")
     if not mistakes:
@@ -152,14 +156,14 @@ def show_evaluation(result: evaluation.Evaluation) -> None:
     for index, image in enumerate(mistakes[:GALLERY_LIMIT]):
         caption = t(
             "evaluate.gallery_caption",
-            true=result.classes[image.label],
-            predicted=result.classes[image.predicted],
+            true=names.md(result.classes[image.label]),
+            predicted=names.md(result.classes[image.predicted]),
             confidence=percent(image.confidence),
         )
         path = result.image_path(image)
         with columns[index % GALLERY_COLUMNS]:
             if not path.is_file():
-                st.caption(t("evaluate.image_missing", file=image.source))
+                st.caption(t("evaluate.image_missing", file=names.md(image.source)))
             elif predictor is not None:
                 pixels = load_image(path, predictor.image_size)
                 heat = predictor.grad_cam(pixels, image.predicted)
@@ -184,7 +188,7 @@ def try_tab(info: runs.RunInfo) -> None:
     )
     val_images = validation_images(info)
     picked = st.multiselect(
-        t("evaluate.try_val"), list(val_images), format_func=lambda p: val_images[p][0], key=TRY_VAL
+        t("evaluate.try_val"), list(val_images), format_func=lambda p: names.plain(val_images[p][0]), key=TRY_VAL
     )
     classes = len(predictor.classes)
     state.default(TOP_K, min(5, classes))
@@ -207,10 +211,13 @@ def try_tab(info: runs.RunInfo) -> None:
             continue
         image_col.image(converted, caption=names.plain(name), width=TRY_WIDTH)
         with bars_col:
-            st.markdown(t("evaluate.try_result", label=prediction.label, confidence=percent(prediction.confidence)))
+            st.markdown(
+                t("evaluate.try_result", label=names.md(prediction.label), confidence=percent(prediction.confidence))
+            )
             if truth is not None:
-                st.caption(t("evaluate.try_truth", label=truth))
-            st.altair_chart(top_k_bars(prediction.top(k), labels), width="stretch")
+                st.caption(t("evaluate.try_truth", label=names.md(truth)))
+            top = [(names.plain(name), probability) for name, probability in prediction.top(k)]
+            st.altair_chart(top_k_bars(top, labels), width="stretch")
 
 
 def validation_images(info: runs.RunInfo) -> dict[str, tuple[str, str]]:
@@ -272,10 +279,10 @@ def export_tab(info: runs.RunInfo) -> None:
             hide_index=True,
             column_config={
                 "format": st.column_config.TextColumn(t("evaluate.export_format")),
-                "passed": st.column_config.TextColumn(t("evaluate.export_check"), width="small"),
-                "difference": st.column_config.TextColumn(t("evaluate.export_difference"), width="small"),
+                "passed": st.column_config.TextColumn(t("evaluate.export_check"), width="medium"),
+                "difference": st.column_config.TextColumn(t("evaluate.export_difference"), width="medium"),
                 "agreement": st.column_config.NumberColumn(
-                    t("evaluate.export_agreement"), format="percent", width="small"
+                    t("evaluate.export_agreement"), format="percent", width="medium"
                 ),
                 "required": st.column_config.TextColumn(t("evaluate.export_tolerance")),
                 "file": st.column_config.TextColumn(t("evaluate.export_file")),
@@ -287,7 +294,7 @@ def export_tab(info: runs.RunInfo) -> None:
         st.download_button(
             t("evaluate.download_all"),
             data=zip_path.read_bytes,
-            file_name=zip_path.name,
+            file_name=names.file_name(info.name, fallback=info.id) + ".zip",
             mime="application/zip",
             type="primary",
             icon=":material/folder_zip:",

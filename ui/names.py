@@ -9,7 +9,8 @@ would be a live link. Every name passes through one of these helpers on its way 
   escaped, line breaks and bidirectional-override characters removed, long names shortened;
 - `plain(name)`: for places that show plain text (select boxes, tables, chart legends, file names):
   the same cleaning and shortening, no escapes;
-- `full(name)`: the whole name, cleaned, for a tooltip beside a shortened one.
+- `full(name)`: the whole name, cleaned, for a tooltip beside a shortened one;
+- `file_name(name)`: the name as a file name for a download.
 """
 
 from __future__ import annotations
@@ -56,3 +57,9 @@ def md(name: object, limit: int = SHOWN_CHARACTERS) -> str:
 def is_shortened(name: object, limit: int = SHOWN_CHARACTERS) -> bool:
     """Whether `plain` shortens the name (then show `full` in a tooltip)."""
     return len(full(name)) > limit
+
+
+def file_name(name: object, fallback: str) -> str:
+    """A name as a file name to download under: no folders, no characters file systems refuse."""
+    text = re.sub(r'[\\/:*?"<>|]+', "-", full(name)).strip(" .-")
+    return plain(text, 80).replace("…", "-") if text else fallback
