@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_tlcore
 
 from tlcore import metrics_log, runs
 from tlcore.datasets import ingest_zip
@@ -321,27 +322,14 @@ def test_workers_given_different_jobs_both_stop_with_a_message_saying_so(differs
     ],
 )
 def test_multiworker_without_a_usable_tf_config_says_what_to_set(config, expected, tmp_path, demo_zip_path):
-    env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
-    if config is not None:
-        env["TF_CONFIG"] = config
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tlcore",
-            "--workspace",
-            str(tmp_path),
-            "train",
-            "--data",
-            str(demo_zip_path),
-            "--distribute",
-            "multiworker",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        timeout=120,
+    result = run_tlcore(
+        "train",
+        "--data",
+        str(demo_zip_path),
+        "--distribute",
+        "multiworker",
+        workspace=tmp_path,
+        env={"TF_CONFIG": config},  # None: not set at all
     )
     assert result.returncode == 2
     assert expected in result.stderr.strip().splitlines()[-1]

@@ -8,13 +8,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_tlcore
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -33,7 +32,6 @@ from tlcore.evaluation import (
 )
 from tlcore.images import load_image, load_images
 from tlcore.predict import Predictor
-from tlcore.workspace import Workspace
 from ui.eval_charts import confusion_heatmap, heatmap_overlay, top_k_bars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,31 +255,20 @@ def test_top_k_bars_keep_the_order_and_highlight_the_top_class():
     assert chart["layer"][0]["encoding"]["y"]["sort"] == ["cat", "dog", "fox"]
 
 
-def cli(*args: str, workspace: Workspace):
-    return subprocess.run(
-        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={**os.environ, "TLCORE_OFFLINE": "1"},
-    )
-
-
 def test_cli_evaluate_prints_the_stored_evaluation_as_json(trained, evaluated):
     workspace, _, info = trained
-    result = cli("evaluate", info.id, "--json", workspace=workspace)
+    result = run_tlcore("evaluate", info.id, "--json", workspace=workspace)
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
     assert data["cached"] is True and data["confusion"] == [list(row) for row in evaluated.confusion]
-    text = cli("evaluate", info.id, workspace=workspace).stdout
+    text = run_tlcore("evaluate", info.id, workspace=workspace).stdout
     assert "confusion matrix (rows: true class, columns: predicted class)" in text
 
 
 def test_cli_predict_gives_the_top_classes_of_each_image(trained, evaluated):
     workspace, _, info = trained
     paths = [str(evaluated.image_path(image)) for image in evaluated.images[:2]]
-    result = cli("predict", info.id, *paths, "--top", "2", "--json", workspace=workspace)
+    result = run_tlcore("predict", info.id, *paths, "--top", "2", "--json", workspace=workspace)
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
     assert [d["image"] for d in data] == paths and all(len(d["top"]) == 2 for d in data)
@@ -303,7 +290,7 @@ def test_cli_predict_gives_the_top_classes_of_each_image(trained, evaluated):
 def test_cli_bad_input_exits_2_with_one_line(trained, tmp_path, args, message):
     workspace, _, info = trained
     (tmp_path / "notes.txt").write_text("not an image")
-    result = cli(*(arg.format(run=info.id, tmp=tmp_path) for arg in args), workspace=workspace)
+    result = run_tlcore(*(arg.format(run=info.id, tmp=tmp_path) for arg in args), workspace=workspace)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr

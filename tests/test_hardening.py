@@ -40,6 +40,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import run_tlcore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
@@ -190,22 +191,10 @@ def train_page_options(at: AppTest) -> list[str]:
     return list(at.selectbox(key="train.run").options)
 
 
-def cli(*args: str, workspace: Workspace, limit_writes: bool = False, timeout: float = 120):
-    """`python -m tlcore …`; with `limit_writes`, every write of a byte fails ("File too large")."""
-
-    def no_writes() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing
-        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-
-    return subprocess.run(
-        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
-        preexec_fn=no_writes if limit_writes else None,
-    )
+def no_writes() -> None:
+    """Run in a child process before it starts: every write of a byte fails ("File too large")."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,7 +457,7 @@ def test_after_the_faults_the_app_starts_and_lists_every_run_with_its_true_statu
 
 
 def test_after_the_faults_the_command_line_lists_every_run(day):
-    result = cli("runs", "--json", workspace=day.workspace)
+    result = run_tlcore("runs", "--json", workspace=day.workspace)
     assert result.returncode == 0, result.stderr
     statuses = {row["id"]: row["status"] for row in json.loads(result.stdout)}
     assert statuses[day.killed.id] == "interrupted" and statuses[day.stopped.id] == "stopped"
@@ -720,7 +709,7 @@ def test_a_workspace_that_cannot_be_written_still_lists_a_dead_run_as_interrupte
     info = runs.create_run(tiny_spec(dataset.id, name="lost its trainer"), workspace)
     runs.update_status(info.dir, status="running", pid=999_999)  # its trainer died; nobody holds the lock
     status_before = (info.dir / runs.STATUS_FILE).read_bytes()
-    result = cli("runs", "--json", workspace=workspace, limit_writes=True)
+    result = run_tlcore("runs", "--json", workspace=workspace, preexec_fn=no_writes)
     assert result.returncode == 0, result.stderr
     assert [row["status"] for row in json.loads(result.stdout)] == ["interrupted"]
     assert (info.dir / runs.STATUS_FILE).read_bytes() == status_before  # unchanged, and still readable
@@ -731,7 +720,7 @@ def test_a_workspace_that_cannot_be_written_still_lists_a_dead_run_as_interrupte
 def test_uploading_into_a_workspace_that_cannot_be_written_says_so_in_one_line(workspace, demo_zip_bytes, tmp_path):
     upload = tmp_path / "demo.zip"
     upload.write_bytes(demo_zip_bytes)
-    result = cli("inspect", str(upload), workspace=workspace, limit_writes=True)
+    result = run_tlcore("inspect", str(upload), workspace=workspace, preexec_fn=no_writes)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "could not be stored in the workspace" in result.stderr and "File too large" in result.stderr
@@ -974,7 +963,7 @@ def test_run_and_dataset_ids_can_only_name_a_folder_directly_inside_the_workspac
 
 def test_the_command_line_refuses_a_run_id_that_names_a_path(workspace):
     for bad in ("../../etc", "abc\n", "/tmp"):
-        result = cli("stop", bad, workspace=workspace)
+        result = run_tlcore("stop", bad, workspace=workspace)
         assert result.returncode == 2 and "not a valid run id" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 

@@ -1,0 +1,55 @@
+"""Helpers the test files share, written once: running the command line.
+
+Imported as `from helpers import ...` (pytest puts `tests/` on `sys.path`, as for `corpus`). What builds
+uploads (images, zips, the refused-zip table) lives in `corpus.py`; fixtures live in `conftest.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from tlcore.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def run_tlcore(
+    *args: str,
+    workspace: Workspace | Path | None,
+    env: Mapping[str, str | None] | None = None,
+    cwd: Path = ROOT,
+    timeout: float = 300,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess:
+    """`python -m tlcore ARGS --workspace WORKSPACE` in a process of its own, offline, importing this tree's
+    `tlcore`; its output is captured as text.
+
+    `env` adds variables to this process's environment (a `None` value removes one); `preexec_fn` runs in
+    the child before it starts (resource limits).
+    """
+    command = [sys.executable, "-m", "tlcore", *args]
+    if workspace is not None:
+        root = workspace.root if isinstance(workspace, Workspace) else workspace
+        command += ["--workspace", str(root)]
+    environment = {**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    for key, value in (env or {}).items():
+        if value is None:
+            environment.pop(key, None)
+        else:
+            environment[key] = value
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=environment,
+        preexec_fn=preexec_fn,
+    )
