@@ -1,4 +1,4 @@
-"""Helpers the test files share, written once: running the command line.
+"""Helpers the test files share: the command line, and reading the app.
 
 Imported as `from helpers import ...` (pytest puts `tests/` on `sys.path`, as for `corpus`). What builds
 uploads (images, zips, the refused-zip table) lives in `corpus.py`; fixtures live in `conftest.py`.
@@ -11,8 +11,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
 
 from tlcore.workspace import Workspace
+
+if TYPE_CHECKING:
+    import altair as alt
+    from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,3 +61,26 @@ def run_tlcore(
         env=environment,
         preexec_fn=preexec_fn,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The app, as AppTest shows it
+
+
+def button(at: AppTest, label: str):
+    """The button labelled `label` (the first, if several are)."""
+    return next(b for b in at.button if b.label == label)
+
+
+def chart_data(at: AppTest) -> list[pd.DataFrame]:
+    """The data behind each Vega-Lite (Altair) chart on the page, in page order, one frame per chart."""
+    return [
+        pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets])
+        for chart in at.get("vega_lite_chart")
+    ]
+
+
+def altair_data(chart: alt.TopLevelMixin | dict) -> pd.DataFrame:
+    """The (first) inline dataset of an Altair chart, or of its `to_dict()` spec."""
+    spec = chart if isinstance(chart, dict) else chart.to_dict()
+    return pd.DataFrame(next(iter(spec["datasets"].values())))

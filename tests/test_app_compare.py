@@ -3,8 +3,8 @@
 import json
 
 import pandas as pd
-import pyarrow as pa
 import pytest
+from helpers import button, chart_data
 from streamlit.testing.v1 import AppTest
 
 from tlcore import runs
@@ -65,14 +65,8 @@ def open_compare_page(at: AppTest) -> AppTest:
     return at.run().switch_page("app_pages/compare.py").run()
 
 
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
-
-
 def chart_runs(at: AppTest) -> set[str]:
-    chart = at.get("vega_lite_chart")[0]
-    frame = pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets])
-    return set(frame["run"])
+    return set(chart_data(at)[0]["run"])
 
 
 def test_without_runs_the_page_says_where_to_start(app):

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import button
 from streamlit.testing.v1 import AppTest
 
 from tlcore import backbones, models
@@ -50,7 +51,7 @@ def row_backgrounds(at: AppTest) -> dict[int, str]:
 
 def test_article_preset_freezes_168_layers_of_resnet50_with_matching_counts(app):
     at = open_model_page(app)
-    next(b for b in at.button if b.label == "Original article preset").click().run()
+    button(at, "Original article preset").click().run()
     assert not at.exception
     assert frozen_slider(at).value == 168
     spec = at.session_state["model_spec"]

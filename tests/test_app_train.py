@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import button
 from streamlit.testing.v1 import AppTest
 
 from tlcore import datasets, paths, runs
@@ -29,10 +30,6 @@ def open_train_page(at: AppTest, dataset: datasets.Dataset | None = None, model:
         at.session_state["dataset_id"] = dataset.id
         at.session_state["model_spec"] = model
     return at.switch_page("app_pages/train.py").run()
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def write_metrics(info: runs.RunInfo, epochs: int, steps: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_tlcore
+from helpers import altair_data, run_tlcore
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -239,7 +239,7 @@ def test_metrics_follow_the_usual_zero_division_convention():
 
 def test_the_heatmap_shows_every_cell_with_its_count_and_row_share(evaluated):
     chart = confusion_heatmap(evaluated.confusion_frame(), evaluated.classes).to_dict()
-    rows = next(iter(chart["datasets"].values()))
+    rows = altair_data(chart).to_dict("records")
     assert len(rows) == 9
     for row in rows:
         t, p = evaluated.classes.index(row["true"]), evaluated.classes.index(row["predicted"])
@@ -250,7 +250,7 @@ def test_the_heatmap_shows_every_cell_with_its_count_and_row_share(evaluated):
 
 def test_top_k_bars_keep_the_order_and_highlight_the_top_class():
     chart = top_k_bars([("cat", 0.7), ("dog", 0.2), ("fox", 0.1)]).to_dict()
-    rows = next(iter(chart["datasets"].values()))
+    rows = altair_data(chart).to_dict("records")
     assert [r["class"] for r in rows] == ["cat", "dog", "fox"]
     assert chart["layer"][0]["encoding"]["y"]["sort"] == ["cat", "dog", "fox"]
 

@@ -40,7 +40,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import run_tlcore
+from helpers import button, run_tlcore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
@@ -580,21 +580,18 @@ def test_stop_pressed_in_two_tabs_and_again_after_the_end_never_shows_an_error(w
     monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
     info = runs.create_run(tiny_spec(dataset.id, name="busy"), workspace)
 
-    def stop_button(at: AppTest):
-        return next(button for button in at.button if button.label == "Stop")
-
     with open(info.dir / runs.LOCK_FILE, "r+") as lock:  # stands in for the trainer process
         fcntl.flock(lock, fcntl.LOCK_EX)
         runs.update_status(info.dir, status="running", pid=os.getpid(), epoch=1)
         tabs = [app_page(workspace, "app_pages/train.py") for _ in range(3)]
-        assert not any(stop_button(at).disabled for at in tabs)
+        assert not any(button(at, "Stop").disabled for at in tabs)
         for at in tabs[:2]:
-            stop_button(at).click().run()
+            button(at, "Stop").click().run()
             assert not at.exception and not at.error
             assert runs.load_run(workspace, info.id).status == "stopping"
             assert any(":orange-badge[Stopping]" in markdown.value for markdown in at.markdown)
         runs.update_status(info.dir, status="stopped", ended=runs.now_iso())  # the trainer honours the stop
-    stop_button(tabs[2]).click().run()  # a tab that still showed the run running
+    button(tabs[2], "Stop").click().run()  # a tab that still showed the run running
     assert not tabs[2].exception and not tabs[2].error
     assert runs.load_run(workspace, info.id).status == "stopped"
 
