@@ -400,22 +400,28 @@ def test_a_killed_trainer_leaves_an_interrupted_run_with_its_metrics_and_best_mo
     assert info.status == "interrupted"
     assert "ended unexpectedly" in info.error
     assert not runs.lock_is_held(info.dir)
+    assert len(metrics_log.read_metrics(day.workspace, info.id)) >= 2
     rows = assert_metrics_intact(info.dir, torn_last_line_allowed=True)
     assert_best_model_intact(info, rows)
     assert runs.RunStatus.read(info.dir).status == "interrupted"  # written down, not only shown
+    assert {r.id: r.status for r in runs.list_runs(day.workspace)}[info.id] == "interrupted"
 
 
-def test_the_queued_run_trains_when_the_run_ahead_of_it_is_killed(day):
+def test_runs_queue_and_train_one_at_a_time_the_next_as_soon_as_the_one_ahead_is_killed(day):
     assert day.stopped.started > day.killed.started
     assert not metrics_log.read_metrics(day.workspace, day.stopped.id).empty
+    assert day.stopped.ended <= day.completed.started  # the last run waited for the one ahead of it to end
 
 
-def test_stop_pressed_twice_mid_run_ends_stopped_with_metrics_and_best_model(day):
+def test_stop_pressed_twice_mid_run_is_honoured_and_keeps_the_metrics_and_the_best_model(day):
     info = day.stopped
     assert info.status == "stopped" and info.error is None
     rows = assert_metrics_intact(info.dir)
     assert max(row["epoch"] for row in rows) < 200
+    assert (info.dir / runs.BEST_MODEL_FILE).is_file() and info.best_val_accuracy is not None
     assert_best_model_intact(info, rows)
+    with pytest.raises(RunError, match="not running"):  # and a third press, once it has ended, is refused
+        runs.stop(day.workspace, info.id)
 
 
 def test_faults_in_some_runs_leave_every_other_run_folder_byte_for_byte_untouched(day):
@@ -448,6 +454,8 @@ def test_after_the_faults_the_app_starts_and_lists_every_run_with_its_true_statu
     for name, status in expected.items():
         assert any(option.startswith(f"{name} · {status}") for option in options), (name, options)
     assert len(options) == 8  # and the folders with bad values or bad bytes are listed too
+    listed = {info.id: info.status for info in runs.list_runs(day.workspace)}
+    assert listed[day.damaged["bad-json"].name] == "damaged" and listed[day.earlier.id] == "completed"
     compare = app_page(day.workspace, "app_pages/compare.py")
     assert not compare.exception
     assert len(compare.selectbox(key="compare.target").options) == 8

@@ -1,10 +1,9 @@
-"""Training runs: what a run folder holds, and how runs stop, die, queue and repeat."""
+"""Training runs: what a run folder holds, how runs repeat, the two-phase recipe, renaming and deleting.
+
+How runs stop, die and queue, with real trainer processes, is in `test_hardening.py` (one day in a workspace).
+"""
 
 from __future__ import annotations
-
-import os
-import signal
-import time
 
 import keras
 import numpy as np
@@ -48,16 +47,6 @@ def trained(tmp_path_factory, demo_zip_bytes):
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
-
-
-def _wait(predicate, timeout: float = 120.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
 
 
 def test_a_finished_run_folder_holds_spec_metrics_labels_and_best_model(trained):
@@ -131,60 +120,6 @@ def test_two_phase_recipe_freezes_then_unfreezes_the_top_of_the_base():
 def test_phases_of_a_plain_run():
     spec = tiny_spec("x", 2, strategy="transfer", epochs=3).validated()
     assert spec.phases() == [Phase("transfer", "transfer", None, 3, 1e-3)]
-
-
-def test_stop_is_honoured_within_an_epoch_and_keeps_the_best_model(workspace, demo_zip_bytes, tmp_path):
-    dataset = ingest_zip(_write(tmp_path / "demo.zip", demo_zip_bytes), workspace=workspace)
-    spec = tiny_spec(dataset.id, len(dataset.classes), epochs=200, batch_size=2)
-    info = runs.start(spec, workspace)
-    _wait(lambda: runs.load_run(workspace, info.id).step >= 2)
-    runs.stop(workspace, info.id)
-    runs.stop(workspace, info.id)  # pressing Stop twice is harmless
-    final = _wait(lambda: (i := runs.load_run(workspace, info.id)).status in runs.FINISHED_STATUSES and i)
-    assert final.status == "stopped"
-    metrics = metrics_log.read_metrics(workspace, info.id)
-    assert metrics["epoch"].max() < 200
-    assert (final.dir / "best.keras").is_file()
-    assert final.best_val_accuracy is not None
-    with pytest.raises(RunError, match="not running"):
-        runs.stop(workspace, info.id)
-
-
-def test_a_killed_trainer_leaves_an_interrupted_run_with_its_metrics(workspace, demo_zip_bytes, tmp_path):
-    dataset = ingest_zip(_write(tmp_path / "demo.zip", demo_zip_bytes), workspace=workspace)
-    info = runs.start(tiny_spec(dataset.id, len(dataset.classes), epochs=200, batch_size=2), workspace)
-    _wait(lambda: runs.load_run(workspace, info.id).step >= 2)
-    pid = runs.RunStatus.read(info.dir).pid
-    os.kill(pid, signal.SIGKILL)
-    final = _wait(lambda: (i := runs.load_run(workspace, info.id)).status == "interrupted" and i)
-    assert "ended unexpectedly" in final.error
-    assert len(metrics_log.read_metrics(workspace, info.id)) >= 2
-    assert [r.status for r in runs.list_runs(workspace)] == ["interrupted"]
-
-
-def test_runs_queue_and_train_one_at_a_time(workspace, demo_zip_bytes, tmp_path):
-    dataset = ingest_zip(_write(tmp_path / "demo.zip", demo_zip_bytes), workspace=workspace)
-    spec = tiny_spec(dataset.id, len(dataset.classes), epochs=1)
-    first = runs.start(spec, workspace)
-    second = runs.start(spec, workspace)
-    _wait(lambda: runs.load_run(workspace, first.id).status == "running")
-    assert runs.load_run(workspace, second.id).status == "queued"
-    done = _wait(
-        lambda: all(runs.load_run(workspace, i.id).status == "completed" for i in (first, second)), timeout=180
-    )
-    assert done
-    a, b = runs.load_run(workspace, first.id), runs.load_run(workspace, second.id)
-    assert a.ended <= b.started
-
-
-def test_a_damaged_run_folder_is_listed_as_damaged_without_hiding_others(trained):
-    workspace, _, info = trained
-    broken = workspace.runs_dir / "20990101-000000-broken"
-    broken.mkdir()
-    (broken / "spec.json").write_text("{not json", encoding="utf-8")
-    listed = {r.id: r for r in runs.list_runs(workspace)}
-    assert listed[broken.name].status == "damaged"
-    assert listed[info.id].status == "completed"
 
 
 def test_rename_and_delete(trained):
