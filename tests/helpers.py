@@ -1,4 +1,4 @@
-"""Helpers the test files share: the command line, and reading the app.
+"""Helpers the test files share: tiny specs, the command line, and reading the app.
 
 Imported as `from helpers import ...` (pytest puts `tests/` on `sys.path`, as for `corpus`). What builds
 uploads (images, zips, the refused-zip table) lives in `corpus.py`; fixtures live in `conftest.py`.
@@ -6,6 +6,7 @@ uploads (images, zips, the refused-zip table) lives in `corpus.py`; fixtures liv
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow as pa
 
+from tlcore.models import ModelSpec
+from tlcore.spec import RunSpec
 from tlcore.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -23,6 +26,34 @@ if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------------------------------------
+# Tiny specs: MobileNet ×0.25 on 32×32 images, random weights; an epoch of the demo data takes a second.
+
+_MODEL_FIELDS = frozenset(field.name for field in dataclasses.fields(ModelSpec))
+
+
+def tiny_model(**changes) -> ModelSpec:
+    """MobileNet ×0.25 at 32 px with random weights, a head for 3 classes (the demo's), transfer learning;
+    `changes` are `ModelSpec` fields that differ."""
+    values = {
+        "backbone": "mobilenet_0.25",
+        "weights": "none",
+        "image_size": 32,
+        "num_classes": 3,
+        "strategy": "transfer",
+        **changes,
+    }
+    return ModelSpec(**values)
+
+
+def tiny_spec(dataset_id: str, **changes) -> RunSpec:
+    """A run of `tiny_model` on `dataset_id`. A keyword naming a `ModelSpec` field (`strategy`,
+    `frozen_layers`, `num_classes`, ...) changes the model; any other changes the `RunSpec`
+    (`epochs`, `batch_size`, `name`, ...), whose own defaults hold otherwise."""
+    model = tiny_model(**{key: changes.pop(key) for key in list(changes) if key in _MODEL_FIELDS})
+    return RunSpec(dataset=dataset_id, model=model, **changes)
+
 
 # ---------------------------------------------------------------------------------------------
 # The command line

@@ -4,12 +4,10 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import button, chart_data
+from helpers import button, chart_data, tiny_spec
 from streamlit.testing.v1 import AppTest
 
 from tlcore import runs
-from tlcore.models import ModelSpec
-from tlcore.spec import RunSpec
 
 
 def make_run(
@@ -21,15 +19,14 @@ def make_run(
     val_accuracy: tuple[float, ...] = (0.4, 0.6),
 ) -> runs.RunInfo:
     """A run made with `runs.create_run`, moved to `status` with one metrics line per epoch."""
-    model = ModelSpec(
-        backbone="mobilenet_0.25",
-        weights="none",
-        image_size=32,
-        num_classes=3,
+    spec = tiny_spec(
+        dataset.id,
         strategy=strategy,
         frozen_layers=20 if strategy == "finetune" else None,
+        epochs=len(val_accuracy),
+        name=name,
     )
-    info = runs.create_run(RunSpec(dataset=dataset.id, model=model, epochs=len(val_accuracy), name=name), workspace)
+    info = runs.create_run(spec, workspace)
     lines = [
         {
             "kind": "epoch",

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import button
+from helpers import button, tiny_model
 from streamlit.testing.v1 import AppTest
 
 from tlcore import datasets, paths, runs
@@ -21,7 +21,7 @@ from tlcore.models import ModelSpec
 from tlcore.spec import Augmentation, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy="transfer")
+MODEL = tiny_model()
 
 
 def open_train_page(at: AppTest, dataset: datasets.Dataset | None = None, model: ModelSpec | None = MODEL) -> AppTest:
@@ -153,9 +153,7 @@ def test_the_two_phase_recipe_needs_fine_tuning_and_sets_its_own_rate(app, datas
 
     started = []
     monkeypatch.setattr(runs, "start", lambda spec, ws: started.append(spec) or runs.create_run(spec, ws))
-    finetune = ModelSpec(
-        backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy="finetune", frozen_layers=40
-    )
+    finetune = tiny_model(strategy="finetune", frozen_layers=40)
     at = open_train_page(AppTest.from_file(str(ROOT / "app.py"), default_timeout=60), dataset, model=finetune)
     at.toggle(key="train.two_phase").set_value(True).run()
     at.number_input(key="train.finetune_epochs").set_value(2)

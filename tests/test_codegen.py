@@ -12,7 +12,7 @@ import zipfile
 
 import keras
 import pytest
-from helpers import run_tlcore
+from helpers import run_tlcore, tiny_spec
 
 from tlcore import runs
 from tlcore.backbones import BACKBONES
@@ -43,20 +43,13 @@ def two_phase_run(tmp_path_factory, demo_zip_bytes):
     """A tiny finished two-phase run (random weights), with most head and training options on."""
     workspace = Workspace(tmp_path_factory.mktemp("codegen-ws"))
     dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
-    model = ModelSpec(
-        backbone="mobilenet_0.25",
-        weights="none",
-        image_size=32,
-        num_classes=3,
+    spec = tiny_spec(
+        dataset.id,
         pooling="flatten",
         dropout=0.2,
         hidden_units=16,
         strategy="finetune",
         frozen_layers=60,
-    )
-    spec = RunSpec(
-        dataset=dataset.id,
-        model=model,
         epochs=1,
         batch_size=8,
         optimizer="sgd",

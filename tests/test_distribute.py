@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_tlcore
+from helpers import run_tlcore, tiny_spec
 
 from tlcore import metrics_log, runs
 from tlcore.datasets import ingest_zip
-from tlcore.models import ModelSpec
-from tlcore.spec import Augmentation, RunSpec
+from tlcore.spec import Augmentation
 from tlcore.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,17 +91,11 @@ def spec_files(tmp_path_factory, calibrated_weights) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("specs")
     files = {}
     for name, case in CASES.items():
-        model = ModelSpec(
-            backbone="mobilenet_0.25",
+        spec = tiny_spec(
+            "0" * 16,
             weights=str(calibrated_weights),
-            image_size=32,
-            num_classes=3,
             strategy=case["strategy"],
             frozen_layers=case["frozen_layers"],
-        )
-        spec = RunSpec(
-            dataset="0" * 16,
-            model=model,
             epochs=3,
             batch_size=8,
             learning_rate=case["lr"],
@@ -183,10 +176,9 @@ def test_scale_batch_keeps_the_batch_on_each_replica_and_scales_the_learning_rat
 
 def test_from_scratch_on_two_devices_trains_when_the_last_batch_is_too_small_to_share(tmp_path, demo_zip_path):
     training_images = len(ingest_zip(demo_zip_path, workspace=Workspace(tmp_path / "count")).files("train")[1])
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy="scratch")
     spec = tmp_path / "scratch.json"
     batch_size = training_images - 1  # an epoch ends with a batch of one image, for two replicas
-    spec.write_text(json.dumps(RunSpec(dataset="0" * 16, model=model, epochs=2, batch_size=batch_size).to_dict()))
+    spec.write_text(json.dumps(tiny_spec("0" * 16, strategy="scratch", epochs=2, batch_size=batch_size).to_dict()))
     info = finish(
         launch(tmp_path, "--spec", str(spec), "--data", str(demo_zip_path), "--distribute", "mirrored", devices=2)
     )

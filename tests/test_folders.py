@@ -8,15 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_tlcore
+from helpers import run_tlcore, tiny_spec
 from PIL import Image
 
 from tlcore import pipeline, runs
 from tlcore.datasets import allowed_data_dirs, export_zip, ingest_folder, ingest_zip, load_dataset
 from tlcore.errors import DatasetError
 from tlcore.evaluation import evaluate
-from tlcore.models import ModelSpec
-from tlcore.spec import RunSpec
 from tlcore.training import train_run
 from tlcore.workspace import Workspace
 
@@ -165,8 +163,7 @@ def test_a_dataset_too_large_for_memory_streams_the_same_batches_from_disk(works
 def test_a_run_on_a_folder_trains_and_fails_clearly_once_an_image_has_gone(photos, workspace):
     dataset = ingest_folder(photos, workspace=workspace)
     assert pipeline.streams_from_disk(dataset, 32)
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=2, strategy="scratch")
-    spec = RunSpec(dataset=dataset.id, model=model, epochs=1, batch_size=4)
+    spec = tiny_spec(dataset.id, num_classes=2, strategy="scratch", epochs=1, batch_size=4)
     trained = train_run(workspace, runs.create_run(spec, workspace).id)
     assert trained.status == "completed"
     (photos / "dogs" / "0.jpg").unlink()
@@ -187,10 +184,8 @@ def test_a_run_on_a_folder_trains_and_fails_clearly_once_an_image_has_gone(photo
 
 def test_the_evaluation_of_a_folder_run_shows_the_images_from_the_folder(photos, workspace):
     dataset = ingest_folder(photos, workspace=workspace)
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=2, strategy="scratch")
-    trained = train_run(
-        workspace, runs.create_run(RunSpec(dataset=dataset.id, model=model, epochs=1, batch_size=4), workspace).id
-    )
+    spec = tiny_spec(dataset.id, num_classes=2, strategy="scratch", epochs=1, batch_size=4)
+    trained = train_run(workspace, runs.create_run(spec, workspace).id)
     evaluation = evaluate(workspace, trained.id)
     shown = [evaluation.image_path(image) for image in evaluation.images]  # the gallery and Grad-CAM read these
     assert shown and all(path.is_file() for path in shown)

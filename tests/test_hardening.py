@@ -35,12 +35,13 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import button, run_tlcore
+from helpers import button, run_tlcore, tiny_spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
@@ -48,8 +49,6 @@ from streamlit.testing.v1 import AppTest
 from tlcore import metrics_log, runs
 from tlcore.datasets import Limits, ingest_zip, list_datasets
 from tlcore.errors import RunError, TLCoreError
-from tlcore.models import ModelSpec
-from tlcore.spec import RunSpec
 from tlcore.workspace import Workspace, check_id, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,10 +58,8 @@ MIB = 1024**2
 # Helpers
 
 
-def tiny_spec(dataset_id: str, classes: int = 3, *, name: str = "", epochs: int = 200, batch_size: int = 2) -> RunSpec:
-    """A run that trains in a second an epoch; 200 epochs of batch 2 outlast any test that stops it."""
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=classes, strategy="scratch")
-    return RunSpec(dataset=dataset_id, model=model, epochs=epochs, batch_size=batch_size, name=name)
+# A run from scratch that trains in a second an epoch; 200 epochs of batch 2 outlast any test that stops it.
+scratch_run = partial(tiny_spec, strategy="scratch", epochs=200, batch_size=2)
 
 
 def wait_for(predicate, timeout: float = 240.0, interval: float = 0.2, what: str = "a condition"):
@@ -118,7 +115,7 @@ def assert_best_model_intact(info: runs.RunInfo, rows: list[dict], classes: int 
 
 def made_run(workspace: Workspace, dataset_id: str, name: str, status: str = "completed") -> runs.RunInfo:
     """A finished run as the trainer leaves it (spec, metrics, status, a model file), without training."""
-    info = runs.create_run(tiny_spec(dataset_id, name=name, epochs=2), workspace)
+    info = runs.create_run(scratch_run(dataset_id, name=name, epochs=2), workspace)
     rows = [
         {
             "kind": "epoch",
@@ -278,7 +275,7 @@ def disk_filling(tmp_path_factory, demo_zip_bytes):
     workspace = Workspace(tmp_path_factory.mktemp("disk-full") / "ws")
     dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
     other = made_run(workspace, dataset.id, "other")
-    info = runs.create_run(tiny_spec(dataset.id, name="disk fills up", epochs=3, batch_size=6), workspace)
+    info = runs.create_run(scratch_run(dataset.id, name="disk fills up", epochs=3, batch_size=6), workspace)
     trainer: list[subprocess.Popen] = []
 
     def start() -> subprocess.Popen:
@@ -313,9 +310,9 @@ def day(tmp_path_factory, demo_zip_bytes, disk_filling):
     untouched = {path: snapshot(path) for path in [earlier.dir, *damaged.values()]}
 
     specs = [
-        tiny_spec(dataset.id, name="session A"),
-        tiny_spec(dataset.id, name="session B"),
-        tiny_spec(dataset.id, name="started last", epochs=2, batch_size=6),
+        scratch_run(dataset.id, name="session A"),
+        scratch_run(dataset.id, name="session B"),
+        scratch_run(dataset.id, name="started last", epochs=2, batch_size=6),
     ]
     server = _python(
         _SERVER,
@@ -513,7 +510,7 @@ def test_a_best_model_write_that_fails_keeps_the_previous_best_keras_whole_and_n
     from tlcore import callbacks
     from tlcore.distribute import Distribution
 
-    info = runs.create_run(tiny_spec(dataset.id), workspace)
+    info = runs.create_run(scratch_run(dataset.id), workspace)
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
     recorder = keras.callbacks.CallbackList(
@@ -557,7 +554,7 @@ def test_a_trainer_that_cannot_even_record_its_failure_leaves_an_interrupted_run
 ):
     from tlcore import training
 
-    info = runs.create_run(tiny_spec(dataset.id, name="disk full to the end"), workspace)
+    info = runs.create_run(scratch_run(dataset.id, name="disk full to the end"), workspace)
     write_status, full = runs.update_status, []
 
     def update_on_a_full_disk(run_dir: Path, **changes):
@@ -586,7 +583,7 @@ def test_a_trainer_that_cannot_even_record_its_failure_leaves_an_interrupted_run
 
 def test_stop_pressed_in_two_tabs_and_again_after_the_end_never_shows_an_error(workspace, dataset, monkeypatch):
     monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
-    info = runs.create_run(tiny_spec(dataset.id, name="busy"), workspace)
+    info = runs.create_run(scratch_run(dataset.id, name="busy"), workspace)
 
     with open(info.dir / runs.LOCK_FILE, "r+") as lock:  # stands in for the trainer process
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -614,7 +611,7 @@ def test_runs_created_at_the_same_moment_with_the_same_id_get_folders_of_their_o
     def session(name: str) -> None:
         barrier.wait()
         try:
-            made[name] = runs.create_run(tiny_spec(dataset.id, name=name), workspace)
+            made[name] = runs.create_run(scratch_run(dataset.id, name=name), workspace)
         except BaseException as error:
             errors.append(error)
 
@@ -631,7 +628,7 @@ def test_runs_created_at_the_same_moment_with_the_same_id_get_folders_of_their_o
 
 
 def test_a_run_that_finishes_while_the_app_looks_at_it_is_completed_not_interrupted(workspace, dataset, monkeypatch):
-    info = runs.create_run(tiny_spec(dataset.id), workspace)
+    info = runs.create_run(scratch_run(dataset.id), workspace)
     runs.update_status(info.dir, status="running", pid=999_999)
 
     def trainer_writes_completed_then_exits(run_dir: Path) -> bool:
@@ -688,7 +685,7 @@ def test_a_corrupt_run_folder_never_breaks_the_listing_or_the_metrics(tmp_path_f
     bad = workspace.runs_dir / "20000101-000000-bad"
     for folder in (good, bad):
         folder.mkdir()
-    good_spec = tiny_spec("0123456789abcdef", name="good").to_dict()
+    good_spec = scratch_run("0123456789abcdef", name="good").to_dict()
     write_json_atomic(good / runs.SPEC_FILE, good_spec)
     write_json_atomic(good / runs.STATUS_FILE, {"status": "completed", "best_val_accuracy": 0.5})
     for name, content in ((runs.SPEC_FILE, spec), (runs.STATUS_FILE, status)):
@@ -711,7 +708,7 @@ def test_a_corrupt_run_folder_never_breaks_the_listing_or_the_metrics(tmp_path_f
 
 
 def test_a_workspace_that_cannot_be_written_still_lists_a_dead_run_as_interrupted(workspace, dataset):
-    info = runs.create_run(tiny_spec(dataset.id, name="lost its trainer"), workspace)
+    info = runs.create_run(scratch_run(dataset.id, name="lost its trainer"), workspace)
     runs.update_status(info.dir, status="running", pid=999_999)  # its trainer died; nobody holds the lock
     status_before = (info.dir / runs.STATUS_FILE).read_bytes()
     result = run_tlcore("runs", "--json", workspace=workspace, preexec_fn=no_writes)
@@ -736,7 +733,7 @@ def test_starting_a_run_where_no_folder_can_be_made_says_so_in_one_sentence(work
     shutil.rmtree(workspace.tmp_dir)
     (workspace.root / "tmp").write_text("a file where the staging folder must be")  # root ignores chmod
     with pytest.raises(RunError, match="could not be written") as refusal:
-        runs.start(tiny_spec(dataset.id), workspace)
+        runs.start(scratch_run(dataset.id), workspace)
     assert "\n" not in str(refusal.value)
     assert list(workspace.runs_dir.iterdir()) == []
 
@@ -748,7 +745,7 @@ def test_starting_a_run_where_no_folder_can_be_made_says_so_in_one_sentence(work
 )
 def test_a_read_only_workspace_lists_runs_and_refuses_new_ones(workspace, dataset):
     earlier = made_run(workspace, dataset.id, "earlier")
-    dead = runs.create_run(tiny_spec(dataset.id, name="dead"), workspace)
+    dead = runs.create_run(scratch_run(dataset.id, name="dead"), workspace)
     runs.update_status(dead.dir, status="running", pid=999_999)
     folders = [workspace.root, *(p for p in workspace.root.rglob("*") if p.is_dir())]
     for folder in folders:
@@ -757,7 +754,7 @@ def test_a_read_only_workspace_lists_runs_and_refuses_new_ones(workspace, datase
         statuses = {info.name: info.status for info in runs.list_runs(workspace)}
         assert statuses == {"earlier": "completed", "dead": "interrupted"}
         with pytest.raises(RunError, match="could not be written"):
-            runs.create_run(tiny_spec(dataset.id), workspace)
+            runs.create_run(scratch_run(dataset.id), workspace)
     finally:
         for folder in folders:
             folder.chmod(0o755)

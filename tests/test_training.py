@@ -5,42 +5,30 @@ How runs stop, die and queue, with real trainer processes, is in `test_hardening
 
 from __future__ import annotations
 
+from functools import partial
+
 import keras
 import numpy as np
 import pytest
+from helpers import tiny_spec
 
 from tlcore import metrics_log, runs
 from tlcore.datasets import ingest_zip
 from tlcore.errors import RunError, TLCoreError
-from tlcore.models import ModelSpec, build_model, get_base
-from tlcore.spec import Phase, RunSpec
+from tlcore.models import build_model, get_base
+from tlcore.spec import Phase
 from tlcore.training import compile_for_phase, train_run
 from tlcore.workspace import Workspace
 
-
-def tiny_spec(dataset_id: str, classes: int, **changes) -> RunSpec:
-    model = ModelSpec(
-        backbone="mobilenet_0.25",
-        weights="none",
-        image_size=32,
-        num_classes=classes,
-        strategy=changes.pop("strategy", "scratch"),
-        frozen_layers=changes.pop("frozen_layers", None),
-    )
-    return RunSpec(
-        dataset=dataset_id,
-        model=model,
-        epochs=changes.pop("epochs", 2),
-        batch_size=changes.pop("batch_size", 8),
-        **changes,
-    )
+# Two epochs of batch 8 from scratch, unless changed.
+quick_run = partial(tiny_spec, strategy="scratch", epochs=2, batch_size=8)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, demo_zip_bytes):
     workspace = Workspace(tmp_path_factory.mktemp("trained"))
     dataset = ingest_zip(_write(tmp_path_factory.mktemp("zips") / "demo.zip", demo_zip_bytes), workspace=workspace)
-    info = runs.create_run(tiny_spec(dataset.id, len(dataset.classes)), workspace)
+    info = runs.create_run(quick_run(dataset.id, num_classes=len(dataset.classes)), workspace)
     return workspace, dataset, train_run(workspace, info.id)
 
 
@@ -78,9 +66,9 @@ def test_the_same_spec_trains_the_same_curve(trained):
 
 
 def test_two_phase_recipe_freezes_then_unfreezes_the_top_of_the_base():
-    spec = tiny_spec(
+    spec = quick_run(
         "unused",
-        2,
+        num_classes=2,
         strategy="finetune",
         frozen_layers=60,
         two_phase=True,
@@ -118,7 +106,7 @@ def test_two_phase_recipe_freezes_then_unfreezes_the_top_of_the_base():
 
 
 def test_phases_of_a_plain_run():
-    spec = tiny_spec("x", 2, strategy="transfer", epochs=3).validated()
+    spec = quick_run("x", num_classes=2, strategy="transfer", epochs=3).validated()
     assert spec.phases() == [Phase("transfer", "transfer", None, 3, 1e-3)]
 
 
@@ -144,4 +132,4 @@ def test_run_ids_cannot_name_paths_outside_the_workspace(trained, bad_id):
 
 def test_a_spec_naming_a_missing_dataset_is_refused(workspace):
     with pytest.raises(TLCoreError, match="0123456789abcdef"):
-        runs.create_run(tiny_spec("0123456789abcdef", 2), workspace)
+        runs.create_run(quick_run("0123456789abcdef", num_classes=2), workspace)
