@@ -1,4 +1,4 @@
-"""Helpers the test files share: tiny specs, the command line, and reading the app.
+"""Helpers the test files share: tiny specs, the command line, waiting for a condition, and reading the app.
 
 Imported as `from helpers import ...` (pytest puts `tests/` on `sys.path`, as for `corpus`). What builds
 uploads (images, zips, the refused-zip table) lives in `corpus.py`; fixtures live in `conftest.py`.
@@ -10,9 +10,10 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+T = TypeVar("T")
 
 # ---------------------------------------------------------------------------------------------
 # Tiny specs: MobileNet ×0.25 on 32×32 images, random weights; an epoch of the demo data takes a second.
@@ -53,6 +56,31 @@ def tiny_spec(dataset_id: str, **changes) -> RunSpec:
     (`epochs`, `batch_size`, `name`, ...), whose own defaults hold otherwise."""
     model = tiny_model(**{key: changes.pop(key) for key in list(changes) if key in _MODEL_FIELDS})
     return RunSpec(dataset=dataset_id, model=model, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting
+
+
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 240.0,
+    interval: float = 0.2,
+    what: str = "a condition",
+    sleep: Callable[[float], object] = time.sleep,
+) -> T:
+    """Call `predicate` every `interval` seconds until it returns something truthy, and return that.
+
+    Fails the test, naming `what`, after `timeout` seconds. `sleep` waits between calls (a Playwright
+    test passes `lambda s: page.wait_for_timeout(s * 1000)` so that the page keeps being served).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import button, tiny_model
+from helpers import button, tiny_model, wait_for
 from streamlit.testing.v1 import AppTest
 
 from tlcore import datasets, paths, runs
@@ -252,12 +252,16 @@ def test_a_real_run_trains_to_the_end_while_the_page_polls_it(app, workspace, da
     button(at.run(), "Start training").click().run()
     assert not at.error
     run_id = at.session_state["run_id"]
-    deadline = time.monotonic() + 240
-    while runs.is_active(runs.load_run(workspace, run_id)) and time.monotonic() < deadline:
-        time.sleep(1)
+
+    def polled_until_it_ends() -> bool:
+        if not runs.is_active(runs.load_run(workspace, run_id)):
+            return True
         started = time.monotonic()
         at.run()
         assert time.monotonic() - started < 2.0  # a poll stays quick while training runs
+        return False
+
+    wait_for(polled_until_it_ends, timeout=240, interval=1, what="the run to end")
     info = runs.load_run(workspace, run_id)
     assert info.status == "completed", info.error
     at.run()

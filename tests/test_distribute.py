@@ -9,13 +9,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_tlcore, tiny_spec
+from helpers import run_tlcore, tiny_spec, wait_for
 
 from tlcore import metrics_log, runs
 from tlcore.datasets import ingest_zip
@@ -59,6 +59,17 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> dict:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, f"exit {process.returncode}\n{out}\n{err[-3000:]}"
     return json.loads(out[out.index("{") :])
+
+
+@contextmanager
+def killed_on_failure(*processes: subprocess.Popen):
+    """Kill `processes` if the block fails (a failed test must not leave a 500-epoch trainer behind)."""
+    try:
+        yield
+    except BaseException:
+        for process in processes:
+            process.kill()
+        raise
 
 
 def epochs(workspace: Path, run_id: str) -> list[dict]:
@@ -214,17 +225,13 @@ def test_a_stop_on_the_chief_ends_every_worker_at_the_end_of_the_epoch(tmp_path,
     chief = launch(tmp_path / "chief", *common, env={"TF_CONFIG": tf_config(ports, 0)})
     worker = launch(tmp_path / "worker", *common, env={"TF_CONFIG": tf_config(ports, 1)})
     workspace = Workspace(tmp_path / "chief")
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        listed = runs.list_runs(workspace)
-        if listed and listed[0].epoch and listed[0].epoch >= 2:
-            runs.stop(workspace, listed[0].id)
-            stopped_after = runs.list_runs(workspace)[0].epoch
-            break
-        time.sleep(0.2)
-    else:
-        chief.kill(), worker.kill()
-        pytest.fail("the multi-worker run never reached its second epoch")
+    with killed_on_failure(chief, worker):
+        run_id = wait_for(
+            lambda: (listed := runs.list_runs(workspace)) and listed[0].epoch and listed[0].epoch >= 2 and listed[0].id,
+            what="the multi-worker run's second epoch",
+        )
+    runs.stop(workspace, run_id)
+    stopped_after = runs.list_runs(workspace)[0].epoch
     info, worker_out = finish(chief, timeout=120), finish(worker, timeout=120)
     assert info["status"] == "stopped"
     assert worker_out == {"worker": "worker:1", "status": "stopped"}
@@ -242,12 +249,11 @@ def test_a_worker_that_dies_fails_the_chief_run_which_keeps_its_best_model(tmp_p
     chief = launch(tmp_path / "chief", *common, env={"TF_CONFIG": tf_config(ports, 0)})
     worker = launch(tmp_path / "worker", *common, env={"TF_CONFIG": tf_config(ports, 1)})
     workspace = Workspace(tmp_path / "chief")
-    deadline = time.monotonic() + 240
-    while not (listed := runs.list_runs(workspace)) or listed[0].epoch < 2:
-        if time.monotonic() > deadline:
-            chief.kill(), worker.kill()
-            pytest.fail("the multi-worker run never finished an epoch")
-        time.sleep(0.2)
+    with killed_on_failure(chief, worker):
+        wait_for(
+            lambda: (listed := runs.list_runs(workspace)) and listed[0].epoch >= 2,
+            what="the multi-worker run to finish an epoch",
+        )
     worker.kill()
     worker.wait()
     out, _ = chief.communicate(timeout=180)

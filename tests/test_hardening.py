@@ -41,7 +41,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import button, run_tlcore, tiny_spec
+from helpers import button, run_tlcore, tiny_spec, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
@@ -60,16 +60,6 @@ MIB = 1024**2
 
 # A run from scratch that trains in a second an epoch; 200 epochs of batch 2 outlast any test that stops it.
 scratch_run = partial(tiny_spec, strategy="scratch", epochs=200, batch_size=2)
-
-
-def wait_for(predicate, timeout: float = 240.0, interval: float = 0.2, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def finished(workspace: Workspace, run_id: str) -> runs.RunInfo | None:
