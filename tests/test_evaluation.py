@@ -49,7 +49,7 @@ def evaluated(trained):
 
 
 @pytest.fixture(scope="module")
-def test_zip_bytes() -> bytes:
+def held_out_zip_bytes() -> bytes:
     """Held-out test data: two of the run's three classes, drawn with another seed."""
     return demo_zip(classes=2, per_class=4, size=40, seed=7)
 
@@ -156,9 +156,9 @@ def test_uploads_get_ingestions_exif_and_colour_handling(workspace, tmp_path):
     assert load_image(uploads["rotated.jpg"], 64).shape == (64, 64, 3)
 
 
-def test_a_test_zip_is_evaluated_on_all_its_images_and_kept_apart(trained, test_zip_bytes):
+def test_a_test_zip_is_evaluated_on_all_its_images_and_kept_apart(trained, held_out_zip_bytes):
     workspace, dataset, info = trained
-    result = evaluate(workspace, info.id, test_zip=test_zip_bytes, test_name="held-out.zip")
+    result = evaluate(workspace, info.id, test_zip=held_out_zip_bytes, test_name="held-out.zip")
     assert result.data["kind"] == "test" and result.data["name"] == "held-out.zip"
     assert len(result.images) == 8 and result.classes == dataset.classes
     assert result.path.name == f"evaluation-test-{result.data['dataset']}.json"
@@ -166,7 +166,7 @@ def test_a_test_zip_is_evaluated_on_all_its_images_and_kept_apart(trained, test_
     assert [c.support for c in result.per_class] == [4, 4, 0]
     assert [d.id for d in list_datasets(workspace)] == [dataset.id]
     assert [d.id for d in list_datasets(held_out_workspace(workspace))] == [result.data["dataset"]]
-    again = evaluate(workspace, info.id, test_zip=test_zip_bytes, test_name="held-out.zip")
+    again = evaluate(workspace, info.id, test_zip=held_out_zip_bytes, test_name="held-out.zip")
     assert again.cached
     assert load_evaluation(workspace, info.id, result.data["dataset"]) == again
     assert load_evaluation(workspace, info.id).data["kind"] == "val"
