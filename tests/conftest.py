@@ -91,23 +91,16 @@ def calibrated_weights(tmp_path_factory, demo_zip_bytes):
 def train_calibrated(tmp_path_factory, demo_zip_bytes, calibrated_weights):
     """`train_calibrated(name, epochs)`: a completed transfer-learning run over `calibrated_weights` on the
     demo dataset, in a workspace of its own, as `(workspace, dataset, run info)`."""
+    from helpers import tiny_spec
+
     from tlcore import runs
     from tlcore.datasets import ingest_zip
-    from tlcore.models import ModelSpec
-    from tlcore.spec import RunSpec
     from tlcore.training import train_run
 
     def train(name: str, epochs: int):
         workspace = Workspace(tmp_path_factory.mktemp(name))
         dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
-        model = ModelSpec(
-            backbone="mobilenet_0.25",
-            weights=str(calibrated_weights),
-            image_size=32,
-            num_classes=3,
-            strategy="transfer",
-        )
-        spec = RunSpec(dataset=dataset.id, model=model, epochs=epochs, batch_size=8, learning_rate=1e-2)
+        spec = tiny_spec(dataset.id, weights=str(calibrated_weights), epochs=epochs, batch_size=8, learning_rate=1e-2)
         info = train_run(workspace, runs.create_run(spec, workspace).id)
         assert info.status == "completed", info.error
         return workspace, dataset, info

@@ -14,6 +14,7 @@ Skipped without Chromium or Playwright.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -79,9 +81,13 @@ def stop_active_runs(workspace: Path, timeout: float = 60) -> None:
     for info in runs.list_runs(ws):
         if info.active and info.status != "stopping":
             runs.stop(ws, info.id)
-    deadline = time.monotonic() + timeout
-    while any(runs.lock_is_held(info.dir) for info in runs.list_runs(ws)) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    with contextlib.suppress(AssertionError):  # best effort: the server is stopped next either way
+        wait_for(
+            lambda: not any(runs.lock_is_held(info.dir) for info in runs.list_runs(ws)),
+            timeout=timeout,
+            interval=0.5,
+            what="the runs' trainers to end",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -111,19 +117,24 @@ def server(tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     url = f"http://localhost:{port}"
+
+    def healthy_or_exited() -> str | None:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return "healthy"
+        except OSError:
+            pass
+        return "exited" if process.poll() is not None else None
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"streamlit did not start:\n{log.read()}")
-            time.sleep(0.5)
+        try:
+            state = wait_for(healthy_or_exited, timeout=60, interval=0.5, what="streamlit to start")
+        except AssertionError:
+            state = "timed out"
+        if state != "healthy":
+            log.seek(0)
+            pytest.fail(f"streamlit did not start:\n{log.read()}")
         yield Server(url, workspace)
     finally:
         stop_active_runs(workspace)
@@ -146,6 +157,11 @@ def page(browser):
     context.set_default_timeout(30_000)
     yield context.new_page()
     context.close()
+
+
+def page_sleep(page):
+    """Waiting in the page (for `helpers.wait_for`), which lets Playwright handle its events meanwhile."""
+    return lambda seconds: page.wait_for_timeout(seconds * 1000)
 
 
 def wait_for_title(page, text: str) -> None:
@@ -276,18 +292,22 @@ def expected_colours(frozen: int, shown: int) -> list[str]:
 
 def wait_for_layer_colours(page, grid, frozen: int, timeout: float = 30) -> list[str]:
     """Poll the table until its rows show `frozen` frozen layers (the canvas redraws after the rerun)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[str] = []
+
+    def rows_showing_frozen() -> list[str] | None:
         try:
-            rows = layer_row_colours(grid)
+            seen[:] = layer_row_colours(grid)
         except sync_api.Error:  # the table was being replaced by the rerun: look again
-            rows = []
+            seen[:] = []
         # Row 0 is the preprocessing layer; only the base rows are checked against the slider.
-        if len(rows) >= 8 and rows[1:] == expected_colours(frozen, len(rows))[1:]:
-            return rows
-        if time.monotonic() > deadline:
-            pytest.fail(f"the layer table does not show {frozen} frozen layers; its rows are {rows}")
-        page.wait_for_timeout(200)
+        if len(seen) >= 8 and seen[1:] == expected_colours(frozen, len(seen))[1:]:
+            return list(seen)
+        return None
+
+    try:
+        return wait_for(rows_showing_frozen, timeout, interval=0.2, what="the layer table", sleep=page_sleep(page))
+    except AssertionError:
+        pytest.fail(f"the layer table does not show {frozen} frozen layers; its rows are {seen}")
 
 
 def strip_colours(page) -> dict[str, int]:
@@ -408,10 +428,13 @@ def test_choices_keep_their_value_after_a_language_switch(server, page):
     dropout.focus()
     clock.recording = True
     page.keyboard.press("ArrowRight")  # any other widget: a rerun that sends every widget's value
-    deadline = time.monotonic() + 30
-    while not clock.runs:
-        assert time.monotonic() < deadline, "moving the slider did not rerun the page"
-        page.wait_for_timeout(50)
+    wait_for(
+        lambda: clock.runs,
+        timeout=30,
+        interval=0.05,
+        what="moving the slider to rerun the page",
+        sleep=page_sleep(page),
+    )
     wait_until_idle(page)
     page.get_by_test_id("stSidebar").get_by_text("MobileNet ×0.25 · 転移学習").wait_for()
     sync_api.expect(backbone).to_have_value(re.compile(r"^MobileNet ×0\.25 · パラメータ"))
@@ -499,10 +522,12 @@ def test_upload_fine_tune_train_stop_and_compare(server, browser, tmp_path):
         assert int(trainable_after.replace(",", "")) < int(trainable_before.replace(",", ""))
         # The strip above the table draws every layer: exactly `frozen` more of them are grey now.
         assert strip_before["layers"] == strip_before["learns"] + strip_before["frozen"] > frozen
-        deadline = time.monotonic() + 15
-        while (strip_after := strip_colours(page))["frozen"] != strip_before["frozen"] + frozen:
-            assert time.monotonic() < deadline, (strip_before, strip_after)
-            page.wait_for_timeout(200)
+        strip_after = wait_for(
+            lambda: (strip := strip_colours(page))["frozen"] == strip_before["frozen"] + frozen and strip,
+            timeout=15,
+            what=f"the strip to draw {frozen} more frozen layers than {strip_before}",
+            sleep=page_sleep(page),
+        )
         assert strip_after["layers"] == strip_before["layers"]
         page.get_by_test_id("stSidebar").get_by_text(f"{frozen} frozen layers").wait_for()
         steps.shot(f"model-{frozen}-frozen")

@@ -3,13 +3,11 @@
 import json
 
 import pandas as pd
-import pyarrow as pa
 import pytest
+from helpers import button, chart_data, tiny_spec
 from streamlit.testing.v1 import AppTest
 
 from tlcore import runs
-from tlcore.models import ModelSpec
-from tlcore.spec import RunSpec
 
 
 def make_run(
@@ -21,15 +19,14 @@ def make_run(
     val_accuracy: tuple[float, ...] = (0.4, 0.6),
 ) -> runs.RunInfo:
     """A run made with `runs.create_run`, moved to `status` with one metrics line per epoch."""
-    model = ModelSpec(
-        backbone="mobilenet_0.25",
-        weights="none",
-        image_size=32,
-        num_classes=3,
+    spec = tiny_spec(
+        dataset.id,
         strategy=strategy,
         frozen_layers=20 if strategy == "finetune" else None,
+        epochs=len(val_accuracy),
+        name=name,
     )
-    info = runs.create_run(RunSpec(dataset=dataset.id, model=model, epochs=len(val_accuracy), name=name), workspace)
+    info = runs.create_run(spec, workspace)
     lines = [
         {
             "kind": "epoch",
@@ -65,14 +62,8 @@ def open_compare_page(at: AppTest) -> AppTest:
     return at.run().switch_page("app_pages/compare.py").run()
 
 
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
-
-
 def chart_runs(at: AppTest) -> set[str]:
-    chart = at.get("vega_lite_chart")[0]
-    frame = pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets])
-    return set(frame["run"])
+    return set(chart_data(at)[0]["run"])
 
 
 def test_without_runs_the_page_says_where_to_start(app):

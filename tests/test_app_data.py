@@ -1,13 +1,11 @@
 """The Data page: uploads refused with a message or ingested with a report, the demo, picking a dataset."""
 
 import io
-import re
 import zipfile
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
 import pytest
+from helpers import button, chart_data, unescaped
 from streamlit.testing.v1 import AppTest
 
 from tlcore import datasets
@@ -27,20 +25,6 @@ def unpack_demo(folder: Path) -> None:
     """The demo dataset as class folders of JPEGs (`circles/`, `squares/`) in `folder`, as on a server."""
     with zipfile.ZipFile(io.BytesIO(demo_zip(classes=2, per_class=3, size=24, seed=1))) as archive:
         archive.extractall(folder)
-
-
-def unescaped(markdown: str) -> str:
-    """Markdown source as it reads on the page: names are escaped (`ui.names.md`), the escapes show nothing."""
-    return re.sub(r"\\(.)", r"\1", markdown)
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
-
-
-def class_chart(at: AppTest) -> pd.DataFrame:
-    chart = at.get("vega_lite_chart")[0]
-    return pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets])
 
 
 def test_a_file_that_is_not_a_zip_is_refused_with_a_message_and_nothing_is_kept(app, workspace):
@@ -64,7 +48,7 @@ def test_demo_dataset_is_ingested_and_its_classes_are_charted(app, workspace):
     assert app.session_state["dataset_id"] == dataset.id
     assert app.success[0].value.startswith("Added demo.zip")
     counts = dataset.counts()
-    chart = class_chart(app)
+    chart = chart_data(app)[0]
     assert chart.groupby("class")["images"].sum().to_dict() == dict(zip(counts["class"], counts["total"], strict=True))
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Classes"] == str(len(dataset.classes))

@@ -3,12 +3,11 @@
 from pathlib import Path
 
 import pytest
+from helpers import tiny_spec
 from streamlit.testing.v1 import AppTest
 
 from tlcore import runs
 from tlcore.datasets import ingest_zip
-from tlcore.models import ModelSpec
-from tlcore.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def queued_run(workspace, demo_zip_bytes, monkeypatch):
     monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
     dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=len(dataset.classes))
-    return dataset, runs.create_run(RunSpec(dataset=dataset.id, model=model, epochs=1), workspace)
+    return dataset, runs.create_run(tiny_spec(dataset.id, num_classes=len(dataset.classes), epochs=1), workspace)
 
 
 def test_the_code_tab_offers_the_spec_the_dataset_and_the_commands_to_train_elsewhere(queued_run):

@@ -2,20 +2,11 @@
 
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
 import pytest
+from helpers import chart_data
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def chart_data(at: AppTest) -> list[pd.DataFrame]:
-    """The data behind each Altair chart on the page."""
-    return [
-        pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets])
-        for chart in at.get("vega_lite_chart")
-    ]
 
 
 def test_home_explains_each_strategy_with_its_frozen_part_shaded(app):

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import button
 from streamlit.testing.v1 import AppTest
 
 from tlcore import backbones, models, settings
@@ -50,7 +51,7 @@ def row_backgrounds(at: AppTest) -> dict[int, str]:
 
 def test_article_preset_freezes_168_layers_of_resnet50_with_matching_counts(app):
     at = open_model_page(app)
-    next(b for b in at.button if b.label == "Original article preset").click().run()
+    button(at, "Original article preset").click().run()
     assert not at.exception
     assert frozen_slider(at).value == 168
     spec = at.session_state["model_spec"]
@@ -148,14 +149,15 @@ def test_the_spec_for_training_follows_the_widgets_and_the_dataset(app, workspac
     dataset = datasets.ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
     app.session_state["dataset_id"] = dataset.id
     at = open_model_page(app, **{"model.pooling": "flatten", "model.hidden_units": 64, "model.strategy": "transfer"})
-    spec = at.session_state["model_spec"]
-    assert spec == ModelSpec(
+    at.slider(key="model.dropout").set_value(0.35).run()
+    assert at.slider(key="model.dropout").value == 0.35  # what the page shows
+    assert at.session_state["model_spec"] == ModelSpec(
         backbone="mobilenet_0.25",
         weights="none",
         image_size=32,
         num_classes=len(dataset.classes),
         pooling="flatten",
-        dropout=spec.dropout,
+        dropout=0.35,
         hidden_units=64,
         strategy="transfer",
     )

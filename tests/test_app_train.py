@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import button, tiny_model, wait_for
 from streamlit.testing.v1 import AppTest
 
 from tlcore import datasets, paths, runs
@@ -20,7 +21,7 @@ from tlcore.models import ModelSpec
 from tlcore.spec import Augmentation, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy="transfer")
+MODEL = tiny_model()
 
 
 def open_train_page(at: AppTest, dataset: datasets.Dataset | None = None, model: ModelSpec | None = MODEL) -> AppTest:
@@ -29,10 +30,6 @@ def open_train_page(at: AppTest, dataset: datasets.Dataset | None = None, model:
         at.session_state["dataset_id"] = dataset.id
         at.session_state["model_spec"] = model
     return at.switch_page("app_pages/train.py").run()
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def write_metrics(info: runs.RunInfo, epochs: int, steps: int) -> None:
@@ -156,9 +153,7 @@ def test_the_two_phase_recipe_needs_fine_tuning_and_sets_its_own_rate(app, datas
 
     started = []
     monkeypatch.setattr(runs, "start", lambda spec, ws: started.append(spec) or runs.create_run(spec, ws))
-    finetune = ModelSpec(
-        backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy="finetune", frozen_layers=40
-    )
+    finetune = tiny_model(strategy="finetune", frozen_layers=40)
     at = open_train_page(AppTest.from_file(str(ROOT / "app.py"), default_timeout=60), dataset, model=finetune)
     at.toggle(key="train.two_phase").set_value(True).run()
     at.number_input(key="train.finetune_epochs").set_value(2)
@@ -257,12 +252,16 @@ def test_a_real_run_trains_to_the_end_while_the_page_polls_it(app, workspace, da
     button(at.run(), "Start training").click().run()
     assert not at.error
     run_id = at.session_state["run_id"]
-    deadline = time.monotonic() + 240
-    while runs.is_active(runs.load_run(workspace, run_id)) and time.monotonic() < deadline:
-        time.sleep(1)
+
+    def polled_until_it_ends() -> bool:
+        if not runs.is_active(runs.load_run(workspace, run_id)):
+            return True
         started = time.monotonic()
         at.run()
         assert time.monotonic() - started < 2.0  # a poll stays quick while training runs
+        return False
+
+    wait_for(polled_until_it_ends, timeout=240, interval=1, what="the run to end")
     info = runs.load_run(workspace, run_id)
     assert info.status == "completed", info.error
     at.run()

@@ -4,6 +4,7 @@ import math
 
 import altair as alt
 import pandas as pd
+from helpers import altair_data
 
 from tlcore.metrics_log import METRIC_COLUMNS
 from ui import charts
@@ -55,7 +56,7 @@ def layers_of(chart: alt.LayerChart) -> list[dict]:
 def test_class_counts_chart_stacks_train_and_val_per_class():
     counts = pd.DataFrame({"class": ["roses", "daisy"], "train": [8, 5], "val": [2, 1], "total": [10, 6]})
     spec = charts.class_counts_chart(counts).to_dict()
-    data = pd.DataFrame(next(iter(spec["datasets"].values())))
+    data = altair_data(spec)
     assert data.groupby("class")["images"].sum().to_dict() == {"roses": 10, "daisy": 6}
     assert spec["encoding"]["y"]["field"] == "class"
     assert spec["encoding"]["y"]["sort"] == ["roses", "daisy"]  # the dataset's order, not alphabetical
@@ -121,7 +122,7 @@ def test_accuracy_curve_is_drawn_on_zero_to_one():
 
 def test_training_curve_data_holds_only_the_chosen_metric():
     spec = charts.training_curve(metrics(), "accuracy").to_dict()
-    data = pd.DataFrame(next(iter(spec["datasets"].values())))
+    data = altair_data(spec)
     assert set(data["metric"]) == {"accuracy"}
     val = data[data["split"] == "val"].sort_values("x")
     assert val["value"].tolist() == [0.25, 0.5]
@@ -135,7 +136,7 @@ def test_compare_curve_gives_each_run_a_colour_and_each_split_a_dash():
     assert colour["domain"] == ["scratch", "transfer"]
     assert colour["range"][0] != colour["range"][1]
     assert line_layer["encoding"]["strokeDash"]["field"] == "split_label"
-    data = pd.DataFrame(next(iter(chart.to_dict()["datasets"].values())))
+    data = altair_data(chart)
     assert set(data["kind"]) == {"epoch"}  # per-epoch curves: comparable across batch sizes
     assert data.groupby("run")["epoch"].max().to_dict() == {"scratch": 3, "transfer": 2}
 
@@ -185,7 +186,7 @@ def test_layer_strip_draws_every_layer_in_order_green_if_it_learns_grey_if_froze
         }
     )
     spec = charts.layer_strip(table, {"name": "Name"}).to_dict()
-    data = pd.DataFrame(next(iter(spec["datasets"].values())))
+    data = altair_data(spec)
     assert data["name"].tolist() == table["name"].tolist()
     assert data["position"].tolist() == [0, 1, 2, 3, 4]
     assert data["state"].tolist() == ["frozen", "frozen", "frozen", "learns", "learns"]

@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def tlcore(*args: str, workspace: Path, env: dict | None = None, timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "TLCORE_OFFLINE": "1", **(env or {})},
-    )
+from helpers import run_tlcore
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +17,13 @@ def demo_zip(tmp_path_factory, demo_zip_bytes) -> Path:
 
 
 def test_help_documents_every_subcommand(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tlcore", "--help"], capture_output=True, text=True, cwd=ROOT)
+    result = run_tlcore("--help", workspace=None)
     for command in ("inspect", "layers", "train", "runs", "stop", "datasets", "backbones"):
         assert command in result.stdout
 
 
 def test_inspect_reports_classes_and_counts(demo_zip, tmp_path):
-    result = tlcore("inspect", str(demo_zip), "--json", workspace=tmp_path)
+    result = run_tlcore("inspect", str(demo_zip), "--json", workspace=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert len(report["classes"]) == 3
@@ -47,7 +32,7 @@ def test_inspect_reports_classes_and_counts(demo_zip, tmp_path):
 def test_inspect_of_a_file_that_is_not_a_zip_exits_2_with_one_line(tmp_path):
     bogus = tmp_path / "photos.zip"
     bogus.write_bytes(b"this is not a zip file at all")
-    result = tlcore("inspect", str(bogus), workspace=tmp_path / "ws")
+    result = run_tlcore("inspect", str(bogus), workspace=tmp_path / "ws")
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "zip" in result.stderr.lower()
@@ -55,7 +40,7 @@ def test_inspect_of_a_file_that_is_not_a_zip_exits_2_with_one_line(tmp_path):
 
 
 def test_layers_of_the_article_setup(tmp_path):
-    result = tlcore(
+    result = run_tlcore(
         "layers",
         "--backbone",
         "resnet50",
@@ -79,7 +64,9 @@ def test_layers_of_the_article_setup(tmp_path):
 
 
 def test_layers_with_too_many_frozen_layers_exits_2(tmp_path):
-    result = tlcore("layers", "--backbone", "resnet50", "--strategy", "finetune", "--frozen", "999", workspace=tmp_path)
+    result = run_tlcore(
+        "layers", "--backbone", "resnet50", "--strategy", "finetune", "--frozen", "999", workspace=tmp_path
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: frozen_layers must be a whole number from 0 to 175 (ResNet50 has 175 layers); received 999."
@@ -87,7 +74,7 @@ def test_layers_with_too_many_frozen_layers_exits_2(tmp_path):
 
 
 def test_train_then_runs_reports_best_val_accuracy(demo_zip, tmp_path):
-    result = tlcore(
+    result = run_tlcore(
         "train",
         "--data",
         str(demo_zip),
@@ -109,7 +96,7 @@ def test_train_then_runs_reports_best_val_accuracy(demo_zip, tmp_path):
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)
     assert run["status"] == "completed"
-    listed = json.loads(tlcore("runs", "--json", workspace=tmp_path).stdout)
+    listed = json.loads(run_tlcore("runs", "--json", workspace=tmp_path).stdout)
     assert [r["id"] for r in listed] == [run["id"]]
     assert listed[0]["best_val_accuracy"] == run["best_val_accuracy"]
     assert 0.0 <= run["best_val_accuracy"] <= 1.0
@@ -120,7 +107,7 @@ def test_train_then_runs_reports_best_val_accuracy(demo_zip, tmp_path):
 
 def test_train_with_unavailable_imagenet_weights_says_where_to_put_the_file(demo_zip, tmp_path):
     keras_home = tmp_path / "kh"
-    result = tlcore(
+    result = run_tlcore(
         "train",
         "--data",
         str(demo_zip),
@@ -139,13 +126,13 @@ def test_train_with_unavailable_imagenet_weights_says_where_to_put_the_file(demo
 
 
 def test_stop_of_an_unknown_run_exits_2(tmp_path):
-    result = tlcore("stop", "20990101-nothing", workspace=tmp_path)
+    result = run_tlcore("stop", "20990101-nothing", workspace=tmp_path)
     assert result.returncode == 2
     assert "no run" in result.stderr
 
 
 def test_bad_flag_values_exit_2_with_one_line(tmp_path, demo_zip):
-    result = tlcore("train", "--data", str(demo_zip), "--epochs", "zero", workspace=tmp_path)
+    result = run_tlcore("train", "--data", str(demo_zip), "--epochs", "zero", workspace=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -165,7 +152,7 @@ def test_bad_flag_values_exit_2_with_one_line(tmp_path, demo_zip):
     ],
 )
 def test_train_without_a_usable_source_exits_2_and_says_what_to_give(args, expected, tmp_path):
-    result = tlcore("train", *args, workspace=tmp_path)
+    result = run_tlcore("train", *args, workspace=tmp_path)
     assert result.returncode == 2
     assert expected in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -174,7 +161,7 @@ def test_train_without_a_usable_source_exits_2_and_says_what_to_give(args, expec
 def test_a_spec_whose_dataset_is_elsewhere_asks_for_the_data(tmp_path):
     spec = {"dataset": "0123456789abcdef", "model": {"backbone": "mobilenet_0.25", "weights": "none", "num_classes": 2}}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    result = tlcore("train", "--spec", str(tmp_path / "spec.json"), workspace=tmp_path / "ws")
+    result = run_tlcore("train", "--spec", str(tmp_path / "spec.json"), workspace=tmp_path / "ws")
     assert result.returncode == 2
     assert (
         result.stderr.strip()

@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import keras
 import pytest
+from helpers import run_tlcore, tiny_spec
 
 from tlcore import runs
 from tlcore.backbones import BACKBONES
@@ -23,8 +23,6 @@ from tlcore.models import ModelSpec, Strategy
 from tlcore.spec import Augmentation, RunSpec
 from tlcore.training import train_run
 from tlcore.workspace import Workspace
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def article_spec(**changes) -> RunSpec:
@@ -45,20 +43,13 @@ def two_phase_run(tmp_path_factory, demo_zip_bytes):
     """A tiny finished two-phase run (random weights), with most head and training options on."""
     workspace = Workspace(tmp_path_factory.mktemp("codegen-ws"))
     dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
-    model = ModelSpec(
-        backbone="mobilenet_0.25",
-        weights="none",
-        image_size=32,
-        num_classes=3,
+    spec = tiny_spec(
+        dataset.id,
         pooling="flatten",
         dropout=0.2,
         hidden_units=16,
         strategy="finetune",
         frozen_layers=60,
-    )
-    spec = RunSpec(
-        dataset=dataset.id,
-        model=model,
         epochs=1,
         batch_size=8,
         optimizer="sgd",
@@ -175,31 +166,20 @@ def test_the_generated_script_runs_and_saves_the_runs_model(two_phase_run, demo_
     assert model.output.shape[-1] == len(dataset.classes)
 
 
-def cli(*args: str, workspace: Workspace):
-    return subprocess.run(
-        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        env={**os.environ, "TLCORE_OFFLINE": "1"},
-    )
-
-
 def test_cli_code_prints_writes_and_reports_the_script(two_phase_run, tmp_path):
     workspace, _, info = two_phase_run
     expected = run_script(workspace, info.id)
-    printed = cli("code", info.id, workspace=workspace)
+    printed = run_tlcore("code", info.id, workspace=workspace)
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == expected
     target = tmp_path / "train.py"
-    written = cli("code", info.id, "--out", str(target), "--json", workspace=workspace)
+    written = run_tlcore("code", info.id, "--out", str(target), "--json", workspace=workspace)
     assert written.returncode == 0, written.stderr
     assert json.loads(written.stdout) == {"run": info.id, "file": str(target), "script": expected}
     assert target.read_text(encoding="utf-8") == expected
 
 
 def test_cli_code_of_an_unknown_run_exits_2_with_one_line(tmp_path):
-    result = cli("code", "20990101-nothing", workspace=Workspace(tmp_path))
+    result = run_tlcore("code", "20990101-nothing", workspace=Workspace(tmp_path))
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "no run" in result.stderr

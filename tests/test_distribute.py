@@ -9,17 +9,17 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_tlcore, tiny_spec, wait_for
 
 from tlcore import metrics_log, runs
 from tlcore.datasets import ingest_zip
-from tlcore.models import ModelSpec
-from tlcore.spec import Augmentation, RunSpec
+from tlcore.spec import Augmentation
 from tlcore.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,17 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> dict:
     return json.loads(out[out.index("{") :])
 
 
+@contextmanager
+def killed_on_failure(*processes: subprocess.Popen):
+    """Kill `processes` if the block fails (a failed test must not leave a 500-epoch trainer behind)."""
+    try:
+        yield
+    except BaseException:
+        for process in processes:
+            process.kill()
+        raise
+
+
 def epochs(workspace: Path, run_id: str) -> list[dict]:
     frame = metrics_log.read_metrics(Workspace(workspace), run_id)
     return frame[frame["kind"] == "epoch"].to_dict("records")
@@ -91,17 +102,11 @@ def spec_files(tmp_path_factory, calibrated_weights) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("specs")
     files = {}
     for name, case in CASES.items():
-        model = ModelSpec(
-            backbone="mobilenet_0.25",
+        spec = tiny_spec(
+            "0" * 16,
             weights=str(calibrated_weights),
-            image_size=32,
-            num_classes=3,
             strategy=case["strategy"],
             frozen_layers=case["frozen_layers"],
-        )
-        spec = RunSpec(
-            dataset="0" * 16,
-            model=model,
             epochs=3,
             batch_size=8,
             learning_rate=case["lr"],
@@ -182,10 +187,9 @@ def test_scale_batch_keeps_the_batch_on_each_replica_and_scales_the_learning_rat
 
 def test_from_scratch_on_two_devices_trains_when_the_last_batch_is_too_small_to_share(tmp_path, demo_zip_path):
     training_images = len(ingest_zip(demo_zip_path, workspace=Workspace(tmp_path / "count")).files("train")[1])
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy="scratch")
     spec = tmp_path / "scratch.json"
     batch_size = training_images - 1  # an epoch ends with a batch of one image, for two replicas
-    spec.write_text(json.dumps(RunSpec(dataset="0" * 16, model=model, epochs=2, batch_size=batch_size).to_dict()))
+    spec.write_text(json.dumps(tiny_spec("0" * 16, strategy="scratch", epochs=2, batch_size=batch_size).to_dict()))
     info = finish(
         launch(tmp_path, "--spec", str(spec), "--data", str(demo_zip_path), "--distribute", "mirrored", devices=2)
     )
@@ -221,17 +225,13 @@ def test_a_stop_on_the_chief_ends_every_worker_at_the_end_of_the_epoch(tmp_path,
     chief = launch(tmp_path / "chief", *common, env={"TF_CONFIG": tf_config(ports, 0)})
     worker = launch(tmp_path / "worker", *common, env={"TF_CONFIG": tf_config(ports, 1)})
     workspace = Workspace(tmp_path / "chief")
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        listed = runs.list_runs(workspace)
-        if listed and listed[0].epoch and listed[0].epoch >= 2:
-            runs.stop(workspace, listed[0].id)
-            stopped_after = runs.list_runs(workspace)[0].epoch
-            break
-        time.sleep(0.2)
-    else:
-        chief.kill(), worker.kill()
-        pytest.fail("the multi-worker run never reached its second epoch")
+    with killed_on_failure(chief, worker):
+        run_id = wait_for(
+            lambda: (listed := runs.list_runs(workspace)) and listed[0].epoch and listed[0].epoch >= 2 and listed[0].id,
+            what="the multi-worker run's second epoch",
+        )
+    runs.stop(workspace, run_id)
+    stopped_after = runs.list_runs(workspace)[0].epoch
     info, worker_out = finish(chief, timeout=120), finish(worker, timeout=120)
     assert info["status"] == "stopped"
     assert worker_out == {"worker": "worker:1", "status": "stopped"}
@@ -249,12 +249,11 @@ def test_a_worker_that_dies_fails_the_chief_run_which_keeps_its_best_model(tmp_p
     chief = launch(tmp_path / "chief", *common, env={"TF_CONFIG": tf_config(ports, 0)})
     worker = launch(tmp_path / "worker", *common, env={"TF_CONFIG": tf_config(ports, 1)})
     workspace = Workspace(tmp_path / "chief")
-    deadline = time.monotonic() + 240
-    while not (listed := runs.list_runs(workspace)) or listed[0].epoch < 2:
-        if time.monotonic() > deadline:
-            chief.kill(), worker.kill()
-            pytest.fail("the multi-worker run never finished an epoch")
-        time.sleep(0.2)
+    with killed_on_failure(chief, worker):
+        wait_for(
+            lambda: (listed := runs.list_runs(workspace)) and listed[0].epoch >= 2,
+            what="the multi-worker run to finish an epoch",
+        )
     worker.kill()
     worker.wait()
     out, _ = chief.communicate(timeout=180)
@@ -321,27 +320,14 @@ def test_workers_given_different_jobs_both_stop_with_a_message_saying_so(differs
     ],
 )
 def test_multiworker_without_a_usable_tf_config_says_what_to_set(config, expected, tmp_path, demo_zip_path):
-    env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
-    if config is not None:
-        env["TF_CONFIG"] = config
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tlcore",
-            "--workspace",
-            str(tmp_path),
-            "train",
-            "--data",
-            str(demo_zip_path),
-            "--distribute",
-            "multiworker",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        timeout=120,
+    result = run_tlcore(
+        "train",
+        "--data",
+        str(demo_zip_path),
+        "--distribute",
+        "multiworker",
+        workspace=tmp_path,
+        env={"TF_CONFIG": config},  # None: not set at all
     )
     assert result.returncode == 2
     assert expected in result.stderr.strip().splitlines()[-1]

@@ -8,13 +8,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import altair_data, run_tlcore
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -33,7 +32,6 @@ from tlcore.evaluation import (
 )
 from tlcore.images import load_image, load_images
 from tlcore.predict import Predictor
-from tlcore.workspace import Workspace
 from ui.eval_charts import confusion_heatmap, heatmap_overlay, top_k_bars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +49,7 @@ def evaluated(trained):
 
 
 @pytest.fixture(scope="module")
-def test_zip_bytes() -> bytes:
+def held_out_zip_bytes() -> bytes:
     """Held-out test data: two of the run's three classes, drawn with another seed."""
     return demo_zip(classes=2, per_class=4, size=40, seed=7)
 
@@ -158,9 +156,9 @@ def test_uploads_get_ingestions_exif_and_colour_handling(workspace, tmp_path):
     assert load_image(uploads["rotated.jpg"], 64).shape == (64, 64, 3)
 
 
-def test_a_test_zip_is_evaluated_on_all_its_images_and_kept_apart(trained, test_zip_bytes):
+def test_a_test_zip_is_evaluated_on_all_its_images_and_kept_apart(trained, held_out_zip_bytes):
     workspace, dataset, info = trained
-    result = evaluate(workspace, info.id, test_zip=test_zip_bytes, test_name="held-out.zip")
+    result = evaluate(workspace, info.id, test_zip=held_out_zip_bytes, test_name="held-out.zip")
     assert result.data["kind"] == "test" and result.data["name"] == "held-out.zip"
     assert len(result.images) == 8 and result.classes == dataset.classes
     assert result.path.name == f"evaluation-test-{result.data['dataset']}.json"
@@ -168,7 +166,7 @@ def test_a_test_zip_is_evaluated_on_all_its_images_and_kept_apart(trained, test_
     assert [c.support for c in result.per_class] == [4, 4, 0]
     assert [d.id for d in list_datasets(workspace)] == [dataset.id]
     assert [d.id for d in list_datasets(held_out_workspace(workspace))] == [result.data["dataset"]]
-    again = evaluate(workspace, info.id, test_zip=test_zip_bytes, test_name="held-out.zip")
+    again = evaluate(workspace, info.id, test_zip=held_out_zip_bytes, test_name="held-out.zip")
     assert again.cached
     assert load_evaluation(workspace, info.id, result.data["dataset"]) == again
     assert load_evaluation(workspace, info.id).data["kind"] == "val"
@@ -241,7 +239,7 @@ def test_metrics_follow_the_usual_zero_division_convention():
 
 def test_the_heatmap_shows_every_cell_with_its_count_and_row_share(evaluated):
     chart = confusion_heatmap(evaluated.confusion_frame(), evaluated.classes).to_dict()
-    rows = next(iter(chart["datasets"].values()))
+    rows = altair_data(chart).to_dict("records")
     assert len(rows) == 9
     for row in rows:
         t, p = evaluated.classes.index(row["true"]), evaluated.classes.index(row["predicted"])
@@ -252,36 +250,25 @@ def test_the_heatmap_shows_every_cell_with_its_count_and_row_share(evaluated):
 
 def test_top_k_bars_keep_the_order_and_highlight_the_top_class():
     chart = top_k_bars([("cat", 0.7), ("dog", 0.2), ("fox", 0.1)]).to_dict()
-    rows = next(iter(chart["datasets"].values()))
+    rows = altair_data(chart).to_dict("records")
     assert [r["class"] for r in rows] == ["cat", "dog", "fox"]
     assert chart["layer"][0]["encoding"]["y"]["sort"] == ["cat", "dog", "fox"]
 
 
-def cli(*args: str, workspace: Workspace):
-    return subprocess.run(
-        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={**os.environ, "TLCORE_OFFLINE": "1"},
-    )
-
-
 def test_cli_evaluate_prints_the_stored_evaluation_as_json(trained, evaluated):
     workspace, _, info = trained
-    result = cli("evaluate", info.id, "--json", workspace=workspace)
+    result = run_tlcore("evaluate", info.id, "--json", workspace=workspace)
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
     assert data["cached"] is True and data["confusion"] == [list(row) for row in evaluated.confusion]
-    text = cli("evaluate", info.id, workspace=workspace).stdout
+    text = run_tlcore("evaluate", info.id, workspace=workspace).stdout
     assert "confusion matrix (rows: true class, columns: predicted class)" in text
 
 
 def test_cli_predict_gives_the_top_classes_of_each_image(trained, evaluated):
     workspace, _, info = trained
     paths = [str(evaluated.image_path(image)) for image in evaluated.images[:2]]
-    result = cli("predict", info.id, *paths, "--top", "2", "--json", workspace=workspace)
+    result = run_tlcore("predict", info.id, *paths, "--top", "2", "--json", workspace=workspace)
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
     assert [d["image"] for d in data] == paths and all(len(d["top"]) == 2 for d in data)
@@ -303,7 +290,7 @@ def test_cli_predict_gives_the_top_classes_of_each_image(trained, evaluated):
 def test_cli_bad_input_exits_2_with_one_line(trained, tmp_path, args, message):
     workspace, _, info = trained
     (tmp_path / "notes.txt").write_text("not an image")
-    result = cli(*(arg.format(run=info.id, tmp=tmp_path) for arg in args), workspace=workspace)
+    result = run_tlcore(*(arg.format(run=info.id, tmp=tmp_path) for arg in args), workspace=workspace)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr

@@ -14,10 +14,10 @@ import subprocess
 import sys
 import textwrap
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_tlcore
 
 from tlcore import runs
 from tlcore.errors import RunError
@@ -33,9 +33,6 @@ from tlcore.export import (
 )
 from tlcore.images import load_image
 from tlcore.predict import Predictor
-from tlcore.workspace import Workspace
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Loads one exported file with nothing but TensorFlow/Keras and writes its probabilities.
 CLEAN_PREDICT = textwrap.dedent("""
@@ -194,20 +191,9 @@ def test_an_export_folder_that_is_a_file_is_refused(trained, tmp_path):
         export_run(workspace, info.id, ["keras"], out_dir=blocker)
 
 
-def cli(*args: str, workspace: Workspace):
-    return subprocess.run(
-        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={**os.environ, "TLCORE_OFFLINE": "1"},
-    )
-
-
 def test_cli_export_writes_the_format_asked_for_as_json(trained, tmp_path):
     workspace, _, info = trained
-    result = cli(
+    result = run_tlcore(
         "export", info.id, "--format", "tflite-quant", "--out", str(tmp_path / "cli-out"), "--json", workspace=workspace
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -227,7 +213,7 @@ def test_cli_export_writes_the_format_asked_for_as_json(trained, tmp_path):
 
 def test_cli_export_of_an_unknown_format_exits_2_with_one_line(trained):
     workspace, _, info = trained
-    result = cli("export", info.id, "--format", "onnx", workspace=workspace)
+    result = run_tlcore("export", info.id, "--format", "onnx", workspace=workspace)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "onnx" in result.stderr

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from helpers import tiny_model, tiny_spec
 
 from tlcore import callbacks, features, metrics_log, runs, training
 from tlcore.acceleration import Acceleration, detect_acceleration
@@ -18,35 +20,15 @@ from tlcore.distribute import Distribution
 from tlcore.features import Budget, CachedFeatures, FeatureCache, cache_key, cut_model
 from tlcore.models import ModelSpec, apply_strategy, build_model, get_base
 from tlcore.paths import choose_path
-from tlcore.spec import Augmentation, RunSpec
+from tlcore.spec import Augmentation
 from tlcore.training import train_run
 from tlcore.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_model_spec(**changes) -> ModelSpec:
-    values = {
-        "backbone": "mobilenet_0.25",
-        "weights": "none",
-        "image_size": 32,
-        "num_classes": 3,
-        "strategy": "transfer",
-        **changes,
-    }
-    return ModelSpec(**values)
-
-
-def tiny_run(dataset_id: str, **changes) -> RunSpec:
-    model = tiny_model_spec(
-        **{
-            key: changes.pop(key)
-            for key in ("strategy", "frozen_layers", "dropout", "hidden_units", "pooling")
-            if key in changes
-        }
-    )
-    values = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-2, "seed": 3, **changes}
-    return RunSpec(dataset=dataset_id, model=model, **values)
+# Three epochs of batch 4 that learn, transfer learning unless changed.
+tiny_run = partial(tiny_spec, epochs=3, batch_size=4, learning_rate=1e-2, seed=3)
 
 
 def built(spec: ModelSpec, seed: int = 0) -> keras.Model:
@@ -130,13 +112,13 @@ def test_the_trainable_part_on_cached_activations_computes_what_the_full_model_c
 
 
 def test_a_flatten_head_caches_the_base_output_and_trains_the_whole_head():
-    model = built(tiny_model_spec(pooling="flatten"))
+    model = built(tiny_model(pooling="flatten"))
     cut = cut_model(model, len(get_base(model).layers))
     assert cut.names == ("conv_pw_13_relu:0",) and cut.shapes == ((1, 1, 256),)
 
 
 def test_the_trainable_part_learns_only_what_the_strategy_leaves_trainable():
-    model = built(tiny_model_spec(strategy="finetune", frozen_layers=60))
+    model = built(tiny_model(strategy="finetune", frozen_layers=60))
     cut = cut_model(model, 60)
     view = cut.trainable_model()
     (cached,) = cut.compute(pixels(1))  # MobileNet is a chain: one tensor crosses
@@ -155,7 +137,7 @@ def test_images_decoded_on_the_way_give_the_same_features_as_decoded_images(demo
 
     _, dataset = demo
     paths = dataset.files("train")[0]
-    cut = cut_model(built(tiny_model_spec()), 86)
+    cut = cut_model(built(tiny_model()), 86)
     seen = []
     from_files = cut.compute(paths, progress=seen.append, batch_size=4)
     np.testing.assert_array_equal(from_files[0], cut.compute(load_images(paths, 32))[0])
@@ -164,7 +146,7 @@ def test_images_decoded_on_the_way_give_the_same_features_as_decoded_images(demo
 
 def test_a_cut_outside_the_base_is_refused_quoting_the_value():
     with pytest.raises(ValueError, match="received frozen_layers=0"):
-        cut_model(built(tiny_model_spec()), 0)
+        cut_model(built(tiny_model()), 0)
 
 
 # Same model, same results
@@ -248,7 +230,7 @@ def test_best_keras_from_the_fast_path_is_the_full_model_taking_raw_pixels(demo,
 def _callbacks_after_a_best_then_a_worse_epoch(
     run_dir: Path,
 ) -> tuple[keras.callbacks.CallbackList, list[callbacks.RunCallback], keras.Layer, np.ndarray]:
-    model = built(tiny_model_spec())
+    model = built(tiny_model())
     run_callbacks = callbacks.for_run(run_dir, model, 0.0, Distribution())
     events = keras.callbacks.CallbackList(run_callbacks, model=model)
     dense = model.get_layer("head").get_layer("predictions")
@@ -304,14 +286,14 @@ def test_a_second_run_reuses_the_features_from_disk_and_trains_the_same(demo, mo
 
 
 def test_the_cache_key_changes_with_everything_the_features_depend_on(tmp_path):
-    reference = built(tiny_model_spec(strategy="finetune", frozen_layers=60), seed=0)
+    reference = built(tiny_model(strategy="finetune", frozen_layers=60), seed=0)
     key = cache_key("dataset-a", "mobilenet_0.25", cut_model(reference, 60))
-    same = built(tiny_model_spec(strategy="finetune", frozen_layers=60), seed=0)
+    same = built(tiny_model(strategy="finetune", frozen_layers=60), seed=0)
     assert cache_key("dataset-a", "mobilenet_0.25", cut_model(same, 60)) == key
 
     weights_file = tmp_path / "base.weights.h5"
     get_base(reference).save_weights(weights_file)
-    from_file = build_model(tiny_model_spec(strategy="finetune", frozen_layers=60, weights=str(weights_file)))
+    from_file = build_model(tiny_model(strategy="finetune", frozen_layers=60, weights=str(weights_file)))
     assert cache_key("dataset-a", "mobilenet_0.25", cut_model(from_file, 60)) == key
 
     changed = {
@@ -319,24 +301,24 @@ def test_the_cache_key_changes_with_everything_the_features_depend_on(tmp_path):
         "backbone": cache_key(
             "dataset-a",
             "mobilenet_0.5",
-            cut_model(built(tiny_model_spec(backbone="mobilenet_0.5", strategy="finetune", frozen_layers=60)), 60),
+            cut_model(built(tiny_model(backbone="mobilenet_0.5", strategy="finetune", frozen_layers=60)), 60),
         ),
         "random weights": cache_key(
             "dataset-a",
             "mobilenet_0.25",
-            cut_model(built(tiny_model_spec(strategy="finetune", frozen_layers=60), seed=1), 60),
+            cut_model(built(tiny_model(strategy="finetune", frozen_layers=60), seed=1), 60),
         ),
         "image size": cache_key(
             "dataset-a",
             "mobilenet_0.25",
-            cut_model(built(tiny_model_spec(image_size=48, strategy="finetune", frozen_layers=60)), 60),
+            cut_model(built(tiny_model(image_size=48, strategy="finetune", frozen_layers=60)), 60),
         ),
         "cut": cache_key("dataset-a", "mobilenet_0.25", cut_model(reference, 40)),
     }
     base = get_base(reference)
     base.layers[1].weights[0].assign(base.layers[1].weights[0] * 1.5)
     base.save_weights(weights_file)  # the same weights file, rewritten with other values
-    rewritten = build_model(tiny_model_spec(strategy="finetune", frozen_layers=60, weights=str(weights_file)))
+    rewritten = build_model(tiny_model(strategy="finetune", frozen_layers=60, weights=str(weights_file)))
     changed["weights file"] = cache_key("dataset-a", "mobilenet_0.25", cut_model(rewritten, 60))
     assert all(value != key for value in changed.values()), changed
     assert len(set(changed.values())) == len(changed)

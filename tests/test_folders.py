@@ -3,25 +3,20 @@
 import json
 import os
 import shlex
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_tlcore, tiny_spec
 from PIL import Image
 
 from tlcore import pipeline, runs
 from tlcore.datasets import allowed_data_dirs, export_zip, ingest_folder, ingest_zip, load_dataset
 from tlcore.errors import DatasetError
 from tlcore.evaluation import evaluate
-from tlcore.models import ModelSpec
-from tlcore.spec import RunSpec
 from tlcore.training import train_run
 from tlcore.workspace import Workspace
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -168,8 +163,7 @@ def test_a_dataset_too_large_for_memory_streams_the_same_batches_from_disk(works
 def test_a_run_on_a_folder_trains_and_fails_clearly_once_an_image_has_gone(photos, workspace):
     dataset = ingest_folder(photos, workspace=workspace)
     assert pipeline.streams_from_disk(dataset, 32)
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=2, strategy="scratch")
-    spec = RunSpec(dataset=dataset.id, model=model, epochs=1, batch_size=4)
+    spec = tiny_spec(dataset.id, num_classes=2, strategy="scratch", epochs=1, batch_size=4)
     trained = train_run(workspace, runs.create_run(spec, workspace).id)
     assert trained.status == "completed"
     (photos / "dogs" / "0.jpg").unlink()
@@ -190,10 +184,8 @@ def test_a_run_on_a_folder_trains_and_fails_clearly_once_an_image_has_gone(photo
 
 def test_the_evaluation_of_a_folder_run_shows_the_images_from_the_folder(photos, workspace):
     dataset = ingest_folder(photos, workspace=workspace)
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=2, strategy="scratch")
-    trained = train_run(
-        workspace, runs.create_run(RunSpec(dataset=dataset.id, model=model, epochs=1, batch_size=4), workspace).id
-    )
+    spec = tiny_spec(dataset.id, num_classes=2, strategy="scratch", epochs=1, batch_size=4)
+    trained = train_run(workspace, runs.create_run(spec, workspace).id)
     evaluation = evaluate(workspace, trained.id)
     shown = [evaluation.image_path(image) for image in evaluation.images]  # the gallery and Grad-CAM read these
     assert shown and all(path.is_file() for path in shown)
@@ -201,55 +193,28 @@ def test_the_evaluation_of_a_folder_run_shows_the_images_from_the_folder(photos,
 
 
 def test_the_command_line_trains_on_a_data_dir(photos, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tlcore",
-            "--workspace",
-            str(tmp_path / "ws"),
-            "train",
-            "--data-dir",
-            str(photos),
-            "--backbone",
-            "mobilenet_0.25",
-            "--weights",
-            "none",
-            "--image-size",
-            "32",
-            "--strategy",
-            "scratch",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+    result = run_tlcore(
+        "train",
+        "--data-dir",
+        str(photos),
+        "--backbone",
+        "mobilenet_0.25",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--strategy",
+        "scratch",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--json",
+        workspace=tmp_path / "ws",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout[result.stdout.index("{") :])["status"] == "completed"
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tlcore",
-            "--workspace",
-            str(tmp_path / "ws"),
-            "train",
-            "--data-dir",
-            str(tmp_path / "nowhere"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    missing = run_tlcore("train", "--data-dir", str(tmp_path / "nowhere"), workspace=tmp_path / "ws")
     assert missing.returncode == 2
     assert (
         missing.stderr.strip().splitlines()[-1] == f"error: There is no folder {str(tmp_path / 'nowhere')!r} "
@@ -272,14 +237,7 @@ def test_a_dataset_exported_as_a_zip_is_the_same_dataset_when_ingested_elsewhere
 
 
 def test_inspect_of_a_folder_registers_it_and_prints_its_report(photos, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "tlcore", "--workspace", str(tmp_path / "ws"), "inspect", str(photos), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = run_tlcore("inspect", str(photos), "--json", workspace=tmp_path / "ws")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["classes"] == ["cats", "dogs"] and report["totals"]["total"] == 11

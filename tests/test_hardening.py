@@ -35,11 +35,13 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import button, run_tlcore, tiny_spec, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
@@ -47,8 +49,6 @@ from streamlit.testing.v1 import AppTest
 from tlcore import metrics_log, runs
 from tlcore.datasets import Limits, ingest_zip, list_datasets
 from tlcore.errors import RunError, TLCoreError
-from tlcore.models import ModelSpec
-from tlcore.spec import RunSpec
 from tlcore.workspace import Workspace, check_id, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,20 +58,8 @@ MIB = 1024**2
 # Helpers
 
 
-def tiny_spec(dataset_id: str, classes: int = 3, *, name: str = "", epochs: int = 200, batch_size: int = 2) -> RunSpec:
-    """A run that trains in a second an epoch; 200 epochs of batch 2 outlast any test that stops it."""
-    model = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=classes, strategy="scratch")
-    return RunSpec(dataset=dataset_id, model=model, epochs=epochs, batch_size=batch_size, name=name)
-
-
-def wait_for(predicate, timeout: float = 240.0, interval: float = 0.2, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+# A run from scratch that trains in a second an epoch; 200 epochs of batch 2 outlast any test that stops it.
+scratch_run = partial(tiny_spec, strategy="scratch", epochs=200, batch_size=2)
 
 
 def finished(workspace: Workspace, run_id: str) -> runs.RunInfo | None:
@@ -117,7 +105,7 @@ def assert_best_model_intact(info: runs.RunInfo, rows: list[dict], classes: int 
 
 def made_run(workspace: Workspace, dataset_id: str, name: str, status: str = "completed") -> runs.RunInfo:
     """A finished run as the trainer leaves it (spec, metrics, status, a model file), without training."""
-    info = runs.create_run(tiny_spec(dataset_id, name=name, epochs=2), workspace)
+    info = runs.create_run(scratch_run(dataset_id, name=name, epochs=2), workspace)
     rows = [
         {
             "kind": "epoch",
@@ -190,22 +178,10 @@ def train_page_options(at: AppTest) -> list[str]:
     return list(at.selectbox(key="train.run").options)
 
 
-def cli(*args: str, workspace: Workspace, limit_writes: bool = False, timeout: float = 120):
-    """`python -m tlcore …`; with `limit_writes`, every write of a byte fails ("File too large")."""
-
-    def no_writes() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing
-        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-
-    return subprocess.run(
-        [sys.executable, "-m", "tlcore", *args, "--workspace", str(workspace.root)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
-        preexec_fn=no_writes if limit_writes else None,
-    )
+def no_writes() -> None:
+    """Run in a child process before it starts: every write of a byte fails ("File too large")."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +265,7 @@ def disk_filling(tmp_path_factory, demo_zip_bytes):
     workspace = Workspace(tmp_path_factory.mktemp("disk-full") / "ws")
     dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
     other = made_run(workspace, dataset.id, "other")
-    info = runs.create_run(tiny_spec(dataset.id, name="disk fills up", epochs=3, batch_size=6), workspace)
+    info = runs.create_run(scratch_run(dataset.id, name="disk fills up", epochs=3, batch_size=6), workspace)
     trainer: list[subprocess.Popen] = []
 
     def start() -> subprocess.Popen:
@@ -324,9 +300,9 @@ def day(tmp_path_factory, demo_zip_bytes, disk_filling):
     untouched = {path: snapshot(path) for path in [earlier.dir, *damaged.values()]}
 
     specs = [
-        tiny_spec(dataset.id, name="session A"),
-        tiny_spec(dataset.id, name="session B"),
-        tiny_spec(dataset.id, name="started last", epochs=2, batch_size=6),
+        scratch_run(dataset.id, name="session A"),
+        scratch_run(dataset.id, name="session B"),
+        scratch_run(dataset.id, name="started last", epochs=2, batch_size=6),
     ]
     server = _python(
         _SERVER,
@@ -411,22 +387,28 @@ def test_a_killed_trainer_leaves_an_interrupted_run_with_its_metrics_and_best_mo
     assert info.status == "interrupted"
     assert "ended unexpectedly" in info.error
     assert not runs.lock_is_held(info.dir)
+    assert len(metrics_log.read_metrics(day.workspace, info.id)) >= 2
     rows = assert_metrics_intact(info.dir, torn_last_line_allowed=True)
     assert_best_model_intact(info, rows)
     assert runs.RunStatus.read(info.dir).status == "interrupted"  # written down, not only shown
+    assert {r.id: r.status for r in runs.list_runs(day.workspace)}[info.id] == "interrupted"
 
 
-def test_the_queued_run_trains_when_the_run_ahead_of_it_is_killed(day):
+def test_runs_queue_and_train_one_at_a_time_the_next_as_soon_as_the_one_ahead_is_killed(day):
     assert day.stopped.started > day.killed.started
     assert not metrics_log.read_metrics(day.workspace, day.stopped.id).empty
+    assert day.stopped.ended <= day.completed.started  # the last run waited for the one ahead of it to end
 
 
-def test_stop_pressed_twice_mid_run_ends_stopped_with_metrics_and_best_model(day):
+def test_stop_pressed_twice_mid_run_is_honoured_and_keeps_the_metrics_and_the_best_model(day):
     info = day.stopped
     assert info.status == "stopped" and info.error is None
     rows = assert_metrics_intact(info.dir)
     assert max(row["epoch"] for row in rows) < 200
+    assert (info.dir / runs.BEST_MODEL_FILE).is_file() and info.best_val_accuracy is not None
     assert_best_model_intact(info, rows)
+    with pytest.raises(RunError, match="not running"):  # and a third press, once it has ended, is refused
+        runs.stop(day.workspace, info.id)
 
 
 def test_faults_in_some_runs_leave_every_other_run_folder_byte_for_byte_untouched(day):
@@ -459,6 +441,8 @@ def test_after_the_faults_the_app_starts_and_lists_every_run_with_its_true_statu
     for name, status in expected.items():
         assert any(option.startswith(f"{name} · {status}") for option in options), (name, options)
     assert len(options) == 8  # and the folders with bad values or bad bytes are listed too
+    listed = {info.id: info.status for info in runs.list_runs(day.workspace)}
+    assert listed[day.damaged["bad-json"].name] == "damaged" and listed[day.earlier.id] == "completed"
     compare = app_page(day.workspace, "app_pages/compare.py")
     assert not compare.exception
     assert len(compare.selectbox(key="compare.target").options) == 8
@@ -468,7 +452,7 @@ def test_after_the_faults_the_app_starts_and_lists_every_run_with_its_true_statu
 
 
 def test_after_the_faults_the_command_line_lists_every_run(day):
-    result = cli("runs", "--json", workspace=day.workspace)
+    result = run_tlcore("runs", "--json", workspace=day.workspace)
     assert result.returncode == 0, result.stderr
     statuses = {row["id"]: row["status"] for row in json.loads(result.stdout)}
     assert statuses[day.killed.id] == "interrupted" and statuses[day.stopped.id] == "stopped"
@@ -516,7 +500,7 @@ def test_a_best_model_write_that_fails_keeps_the_previous_best_keras_whole_and_n
     from tlcore import callbacks
     from tlcore.distribute import Distribution
 
-    info = runs.create_run(tiny_spec(dataset.id), workspace)
+    info = runs.create_run(scratch_run(dataset.id), workspace)
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
     recorder = keras.callbacks.CallbackList(
@@ -560,7 +544,7 @@ def test_a_trainer_that_cannot_even_record_its_failure_leaves_an_interrupted_run
 ):
     from tlcore import training
 
-    info = runs.create_run(tiny_spec(dataset.id, name="disk full to the end"), workspace)
+    info = runs.create_run(scratch_run(dataset.id, name="disk full to the end"), workspace)
     write_status, full = runs.update_status, []
 
     def update_on_a_full_disk(run_dir: Path, **changes):
@@ -589,23 +573,20 @@ def test_a_trainer_that_cannot_even_record_its_failure_leaves_an_interrupted_run
 
 def test_stop_pressed_in_two_tabs_and_again_after_the_end_never_shows_an_error(workspace, dataset, monkeypatch):
     monkeypatch.setenv("TLCORE_WORKSPACE", str(workspace.root))
-    info = runs.create_run(tiny_spec(dataset.id, name="busy"), workspace)
-
-    def stop_button(at: AppTest):
-        return next(button for button in at.button if button.label == "Stop")
+    info = runs.create_run(scratch_run(dataset.id, name="busy"), workspace)
 
     with open(info.dir / runs.LOCK_FILE, "r+") as lock:  # stands in for the trainer process
         fcntl.flock(lock, fcntl.LOCK_EX)
         runs.update_status(info.dir, status="running", pid=os.getpid(), epoch=1)
         tabs = [app_page(workspace, "app_pages/train.py") for _ in range(3)]
-        assert not any(stop_button(at).disabled for at in tabs)
+        assert not any(button(at, "Stop").disabled for at in tabs)
         for at in tabs[:2]:
-            stop_button(at).click().run()
+            button(at, "Stop").click().run()
             assert not at.exception and not at.error
             assert runs.load_run(workspace, info.id).status == "stopping"
             assert any(":orange-badge[Stopping]" in markdown.value for markdown in at.markdown)
         runs.update_status(info.dir, status="stopped", ended=runs.now_iso())  # the trainer honours the stop
-    stop_button(tabs[2]).click().run()  # a tab that still showed the run running
+    button(tabs[2], "Stop").click().run()  # a tab that still showed the run running
     assert not tabs[2].exception and not tabs[2].error
     assert runs.load_run(workspace, info.id).status == "stopped"
 
@@ -620,7 +601,7 @@ def test_runs_created_at_the_same_moment_with_the_same_id_get_folders_of_their_o
     def session(name: str) -> None:
         barrier.wait()
         try:
-            made[name] = runs.create_run(tiny_spec(dataset.id, name=name), workspace)
+            made[name] = runs.create_run(scratch_run(dataset.id, name=name), workspace)
         except BaseException as error:
             errors.append(error)
 
@@ -637,7 +618,7 @@ def test_runs_created_at_the_same_moment_with_the_same_id_get_folders_of_their_o
 
 
 def test_a_run_that_finishes_while_the_app_looks_at_it_is_completed_not_interrupted(workspace, dataset, monkeypatch):
-    info = runs.create_run(tiny_spec(dataset.id), workspace)
+    info = runs.create_run(scratch_run(dataset.id), workspace)
     runs.update_status(info.dir, status="running", pid=999_999)
 
     def trainer_writes_completed_then_exits(run_dir: Path) -> bool:
@@ -694,7 +675,7 @@ def test_a_corrupt_run_folder_never_breaks_the_listing_or_the_metrics(tmp_path_f
     bad = workspace.runs_dir / "20000101-000000-bad"
     for folder in (good, bad):
         folder.mkdir()
-    good_spec = tiny_spec("0123456789abcdef", name="good").to_dict()
+    good_spec = scratch_run("0123456789abcdef", name="good").to_dict()
     write_json_atomic(good / runs.SPEC_FILE, good_spec)
     write_json_atomic(good / runs.STATUS_FILE, {"status": "completed", "best_val_accuracy": 0.5})
     for name, content in ((runs.SPEC_FILE, spec), (runs.STATUS_FILE, status)):
@@ -717,10 +698,10 @@ def test_a_corrupt_run_folder_never_breaks_the_listing_or_the_metrics(tmp_path_f
 
 
 def test_a_workspace_that_cannot_be_written_still_lists_a_dead_run_as_interrupted(workspace, dataset):
-    info = runs.create_run(tiny_spec(dataset.id, name="lost its trainer"), workspace)
+    info = runs.create_run(scratch_run(dataset.id, name="lost its trainer"), workspace)
     runs.update_status(info.dir, status="running", pid=999_999)  # its trainer died; nobody holds the lock
     status_before = (info.dir / runs.STATUS_FILE).read_bytes()
-    result = cli("runs", "--json", workspace=workspace, limit_writes=True)
+    result = run_tlcore("runs", "--json", workspace=workspace, preexec_fn=no_writes)
     assert result.returncode == 0, result.stderr
     assert [row["status"] for row in json.loads(result.stdout)] == ["interrupted"]
     assert (info.dir / runs.STATUS_FILE).read_bytes() == status_before  # unchanged, and still readable
@@ -731,7 +712,7 @@ def test_a_workspace_that_cannot_be_written_still_lists_a_dead_run_as_interrupte
 def test_uploading_into_a_workspace_that_cannot_be_written_says_so_in_one_line(workspace, demo_zip_bytes, tmp_path):
     upload = tmp_path / "demo.zip"
     upload.write_bytes(demo_zip_bytes)
-    result = cli("inspect", str(upload), workspace=workspace, limit_writes=True)
+    result = run_tlcore("inspect", str(upload), workspace=workspace, preexec_fn=no_writes)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "could not be stored in the workspace" in result.stderr and "File too large" in result.stderr
@@ -742,7 +723,7 @@ def test_starting_a_run_where_no_folder_can_be_made_says_so_in_one_sentence(work
     shutil.rmtree(workspace.tmp_dir)
     (workspace.root / "tmp").write_text("a file where the staging folder must be")  # root ignores chmod
     with pytest.raises(RunError, match="could not be written") as refusal:
-        runs.start(tiny_spec(dataset.id), workspace)
+        runs.start(scratch_run(dataset.id), workspace)
     assert "\n" not in str(refusal.value)
     assert list(workspace.runs_dir.iterdir()) == []
 
@@ -754,7 +735,7 @@ def test_starting_a_run_where_no_folder_can_be_made_says_so_in_one_sentence(work
 )
 def test_a_read_only_workspace_lists_runs_and_refuses_new_ones(workspace, dataset):
     earlier = made_run(workspace, dataset.id, "earlier")
-    dead = runs.create_run(tiny_spec(dataset.id, name="dead"), workspace)
+    dead = runs.create_run(scratch_run(dataset.id, name="dead"), workspace)
     runs.update_status(dead.dir, status="running", pid=999_999)
     folders = [workspace.root, *(p for p in workspace.root.rglob("*") if p.is_dir())]
     for folder in folders:
@@ -763,7 +744,7 @@ def test_a_read_only_workspace_lists_runs_and_refuses_new_ones(workspace, datase
         statuses = {info.name: info.status for info in runs.list_runs(workspace)}
         assert statuses == {"earlier": "completed", "dead": "interrupted"}
         with pytest.raises(RunError, match="could not be written"):
-            runs.create_run(tiny_spec(dataset.id), workspace)
+            runs.create_run(scratch_run(dataset.id), workspace)
     finally:
         for folder in folders:
             folder.chmod(0o755)
@@ -974,7 +955,7 @@ def test_run_and_dataset_ids_can_only_name_a_folder_directly_inside_the_workspac
 
 def test_the_command_line_refuses_a_run_id_that_names_a_path(workspace):
     for bad in ("../../etc", "abc\n", "/tmp"):
-        result = cli("stop", bad, workspace=workspace)
+        result = run_tlcore("stop", bad, workspace=workspace)
         assert result.returncode == 2 and "not a valid run id" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 

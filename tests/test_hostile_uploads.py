@@ -1,8 +1,9 @@
 """Hostile uploads through the command line, as an operator or an attacker would send them.
 
 `tests/test_datasets.py` holds the in-process corpus (layouts, formats, every refusal with its exact
-sentence). This file adds what it lacks and runs the uploads through `python -m tlcore inspect` as a
-subprocess, the way a script or a server would:
+sentence). This file runs the uploads through `python -m tlcore inspect` as a subprocess, the way a
+script or a server would (every upload of `corpus.REFUSED_ZIPS`, which `test_datasets.py` ingests
+in process too), and adds what the in-process tests lack:
 
 - a refused upload ends with exit status 2 and exactly one line on stderr, never a traceback;
 - nothing is written outside the workspace, and nothing is left inside it (`datasets/`, `tmp/`);
@@ -10,7 +11,7 @@ subprocess, the way a script or a server would:
   memory blow-up;
 - an upload that is merely untidy is accepted, and each file it could not use is listed with why.
 
-Every zip and image is generated here; nothing binary is committed.
+Every zip and image is generated here or in `corpus.py`; nothing binary is committed.
 """
 
 from __future__ import annotations
@@ -22,16 +23,27 @@ import resource
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
-import uuid
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from corpus import image_bytes, make_zip
+from corpus import (
+    MARKER,
+    PNG,
+    REFUSED_ZIPS,
+    VALID_ZIP,
+    class_entries,
+    image_bytes,
+    make_zip,
+    patch_zip,
+    png,
+    png_chunk,
+    with_entry,
+)
+from helpers import run_tlcore
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -43,100 +55,12 @@ from tlcore.workspace import Workspace
 ROOT = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT = 60  # seconds: a hang fails one test, not the whole suite
 CLI_MEMORY = 1 << 30  # bytes of address space for the CLI; the demo dataset needs about a third of it
-MARKER = f"pwned-{uuid.uuid4().hex[:8]}"  # the name every escape attempt tries to create
 
 # ---------------------------------------------------------------------------------------------
-# Corpus helpers
+# Corpus helpers (the shared ones are in `corpus.py`)
 
 
-PNG = image_bytes()
 HALF_TRANSPARENT_RED = (200, 30, 30, 100)  # alpha that must be blended onto white, not dropped
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png(
-    width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2, rows: bytes | None = None, extra: bytes = b""
-) -> bytes:
-    """A PNG written chunk by chunk, so that its header can say what its data does not."""
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    data = zlib.compress(rows if rows is not None else b"\0" * 64)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + extra + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
-
-
-def classes(*names: str, per_class: int = 3) -> list[tuple[str, bytes]]:
-    return [(f"{name}/{i}.png", image_bytes(color=(40 * i, 90, 160))) for name in names for i in range(per_class)]
-
-
-def with_raw_name(data: bytes, index: int, raw: bytes) -> bytes:
-    """Entry `index` renamed to the bytes `raw` (same length), without the UTF-8 flag, in both headers."""
-    patched = bytearray(data)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        central = archive.start_dir
-    for _ in range(index):  # walk the central directory by its own length fields
-        central += 46 + sum(struct.unpack_from("<3H", patched, central + 28))
-    local = struct.unpack_from("<L", patched, central + 42)[0]
-    for name_at, flags_at, length_at in (
-        (local + 30, local + 6, local + 26),
-        (central + 46, central + 8, central + 28),
-    ):
-        assert struct.unpack_from("<H", patched, length_at)[0] == len(raw), "the placeholder must be as long"
-        patched[name_at : name_at + len(raw)] = raw
-        struct.pack_into("<H", patched, flags_at, struct.unpack_from("<H", patched, flags_at)[0] & ~0x800)
-    return bytes(patched)
-
-
-def stored_zip(names: list[str]) -> bytes:
-    """A zip of empty stored entries, written directly: fast for a hundred thousand of them."""
-    local, central = [], []
-    offset = 0
-    for name in names:
-        raw = name.encode("utf-8")
-        header = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(raw), 0) + raw
-        central.append(
-            struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(raw), 0, 0, 0, 0, 0, offset)
-            + raw
-        )
-        local.append(header)
-        offset += len(header)
-    directory = b"".join(central)
-    count = min(len(names), 0xFFFF)
-    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, len(directory), offset, 0)
-    return b"".join(local) + directory + end
-
-
-def overlapping_bomb(copies: int, entry_bytes: int = 100 * 1024**2 - 1) -> bytes:
-    """One deflated entry listed `copies` times in the central directory, every copy pointing at the
-    same data: a few hundred kilobytes that claim `copies` × `entry_bytes` (the shape of the
-    "better zip bomb"). Each copy alone passes the per-entry size and ratio checks."""
-    payload = np.random.default_rng(0).integers(0, 256, 600_000, dtype=np.uint8).tobytes()
-    payload += bytes(entry_bytes - len(payload))
-    data = make_zip([("cats/big.png", payload)])
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        start = archive.start_dir
-    end_at = data.rfind(b"PK\x05\x06")
-    record = data[start:end_at]
-    entries = [(f"{name}/{i}.png", PNG) for name in ("cats", "dogs") for i in range(2)]
-    small = make_zip(entries)
-    with zipfile.ZipFile(io.BytesIO(small)) as archive:
-        small_start = archive.start_dir
-    small_end = small.rfind(b"PK\x05\x06")
-    shift = len(data[:start])
-    # The small entries' local headers follow the big one; their central records move with them.
-    moved = bytearray(small[small_start:small_end])
-    position = 0
-    while position < len(moved):
-        offset = struct.unpack_from("<L", moved, position + 42)[0]
-        struct.pack_into("<L", moved, position + 42, offset + shift)
-        name_len, extra_len, comment_len = struct.unpack_from("<3H", moved, position + 28)
-        position += 46 + name_len + extra_len + comment_len
-    directory = record * copies + bytes(moved)
-    total = copies + len(entries)
-    body = data[:start] + small[:small_start]
-    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, total, total, len(directory), len(body), 0)
-    return body + directory + end
 
 
 def info_zip(tmp_path: Path, *options: str, files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
@@ -176,7 +100,15 @@ class Sandbox:
         if data is not None:
             self.upload.write_bytes(data)
         target = path if path is not None else self.upload
-        return run_cli("inspect", str(target), "--workspace", str(self.workspace), *extra, cwd=self.root)
+        return run_tlcore(
+            "inspect",
+            str(target),
+            *extra,
+            workspace=self.workspace,
+            cwd=self.root,
+            timeout=CLI_TIMEOUT,
+            preexec_fn=_limit_memory,
+        )
 
     def assert_nothing_kept(self) -> None:
         """No dataset, no staging left over, and nothing next to the upload and the workspace."""
@@ -202,18 +134,6 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (CLI_MEMORY, CLI_MEMORY))
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tlcore", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env={**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
-        preexec_fn=_limit_memory,
-    )
-
-
 def assert_refused_in_one_line(result: subprocess.CompletedProcess, expected: str | tuple[str, ...]) -> str:
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
@@ -235,80 +155,9 @@ def sandbox(tmp_path) -> Sandbox:
 # Refused: exit 2, one line, nothing written anywhere
 
 
-def _escape(name: str) -> bytes:
-    return make_zip(classes("cats", "dogs") + [(name, PNG)])
-
-
-def _raw_backslash_traversal() -> bytes:
-    placeholder = "x" * len(f"..\\..\\{MARKER}.png")
-    data = make_zip(classes("cats", "dogs") + [(placeholder, PNG)])
-    return with_raw_name(data, 6, f"..\\..\\{MARKER}.png".encode("ascii"))
-
-
-def _aes_entry() -> bytes:
-    data = make_zip(classes("cats", "dogs"))
-    patched = bytearray(data)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        info, central = archive.infolist()[0], archive.start_dir
-    for flags_at in (info.header_offset + 6, central + 8):  # the method follows the flags in both headers
-        struct.pack_into("<HH", patched, flags_at, 0x1, 99)  # WinZip AES: encrypted, method 99
-    return bytes(patched)
-
-
-def _declared_size(size: int) -> bytes:
-    data = bytearray(make_zip(classes("cats", "dogs")))
-    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
-        info, central = archive.infolist()[1], archive.start_dir
-    central += 46 + len(archive.infolist()[0].filename)
-    struct.pack_into("<L", data, info.header_offset + 22, size)
-    struct.pack_into("<L", data, central + 24, size)
-    return bytes(data)
-
-
-_VALID = make_zip(classes("cats", "dogs"))
-_END = _VALID.rfind(b"PK\x05\x06")
-_CENTRAL = zipfile.ZipFile(io.BytesIO(_VALID)).start_dir
-
-REFUSED = {
-    "dotdot": (lambda: _escape(f"../{MARKER}.png"), "points outside"),
-    "dotdot_deep_inside_a_class": (lambda: _escape(f"cats/../../../../{MARKER}.png"), "points outside"),
-    "dotdot_folder_entry": (lambda: _escape(f"cats/../../{MARKER}/"), "points outside"),
-    "absolute": (lambda: _escape(f"/tmp/{MARKER}.png"), "has an absolute path"),
-    "drive_letter_backslash": (lambda: _escape(f"C:\\{MARKER}.png"), "has an absolute path"),
-    "drive_letter_lowercase_slash": (lambda: _escape(f"d:/{MARKER}.png"), "has an absolute path"),
-    "drive_relative": (lambda: _escape(f"C:{MARKER}.png"), "has an absolute path"),
-    "unc_share": (lambda: _escape(f"\\\\server\\share\\{MARKER}.png"), "has an absolute path"),
-    "root_backslash": (lambda: _escape(f"\\{MARKER}.png"), "has an absolute path"),
-    "extended_length_path": (lambda: _escape(f"\\\\?\\C:\\{MARKER}.png"), "has an absolute path"),
-    "backslash_dotdot": (lambda: _escape(f"cats\\..\\..\\{MARKER}.png"), "points outside"),
-    "mixed_separators_dotdot": (lambda: _escape(f"cats/..\\..\\{MARKER}.png"), "points outside"),
-    "backslash_dotdot_in_a_name_without_the_utf8_flag": (_raw_backslash_traversal, "points outside"),
-    "aes_encrypted_entry": (_aes_entry, "password-protected"),
-    "entry_declaring_4_gb": (lambda: _declared_size(0xFFFFFFF0), "unpacks to 4.0 GB, more than the 100.0 MB"),
-    "ratio_zip_bomb": (
-        lambda: make_zip(classes("cats", "dogs") + [("cats/zeros.png", bytes(50 * 1024**2))]),
-        "which is how zip bombs look",
-    ),
-    "overlapping_entries_bomb": (lambda: overlapping_bomb(42), "unpacks to more than 4.0 GB"),
-    "more_than_100000_entries": (
-        lambda: stored_zip([f"cats/{i}.png" for i in range(100_001)]),
-        "more than the 100,000 allowed",
-    ),
-    "truncated_in_the_middle": (lambda: _VALID[: len(_VALID) // 2], "is not a zip file"),
-    "truncated_in_the_central_directory": (lambda: _VALID[: _CENTRAL + 30] + _VALID[_END:], "is not a zip file"),
-    "end_record_cut_short": (lambda: _VALID[:-5], "is not a zip file"),
-    "empty_file": (lambda: b"", "is not a zip file"),
-    "only_nested_zips": (
-        lambda: make_zip({"cats/a.zip": _VALID, "dogs/b.zip": _VALID, "c.zip": _VALID}),
-        "contains no images",
-    ),
-    "only_empty_class_folders": (lambda: make_zip({"cats/": b"", "dogs/": b""}), "contains no images"),
-}
-
-
-@pytest.mark.parametrize("case", list(REFUSED))
+@pytest.mark.parametrize("case", list(REFUSED_ZIPS))
 def test_a_hostile_zip_is_refused_by_the_cli_in_one_line_and_leaves_nothing_anywhere(sandbox, case):
-    build, expected = REFUSED[case]
+    build, expected = REFUSED_ZIPS[case]
     result = sandbox.inspect(build())
     assert_refused_in_one_line(result, expected)
     sandbox.assert_nothing_kept()
@@ -337,8 +186,8 @@ def test_a_real_password_protected_zip_is_refused(sandbox, tmp_path):
 
 
 def test_a_hostile_validation_zip_is_refused_like_the_training_zip(sandbox):
-    (sandbox.root / "val.zip").write_bytes(_escape(f"../../{MARKER}.png"))
-    result = sandbox.inspect(_VALID, "--val", str(sandbox.root / "val.zip"))
+    (sandbox.root / "val.zip").write_bytes(with_entry(f"../../{MARKER}.png"))
+    result = sandbox.inspect(VALID_ZIP, "--val", str(sandbox.root / "val.zip"))
     assert_refused_in_one_line(result, "'val.zip' was refused because the entry")
     (sandbox.root / "val.zip").unlink()
     sandbox.assert_nothing_kept()
@@ -420,8 +269,8 @@ UNTIDY = {
         png(4, 4, rows=b"".join(b"\0" + b"\x80" * 12 for _ in range(4)), extra=_TEXT_BOMB),
         "damaged image",
     ),
-    "cats/nested.zip": (_VALID, "archive inside the zip (not unpacked)"),
-    "cats/zip-named-like.png": (_VALID, "archive inside the zip (not unpacked)"),
+    "cats/nested.zip": (VALID_ZIP, "archive inside the zip (not unpacked)"),
+    "cats/zip-named-like.png": (VALID_ZIP, "archive inside the zip (not unpacked)"),
     "cats/readme.txt": (b"hello", "not an image"),
     "cats/" + "a/" * 5000 + f"{MARKER}.png": (PNG, "nested more than 32 folders deep"),
     "birds/": (b"", "empty class folder (no usable images)"),
@@ -429,7 +278,7 @@ UNTIDY = {
 
 
 def test_an_untidy_zip_is_accepted_with_every_unusable_file_listed_and_nothing_on_stderr(sandbox):
-    entries = classes("cats", "dogs") + [(name, data) for name, (data, _) in UNTIDY.items()]
+    entries = class_entries("cats", "dogs") + [(name, data) for name, (data, _) in UNTIDY.items()]
     result = sandbox.inspect(make_zip(entries), "--json")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # not even a warning: a script reading stderr sees nothing to worry about
@@ -466,7 +315,7 @@ def test_class_folders_in_cp932_and_utf8_with_and_without_the_flag_keep_their_na
                 entries.append((str(len(entries) % 10) * len(encoded), PNG))  # a placeholder as long
     data = make_zip(entries)
     for index, encoded in raw.items():
-        data = with_raw_name(data, index, encoded)
+        data = patch_zip(data, index, raw_name=encoded)
     result = sandbox.inspect(data, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -497,7 +346,7 @@ def test_a_zip_of_a_hundred_very_deep_names_is_handled_quickly_and_in_little_mem
     # Each name holds 30,000 folders in 60 KB. Reading the layout once cost memory in proportion to
     # the square of the depth: 4 GB for one such name. Now they are skipped as too deep.
     deep = [(f"cats/{i}/" + "a/" * 30_000 + "x.png", PNG) for i in range(100)]
-    result = sandbox.inspect(make_zip(classes("cats", "dogs") + deep), "--json")
+    result = sandbox.inspect(make_zip(class_entries("cats", "dogs") + deep), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert len(report["skipped"]) == 100
@@ -508,7 +357,7 @@ def test_a_zip_of_a_hundred_very_deep_names_is_handled_quickly_and_in_little_mem
 # Properties, in process (fast): any bytes, any names
 
 
-_VALID_SMALL = make_zip(classes("cats", "dogs", per_class=2), compression=zipfile.ZIP_STORED)
+_VALID_SMALL = make_zip(class_entries("cats", "dogs", per_class=2), compression=zipfile.ZIP_STORED)
 
 
 def _outcome_is_clean(data: bytes) -> None:
@@ -569,10 +418,10 @@ _NAME_BYTES = st.sampled_from(
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(names=st.lists(st.lists(_NAME_BYTES, min_size=1, max_size=8).map(b"".join), min_size=1, max_size=6))
 def test_any_raw_name_bytes_without_the_utf8_flag_give_a_dataset_or_one_sentence(names):
-    entries = classes("cats", "dogs", per_class=2)
+    entries = class_entries("cats", "dogs", per_class=2)
     data = make_zip(entries + [("x" * len(raw), PNG) for raw in names])
     for index, raw in enumerate(names, start=len(entries)):
-        data = with_raw_name(data, index, raw)
+        data = patch_zip(data, index, raw_name=raw)
     with tempfile.TemporaryDirectory() as outer:
         workspace = Workspace(Path(outer) / "ws")
         try:

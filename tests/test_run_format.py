@@ -8,11 +8,10 @@ run trained from scratch. A user upgrading keeps their runs.
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_tlcore
 from streamlit.testing.v1 import AppTest
 
 from tlcore import evaluation, metrics_log, runs
@@ -76,12 +75,7 @@ def test_a_stored_evaluation_is_read_back_and_a_new_model_file_is_evaluated_agai
 
 
 def test_the_command_line_lists_them(old_workspace):
-    result = subprocess.run(
-        [sys.executable, "-m", "tlcore", "--workspace", str(old_workspace.root), "runs", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_tlcore("runs", "--json", workspace=old_workspace)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = {row["id"]: row for row in json.loads(result.stdout)}
     assert rows[TWO_PHASE]["status"] == "completed" and rows[SCRATCH]["name"] == "scratch baseline"

@@ -5,12 +5,12 @@ import os
 from contextlib import contextmanager
 
 import pytest
+from helpers import tiny_model
 
 from tlcore import runs
-from tlcore.models import ModelSpec
 from tlcore.spec import RunSpec
 
-MODEL = ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=3, strategy="transfer")
+MODEL = tiny_model()
 
 
 @pytest.fixture

@@ -1,63 +1,40 @@
-"""Training runs: what a run folder holds, and how runs stop, die, queue and repeat."""
+"""Training runs: what a run folder holds, how runs repeat, the two-phase recipe, renaming and deleting.
+
+How runs stop, die and queue, with real trainer processes, is in `test_hardening.py` (one day in a workspace).
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import time
+from functools import partial
 
 import keras
 import numpy as np
 import pytest
+from helpers import tiny_spec
 
 from tlcore import metrics_log, runs
 from tlcore.datasets import ingest_zip
 from tlcore.errors import RunError, TLCoreError
-from tlcore.models import ModelSpec, build_model, get_base
-from tlcore.spec import Phase, RunSpec
+from tlcore.models import build_model, get_base
+from tlcore.spec import Phase
 from tlcore.training import compile_for_phase, train_run
 from tlcore.workspace import Workspace
 
-
-def tiny_spec(dataset_id: str, classes: int, **changes) -> RunSpec:
-    model = ModelSpec(
-        backbone="mobilenet_0.25",
-        weights="none",
-        image_size=32,
-        num_classes=classes,
-        strategy=changes.pop("strategy", "scratch"),
-        frozen_layers=changes.pop("frozen_layers", None),
-    )
-    return RunSpec(
-        dataset=dataset_id,
-        model=model,
-        epochs=changes.pop("epochs", 2),
-        batch_size=changes.pop("batch_size", 8),
-        **changes,
-    )
+# Two epochs of batch 8 from scratch, unless changed.
+quick_run = partial(tiny_spec, strategy="scratch", epochs=2, batch_size=8)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, demo_zip_bytes):
     workspace = Workspace(tmp_path_factory.mktemp("trained"))
     dataset = ingest_zip(_write(tmp_path_factory.mktemp("zips") / "demo.zip", demo_zip_bytes), workspace=workspace)
-    info = runs.create_run(tiny_spec(dataset.id, len(dataset.classes)), workspace)
+    info = runs.create_run(quick_run(dataset.id, num_classes=len(dataset.classes)), workspace)
     return workspace, dataset, train_run(workspace, info.id)
 
 
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
-
-
-def _wait(predicate, timeout: float = 120.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
 
 
 def test_a_finished_run_folder_holds_spec_metrics_labels_and_best_model(trained):
@@ -89,9 +66,9 @@ def test_the_same_spec_trains_the_same_curve(trained):
 
 
 def test_two_phase_recipe_freezes_then_unfreezes_the_top_of_the_base():
-    spec = tiny_spec(
+    spec = quick_run(
         "unused",
-        2,
+        num_classes=2,
         strategy="finetune",
         frozen_layers=60,
         two_phase=True,
@@ -129,62 +106,8 @@ def test_two_phase_recipe_freezes_then_unfreezes_the_top_of_the_base():
 
 
 def test_phases_of_a_plain_run():
-    spec = tiny_spec("x", 2, strategy="transfer", epochs=3).validated()
+    spec = quick_run("x", num_classes=2, strategy="transfer", epochs=3).validated()
     assert spec.phases() == [Phase("transfer", "transfer", None, 3, 1e-3)]
-
-
-def test_stop_is_honoured_within_an_epoch_and_keeps_the_best_model(workspace, demo_zip_bytes, tmp_path):
-    dataset = ingest_zip(_write(tmp_path / "demo.zip", demo_zip_bytes), workspace=workspace)
-    spec = tiny_spec(dataset.id, len(dataset.classes), epochs=200, batch_size=2)
-    info = runs.start(spec, workspace)
-    _wait(lambda: runs.load_run(workspace, info.id).step >= 2)
-    runs.stop(workspace, info.id)
-    runs.stop(workspace, info.id)  # pressing Stop twice is harmless
-    final = _wait(lambda: (i := runs.load_run(workspace, info.id)).status in runs.FINISHED_STATUSES and i)
-    assert final.status == "stopped"
-    metrics = metrics_log.read_metrics(workspace, info.id)
-    assert metrics["epoch"].max() < 200
-    assert (final.dir / "best.keras").is_file()
-    assert final.best_val_accuracy is not None
-    with pytest.raises(RunError, match="not running"):
-        runs.stop(workspace, info.id)
-
-
-def test_a_killed_trainer_leaves_an_interrupted_run_with_its_metrics(workspace, demo_zip_bytes, tmp_path):
-    dataset = ingest_zip(_write(tmp_path / "demo.zip", demo_zip_bytes), workspace=workspace)
-    info = runs.start(tiny_spec(dataset.id, len(dataset.classes), epochs=200, batch_size=2), workspace)
-    _wait(lambda: runs.load_run(workspace, info.id).step >= 2)
-    pid = runs.RunStatus.read(info.dir).pid
-    os.kill(pid, signal.SIGKILL)
-    final = _wait(lambda: (i := runs.load_run(workspace, info.id)).status == "interrupted" and i)
-    assert "ended unexpectedly" in final.error
-    assert len(metrics_log.read_metrics(workspace, info.id)) >= 2
-    assert [r.status for r in runs.list_runs(workspace)] == ["interrupted"]
-
-
-def test_runs_queue_and_train_one_at_a_time(workspace, demo_zip_bytes, tmp_path):
-    dataset = ingest_zip(_write(tmp_path / "demo.zip", demo_zip_bytes), workspace=workspace)
-    spec = tiny_spec(dataset.id, len(dataset.classes), epochs=1)
-    first = runs.start(spec, workspace)
-    second = runs.start(spec, workspace)
-    _wait(lambda: runs.load_run(workspace, first.id).status == "running")
-    assert runs.load_run(workspace, second.id).status == "queued"
-    done = _wait(
-        lambda: all(runs.load_run(workspace, i.id).status == "completed" for i in (first, second)), timeout=180
-    )
-    assert done
-    a, b = runs.load_run(workspace, first.id), runs.load_run(workspace, second.id)
-    assert a.ended <= b.started
-
-
-def test_a_damaged_run_folder_is_listed_as_damaged_without_hiding_others(trained):
-    workspace, _, info = trained
-    broken = workspace.runs_dir / "20990101-000000-broken"
-    broken.mkdir()
-    (broken / "spec.json").write_text("{not json", encoding="utf-8")
-    listed = {r.id: r for r in runs.list_runs(workspace)}
-    assert listed[broken.name].status == "damaged"
-    assert listed[info.id].status == "completed"
 
 
 def test_rename_and_delete(trained):
@@ -209,4 +132,4 @@ def test_run_ids_cannot_name_paths_outside_the_workspace(trained, bad_id):
 
 def test_a_spec_naming_a_missing_dataset_is_refused(workspace):
     with pytest.raises(TLCoreError, match="0123456789abcdef"):
-        runs.create_run(tiny_spec("0123456789abcdef", 2), workspace)
+        runs.create_run(quick_run("0123456789abcdef", num_classes=2), workspace)
