@@ -1,0 +1,191 @@
+"""No page ever shows Streamlit's exception box, and no command a traceback, whatever the workspace holds.
+
+One workspace gathers what real ones accumulate: runs in every status (one queued without a trainer
+yet, one running and one stopping with a live trainer, stopped, completed, failed, interrupted), a run
+renamed with markup and a very long name, damaged run folders, a damaged dataset, a dataset whose
+folder was removed while runs still point at it, and a session that still has a deleted run and the
+removed dataset selected. Every page opens on every run, in English and in Japanese; every
+subcommand of the command line answers, or says what is wrong in one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from helpers import ROOT, run_tlcore, tiny_spec
+from streamlit.testing.v1 import AppTest
+
+from tlcore import runs
+from tlcore.datasets import Dataset, ingest_zip
+from tlcore.demo import demo_zip
+from tlcore.workspace import Workspace, write_json_atomic
+
+PAGES = ("home", "data", "model", "train", "compare", "evaluate")
+PAYLOAD_NAME = "![px](http://evil.example/x.png) [click me](http://evil.example/p) :red[red] $x$ " + "long " * 20
+# Holds the locks of the runs whose trainer is alive, for as long as the test module runs.
+HOLD_LOCKS = "import fcntl, sys, time\nfiles = [open(p, 'r+') for p in sys.argv[1:]]\n" + (
+    "[fcntl.flock(f, fcntl.LOCK_EX) for f in files]\nprint('held', flush=True)\ntime.sleep(3600)\n"
+)
+
+
+def made(workspace: Workspace, dataset: Dataset, name: str, status: str | None, **fields) -> runs.RunInfo:
+    """A run folder as the trainer leaves it in `status` (None: just created, no trainer yet)."""
+    spec = tiny_spec(dataset.id, strategy="scratch", num_classes=len(dataset.classes), name=name, epochs=2)
+    info = runs.create_run(spec, workspace)
+    if status is None:
+        return info
+    rows = [
+        {"kind": "batch", "phase": "scratch", "epoch": 1, "step": 1, "global_step": 1, "loss": 1.2, "accuracy": 0.3},
+        {"kind": "epoch", "phase": "scratch", "epoch": 1, "step": 2, "global_step": 2, "loss": 1.1, "accuracy": 0.4,
+         "val_loss": 1.0, "val_accuracy": 0.5, "elapsed": 2.0},
+    ]  # fmt: skip
+    (info.dir / runs.METRICS_FILE).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    runs.update_status(
+        info.dir, status=status, pid=999_999, started=runs.now_iso(), epoch=1, step=2, steps_per_epoch=2, **fields
+    )
+    return info
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory):
+    workspace = Workspace(tmp_path_factory.mktemp("awkward") / "ws")
+    dataset = ingest_zip(demo_zip(classes=3, per_class=6, size=32, seed=0), workspace=workspace, name="demo.zip")
+    gone = ingest_zip(demo_zip(classes=2, per_class=4, size=32, seed=5), workspace=workspace, name="gone.zip")
+    damaged = ingest_zip(demo_zip(classes=2, per_class=4, size=32, seed=6), workspace=workspace, name="damaged.zip")
+    made_runs = {
+        "queued": made(workspace, dataset, "queued, no trainer yet", None),
+        "running": made(workspace, dataset, "running", "running", phase="scratch"),
+        "stopping": made(workspace, dataset, "stopping", "running"),
+        "stopped": made(workspace, dataset, "stopped", "stopped", ended=runs.now_iso()),
+        "completed": made(workspace, dataset, "completed", "completed", best_val_accuracy=0.5, best_epoch=1),
+        "failed": made(workspace, dataset, "failed", "failed", error="Training failed: ValueError: no"),
+        "interrupted": made(workspace, dataset, "interrupted", "running"),  # its trainer died: no lock held
+        "renamed": made(workspace, dataset, "plain", "completed", best_val_accuracy=0.4, best_epoch=1),
+        "on a removed dataset": made(workspace, gone, "on gone", "completed", best_val_accuracy=0.4),
+    }
+    (made_runs["stopping"].dir / runs.STOP_FILE).touch()
+    (made_runs["completed"].dir / runs.BEST_MODEL_FILE).write_bytes(b"PK\x03\x04 not a model")
+    runs.rename(workspace, made_runs["renamed"].id, PAYLOAD_NAME)
+    deleted = made(workspace, dataset, "deleted", "completed")
+    runs.delete(workspace, deleted.id)
+    for name, content in (("bad-json", '{"dataset": '), ("no-spec", None)):
+        folder = workspace.runs_dir / f"20000101-000000-{name}"
+        folder.mkdir()
+        if content is not None:
+            (folder / runs.SPEC_FILE).write_text(content)
+    write_json_atomic(workspace.dataset_dir(damaged.id) / "manifest.json", {"format": 1, "id": damaged.id})
+    shutil.rmtree(workspace.dataset_dir(gone.id))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCKS]
+        + [str(made_runs[key].dir / runs.LOCK_FILE) for key in ("running", "stopping")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        yield SimpleNamespace(
+            workspace=workspace, runs=made_runs, deleted=deleted.id, dataset=dataset.id, gone=gone.id, damaged=damaged
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_workspace_holds_every_status(awkward):
+    listed = {info.id: info.status for info in runs.list_runs(awkward.workspace)}
+    expected = {
+        "queued": "queued",
+        "running": "running",
+        "stopping": "stopping",
+        "stopped": "stopped",
+        "completed": "completed",
+        "failed": "failed",
+        "interrupted": "interrupted",
+    }
+    assert {key: listed[awkward.runs[key].id] for key in expected} == expected
+    assert sum(status == "damaged" for status in listed.values()) == 2
+
+
+def open_page(workspace: Workspace, page: str, lang: str, **session) -> AppTest:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TLCORE_WORKSPACE", str(workspace.root))
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+        at.session_state["lang"] = lang
+        for key, value in session.items():
+            at.session_state[key] = value
+        at.run()
+        if page != "home":
+            at.switch_page(f"app_pages/{page}.py").run()
+    return at
+
+
+def no_crash(at: AppTest, where: str) -> None:
+    assert not at.exception, f"{where}: {[e.value for e in at.exception]}"
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_opens_with_a_deleted_run_and_a_removed_dataset_still_chosen(awkward, page, lang):
+    at = open_page(awkward.workspace, page, lang, run_id=awkward.deleted, dataset_id=awkward.gone)
+    no_crash(at, page)
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+@pytest.mark.parametrize("page", ("train", "evaluate", "compare"))
+def test_every_run_can_be_shown_on_the_run_pages(awkward, page, lang):
+    for key, info in awkward.runs.items():
+        at = open_page(awkward.workspace, page, lang, run_id=info.id, dataset_id=awkward.dataset)
+        no_crash(at, f"{page} with the {key} run")
+        if page == "evaluate":
+            for tab in at.tabs:  # every tab drew
+                assert tab.label
+
+
+def test_a_name_with_markup_is_shown_as_text_on_every_page(awkward):
+    renamed = awkward.runs["renamed"].id
+    for page in PAGES:
+        at = open_page(awkward.workspace, page, "en", run_id=renamed)
+        no_crash(at, page)
+        shown = [element.value for element in (*at.markdown, *at.caption, *at.sidebar.markdown)]
+        for text in shown:
+            assert "](http" not in text and ":red[" not in text, f"{page}: {text[:200]}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("runs",),
+        ("runs", "--json"),
+        ("datasets",),
+        ("stop", "{stopped}"),
+        ("stop", "{deleted}"),
+        ("stop", "20000101-000000-bad-json"),
+        ("code", "{on a removed dataset}"),
+        ("code", "20000101-000000-no-spec"),
+        ("evaluate", "{completed}"),
+        ("evaluate", "{failed}"),
+        ("evaluate", "{running}"),
+        ("predict", "{completed}", "{image}"),
+        ("export", "{interrupted}", "--out", "{tmp}"),
+        ("train", "--dataset", "{damaged}"),
+        ("train", "--dataset", "{gone}"),
+    ],
+)
+def test_every_command_answers_or_says_what_is_wrong_in_one_line(awkward, args, tmp_path):
+    image = tmp_path / "photo.png"
+    image.write_bytes(Path(ROOT / "tests" / "fixtures" / "workspace-format1" / "datasets").joinpath(
+        "4400a64028bc1696", "files", "000000.jpg").read_bytes())  # fmt: skip
+    values = {key: info.id for key, info in awkward.runs.items()}
+    values.update(deleted=awkward.deleted, image=str(image), tmp=str(tmp_path / "out"), gone=awkward.gone)
+    values["damaged"] = awkward.damaged.id
+    result = run_tlcore(*(arg.format(**values) for arg in args), workspace=awkward.workspace.root)
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    if result.returncode != 0:
+        assert result.returncode in (1, 2), result.stderr[-2000:]
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
