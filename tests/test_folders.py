@@ -179,7 +179,7 @@ def test_a_run_on_a_folder_trains_and_fails_clearly_once_an_image_has_gone(photo
         f"The image 'dogs/0.jpg' of dataset 'photos' is no longer in {str(photos)!r}; "
         "register the folder again to train on what it holds now."
     )
-    assert info.status == "failed" and info.error == gone
+    assert info.status == "failed" and info.error.render("en") == gone
     with pytest.raises(DatasetError) as refused:
         evaluate(workspace, trained.id)
     assert str(refused.value) == gone

@@ -157,7 +157,7 @@ def test_a_killed_trainer_leaves_an_interrupted_run_with_its_metrics(workspace, 
     pid = runs.RunStatus.read(info.dir).pid
     os.kill(pid, signal.SIGKILL)
     final = _wait(lambda: (i := runs.load_run(workspace, info.id)).status == "interrupted" and i)
-    assert "ended unexpectedly" in final.error
+    assert "ended unexpectedly" in final.error.render("en")
     assert len(metrics_log.read_metrics(workspace, info.id)) >= 2
     assert [r.status for r in runs.list_runs(workspace)] == ["interrupted"]
 

@@ -23,6 +23,14 @@ def size_text(n: int) -> str:
     return f"{n} bytes"
 
 
+def format_bytes(size: float) -> str:
+    """Sizes in the binary units budgets are given in: `"1.5 GiB"`, `"320 MiB"`."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}" if size < 10 * scale else f"{size / scale:.0f} {unit}"
+    return f"{int(size)} B"
+
+
 def brief(error: BaseException) -> str:
     """An exception's own words, at most 120 characters (a value in a message, never translated)."""
     text = str(error) or type(error).__name__
