@@ -4,6 +4,8 @@ the app as `AppTest` opens it, and calibrated random base weights.
 Tests never touch the network: `TLCORE_OFFLINE` is set for the whole session before anything is
 imported from `tlcore`, and `KERAS_HOME` points at an empty folder, so no test finds weights that
 happen to be in this machine's Keras cache (a test that wants the shared ImageNet weights sets its own).
+`TLCORE_LANG` is English, so the sentences tests read (and the command lines they start print) are the
+English ones whatever this machine's locale is.
 """
 
 import os

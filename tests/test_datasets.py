@@ -51,7 +51,7 @@ def ingest(workspace: Workspace, data: bytes, **kwargs) -> Dataset:
 
 
 def skipped(dataset: Dataset) -> dict[str, str]:
-    return {s.path: s.reason for s in dataset.skipped}
+    return {s.path: s.reason.render("en") for s in dataset.skipped}
 
 
 def by_source(dataset: Dataset) -> dict[str, tuple[str, str]]:

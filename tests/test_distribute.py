@@ -179,7 +179,7 @@ def test_scale_batch_keeps_the_batch_on_each_replica_and_scales_the_learning_rat
     status = runs.RunStatus.read(Path(info["dir"]))
     assert status.global_batch_size == 16
     assert status.steps_per_epoch == 2  # 18 training images in batches of 16
-    assert "learning rates scaled by 2" in status.distribute_note
+    assert "learning rates scaled by 2" in status.distribute_note.render("en")
     assert status.learning_rate == pytest.approx(2e-2)  # the spec's 1e-2, times 2 replicas
     rows = epochs(tmp_path, info["id"])
     assert rows[-1]["loss"] < rows[0]["loss"]

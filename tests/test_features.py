@@ -18,6 +18,7 @@ from tlcore.acceleration import Acceleration, detect_acceleration
 from tlcore.datasets import ingest_zip
 from tlcore.distribute import Distribution
 from tlcore.features import Budget, CachedFeatures, FeatureCache, cache_key, cut_model
+from tlcore.i18n import Message
 from tlcore.models import ModelSpec, apply_strategy, build_model, get_base
 from tlcore.paths import choose_path
 from tlcore.spec import Augmentation
@@ -280,7 +281,7 @@ def test_a_second_run_reuses_the_features_from_disk_and_trains_the_same(demo, mo
     status = runs.RunStatus.read(second.dir)
     assert runs.RunStatus.read(first.dir).features_cached is False
     assert status.features_cached is True and status.features_done == status.features_total == 24
-    assert "already cached" in status.path_note
+    assert "already cached" in status.path_note.render("en")
     a, b = metrics_log.read_metrics(workspace, first.id), metrics_log.read_metrics(workspace, second.id)
     np.testing.assert_array_equal(a["loss"], b["loss"])
 
@@ -389,7 +390,7 @@ def test_memory_holds_entries_within_its_budget_and_serves_them_before_the_disk(
 def test_each_run_says_which_path_it_takes_and_why(changes, path, words):
     spec = tiny_run("x", **changes).validated()
     chosen, reason = choose_path(spec)
-    assert chosen == path and words in reason
+    assert chosen == path and words in reason.render("en")
 
 
 def test_a_frozen_prefix_without_weights_is_not_worth_caching():
@@ -404,6 +405,7 @@ def test_a_cache_over_the_memory_budget_falls_back_to_the_full_model_and_says_so
     per_image = cut_model(model, 20).bytes_per_image
     path, reason = choose_path(spec, model=model, image_count=1000, budget=Budget(memory=999 * per_image))
     assert path == "full"
+    reason = reason.render("en")
     assert "20 frozen layers' outputs for 1,000 images would take" in reason and "memory budget" in reason
     assert choose_path(spec, model=model, image_count=999, budget=Budget(memory=999 * per_image))[0] == "prefix"
 
@@ -415,7 +417,7 @@ def test_a_run_over_budget_trains_the_full_model_and_its_status_says_why(demo, m
     info = train_run(workspace, runs.create_run(tiny_run(dataset.id, epochs=1), workspace).id)
     status = runs.RunStatus.read(info.dir)
     assert info.status == "completed"
-    assert status.path == "full" and "memory budget" in info.path_note
+    assert status.path == "full" and "memory budget" in info.path_note.render("en")
     assert status.features_total is None
 
 
@@ -438,8 +440,9 @@ def test_the_feature_pass_shows_its_own_progress_and_honours_stop(demo, monkeypa
     final = train_run(workspace, info.id)
     assert seen["phase"] == "features" and seen["features_done"] == 0 and seen["features_total"] == 24
     assert seen["features_seconds"] == 0.0  # the pass's own clock, which the time left is measured on
-    assert seen["path"] == "features" and seen["path_note"].startswith("Cached features")
-    assert final.status == "stopped" and "feature pass" in final.error
+    note = Message.from_json(seen["path_note"])
+    assert seen["path"] == "features" and note.render("en").startswith("Cached features")
+    assert final.status == "stopped" and "feature pass" in final.error.render("en")
     assert metrics_log.read_metrics(workspace, info.id).empty
     assert not (final.dir / "best.keras").exists()
 

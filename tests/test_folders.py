@@ -58,7 +58,7 @@ def test_a_folder_is_read_in_place_and_nothing_is_written_into_it(photos, worksp
     converted = [item for item in dataset.items if not item.in_place]
     assert [item.source for item in converted] == ["cats/clear.png"]
     assert dataset.path(converted[0]).is_relative_to(workspace.root)
-    reasons = {skipped.path: skipped.reason for skipped in dataset.skipped}
+    reasons = {skipped.path: skipped.reason.render("en") for skipped in dataset.skipped}
     assert reasons["cats/linked.jpg"] == reasons["dogs/linked-folder/"] == "symbolic link (not followed)"
     assert reasons["dogs/notes.txt"].startswith("not an image")
     assert not any("secret" in str(path) for split in ("train", "val") for path in dataset.files(split)[0])
@@ -70,7 +70,7 @@ def test_undecodable_names_and_hidden_folders_are_listed_as_skipped_not_a_crash(
     (photos / "dogs" / ".thumbnails").mkdir()
     Image.new("RGB", (40, 40)).save(photos / "dogs" / ".thumbnails" / "0.jpg")
     dataset = ingest_folder(photos, workspace=workspace)
-    reasons = {skipped.path: skipped.reason for skipped in dataset.skipped}
+    reasons = {skipped.path: skipped.reason.render("en") for skipped in dataset.skipped}
     assert reasons["cats/caf\\xe9.jpg"] == "name is not valid UTF-8"
     assert reasons["d\\xf6gs/"] == "name is not valid UTF-8 (folder not read)"
     assert reasons["dogs/.thumbnails/"] == "hidden folder"
@@ -90,7 +90,8 @@ def test_a_workspace_inside_the_folder_is_not_read_and_a_folder_inside_the_works
     inside = Workspace(photos / "workspace")
     (photos / "workspace").mkdir(exist_ok=True)
     first = ingest_folder(photos, workspace=inside)
-    assert {skipped.path: skipped.reason for skipped in first.skipped}["workspace/"] == "the app's workspace (not read)"
+    reasons = {skipped.path: skipped.reason.render("en") for skipped in first.skipped}
+    assert reasons["workspace/"] == "the app's workspace (not read)"
     assert ingest_folder(photos, workspace=inside).id == first.id  # its own new files change nothing
     with pytest.raises(DatasetError, match="is inside the app's workspace"):
         ingest_folder(photos / "workspace", workspace=inside)
@@ -172,7 +173,7 @@ def test_a_run_on_a_folder_trains_and_fails_clearly_once_an_image_has_gone(photo
         f"The image 'dogs/0.jpg' of dataset 'photos' is no longer in {str(photos)!r}; "
         "register the folder again to train on what it holds now."
     )
-    assert info.status == "failed" and info.error == gone
+    assert info.status == "failed" and info.error.render("en") == gone
     with pytest.raises(DatasetError) as refused:
         evaluate(workspace, trained.id)
     assert str(refused.value) == gone

@@ -49,6 +49,7 @@ from streamlit.testing.v1 import AppTest
 from tlcore import metrics_log, runs
 from tlcore.datasets import Limits, ingest_zip, list_datasets
 from tlcore.errors import RunError, TLCoreError
+from tlcore.i18n import LANGUAGES, Message
 from tlcore.workspace import Workspace, check_id, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -385,7 +386,7 @@ def test_two_sessions_starting_runs_at_once_get_a_queue_with_a_folder_each(day):
 def test_a_killed_trainer_leaves_an_interrupted_run_with_its_metrics_and_best_model(day):
     info = day.killed
     assert info.status == "interrupted"
-    assert "ended unexpectedly" in info.error
+    assert "ended unexpectedly" in info.error.render("en")
     assert not runs.lock_is_held(info.dir)
     assert len(metrics_log.read_metrics(day.workspace, info.id)) >= 2
     rows = assert_metrics_intact(info.dir, torn_last_line_allowed=True)
@@ -475,7 +476,7 @@ def disk_full(disk_filling):
 def test_a_full_disk_mid_run_fails_the_run_with_the_reason_and_keeps_what_was_written(disk_full):
     info = disk_full.info
     assert info.status == "failed" and disk_full.returncode == 1
-    assert "No space left on device" in info.error
+    assert "No space left on device" in info.error.render("en")
     assert not runs.lock_is_held(info.dir)
     rows = assert_metrics_intact(info.dir)
     assert [row["kind"] for row in rows].count("epoch") == 1  # everything up to the fault, nothing after
@@ -485,7 +486,7 @@ def test_a_full_disk_mid_run_fails_the_run_with_the_reason_and_keeps_what_was_wr
 
 
 def test_a_full_disk_is_reported_as_a_write_to_the_run_folder_that_failed(disk_full):
-    error = disk_full.info.error
+    error = disk_full.info.error.render("en")
     assert error.startswith("Could not write to the run folder: No space left on device (metrics.jsonl in ")
     assert error.endswith("free some disk space or make the workspace writable, then start the run again.")
     assert str(disk_full.info.dir) in error and "\n" not in error
@@ -564,7 +565,7 @@ def test_a_trainer_that_cannot_even_record_its_failure_leaves_an_interrupted_run
     assert runs.RunStatus.read(info.dir).status == "running"  # the last word that reached the disk
     assert not runs.lock_is_held(info.dir)
     listed = runs.load_run(workspace, info.id)
-    assert listed.status == "interrupted" and "ended unexpectedly" in listed.error
+    assert listed.status == "interrupted" and "ended unexpectedly" in listed.error.render("en")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -687,7 +688,8 @@ def test_a_corrupt_run_folder_never_breaks_the_listing_or_the_metrics(tmp_path_f
     info = listed[bad.name]
     assert info.status in (*runs.ACTIVE_STATUSES, *runs.FINISHED_STATUSES, "damaged")
     assert info.best_val_accuracy is None or isinstance(info.best_val_accuracy, float)
-    assert isinstance(info.epoch, int) and isinstance(info.error, (str, type(None)))
+    assert isinstance(info.epoch, int) and isinstance(info.error, (Message, type(None)))
+    assert info.error is None or all(info.error.render(lang) for lang in LANGUAGES)
     frame = metrics_log.read_metrics(workspace, bad.name)
     for column in ("epoch", "loss", "val_accuracy", "global_step"):
         assert all(isinstance(v, (int, float, np.integer, np.floating)) for v in frame[column]), column

@@ -68,6 +68,9 @@ TERMS = {
     "spec",
     "json",
     "jsonl",
+    "JSON",
+    "Python",
+    "float32",
     "txt",
     "h5",
     "weights",
@@ -133,7 +136,7 @@ def templates(key: str, lang: str) -> list[str]:
 
 
 def test_babel_finds_the_same_keys_as_the_call_sites():
-    extracted = {message for _, message, _, _ in extract_from_dir(str(TLCORE), keywords=KEYWORDS)}
+    extracted = {message for _, _, message, *_ in extract_from_dir(str(TLCORE), keywords=KEYWORDS)}
     keys = {key for key, *_ in call_sites()}
     assert len(keys) > 150 and keys == {m if isinstance(m, str) else m[0] for m in extracted}
 
@@ -173,6 +176,7 @@ def test_japanese_sentences_have_no_english_words_left():
     def english(template: str) -> list[str]:
         text = re.sub(r"\{[^}]*\}", " ", template)
         text = re.sub(r"[`'\"][^`'\"]*[`'\"]", " ", text)  # quoted names and code
+        text = re.sub(r"--[\w-]+|\b[A-Z][A-Z_.]+\b|\b[\w.-]+/", " ", text)  # options, METAVARS, folders/
         return [
             word for word in re.findall(r"[A-Za-z][A-Za-z_0-9]{2,}", text) if not any(word.startswith(t) for t in TERMS)
         ]
@@ -184,8 +188,15 @@ def test_japanese_sentences_have_no_english_words_left():
 @pytest.mark.parametrize("lang", list(LANGUAGES))
 def test_every_message_renders_whole_with_its_values(lang):
     for key, params, where, _ in call_sites():
+        numeric = {
+            field.split(".")[0]
+            for template in templates(key, lang)
+            for _, field, spec, _ in string.Formatter().parse(template)
+            if field and spec and spec[-1:] in ",dfgeE%"
+        }
         values = {
-            name: msg("count.files", n=2) if name == "reason" else 2 if name == "n" else f"<{name}>" for name in params
+            name: msg("count.files", n=2) if name == "reason" else 2 if name in numeric | {"n"} else f"<{name}>"
+            for name in params
         }
         text = msg(key, **values).render(lang)
         assert text and "{" not in text.replace("{'", "").replace('{"', ""), f"{where} {key}: {text}"

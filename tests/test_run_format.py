@@ -37,7 +37,9 @@ def test_runs_written_before_the_redesign_are_listed_as_they_were(old_workspace)
     two_phase, scratch = listed[TWO_PHASE], listed[SCRATCH]
     assert (two_phase.name, two_phase.status, two_phase.progress) == ("two-phase, format 1", RunState.COMPLETED, 1.0)
     assert (two_phase.best_val_accuracy, two_phase.best_epoch, two_phase.total_epochs) == (0.5, 1, 2)
-    assert two_phase.path == TrainingPath.PREFIX and two_phase.path_note.startswith("Cached prefix: the 40 frozen")
+    assert two_phase.path == TrainingPath.PREFIX and two_phase.path_note.render("en").startswith(
+        "Cached prefix: the 40 frozen"
+    )
     assert two_phase.spec.two_phase and [p.name for p in two_phase.spec.phases()] == ["transfer", "finetune"]
     assert (scratch.name, scratch.status, scratch.frozen_layers) == ("scratch baseline", RunState.COMPLETED, 0)
 

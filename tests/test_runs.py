@@ -8,6 +8,7 @@ import pytest
 from helpers import tiny_model
 
 from tlcore import runs
+from tlcore.i18n import msg
 from tlcore.spec import RunSpec
 
 MODEL = tiny_model()
@@ -106,7 +107,7 @@ def test_a_stopping_or_finished_run_has_no_time_left(workspace, run):
 
 
 def test_path_and_feature_pass_fields_are_read(workspace, run):
-    note = "Cached features: the outputs of the frozen base for these 400 images were already cached; ..."
+    note = msg("path.features_cached", images=msg("count.images", n=400))
     runs.update_status(
         run.dir,
         status="completed",
@@ -119,13 +120,14 @@ def test_path_and_feature_pass_fields_are_read(workspace, run):
     )
     info = runs.load_run(workspace, run.id)
     assert (info.path, info.path_note) == ("features", note)
+    assert note.render("en").startswith("Cached features: the outputs of the frozen base for these 400 images were")
     assert (info.features_done, info.features_total, info.features_cached, info.features_seconds) == (
         400,
         400,
         True,
         0.0,
     )
-    assert info.to_dict()["path"] == "features"
+    assert info.to_dict()["path"] == "features" and info.to_dict()["path_note"] == note.render("en")
 
 
 @pytest.mark.parametrize(

@@ -286,15 +286,15 @@ def get_backbone(name: str) -> Backbone:
     try:
         return BACKBONES[name]
     except KeyError:
-        raise SpecError(f"Unknown backbone {name!r}. Choose one of: {', '.join(BACKBONES)}.") from None
+        raise SpecError("backbone.unknown", name=repr(name), choices=", ".join(BACKBONES)) from None
 
 
 def check_image_size(backbone: Backbone, image_size: int) -> None:
     if not isinstance(image_size, int) or isinstance(image_size, bool):
-        raise SpecError(f"The image size must be a whole number of pixels; received {image_size!r}.")
+        raise SpecError("backbone.bad_image_size", value=repr(image_size))
     if not backbone.min_size <= image_size <= 1024:
         raise SpecError(
-            f"{backbone.label} needs an image size between {backbone.min_size} and 1024 pixels; received {image_size}."
+            "backbone.image_size_out_of_range", backbone=backbone.label, min=backbone.min_size, size=image_size
         )
 
 
@@ -334,22 +334,34 @@ def _origin_offline(origin: str) -> bool:
     return is_offline(url.hostname or "", port=url.port or (80 if url.scheme == "http" else 443))
 
 
-def missing_weights_message(backbone: Backbone, image_size: int) -> str:
-    folder = settings.keras_cache_dirs()[0]
-    return (
-        f"ImageNet weights for {backbone.label} are not on this machine and cannot be downloaded "
-        f"(no internet). Put the file {backbone.weights_file(image_size)} in {folder}, "
-        f"or give the weights file's path instead of 'imagenet', or train with weights 'none'."
+def missing_weights(backbone: Backbone, image_size: int) -> WeightsUnavailableError:
+    """The refusal of ImageNet weights that are not on this machine and cannot be downloaded (offline)."""
+    return WeightsUnavailableError(
+        "weights.missing",
+        backbone=backbone.label,
+        file=backbone.weights_file(image_size),
+        folder=str(settings.keras_cache_dirs()[0]),
     )
 
 
-def unverifiable_weights_message(backbone: Backbone, image_size: int) -> str:
-    folder = settings.keras_cache_dirs()[0]
-    return (
-        f"ImageNet weights for {backbone.label} ({backbone.weights_file(image_size)}) have no published "
-        f"hash to check a download against, so they are not downloaded: put a copy you trust in {folder}, "
-        f"or give that copy's path instead of 'imagenet', or train with weights 'none'."
+def unverifiable_weights(backbone: Backbone, image_size: int) -> WeightsUnavailableError:
+    """The refusal of ImageNet weights that have no published hash, so are never downloaded."""
+    return WeightsUnavailableError(
+        "weights.unverifiable",
+        backbone=backbone.label,
+        file=backbone.weights_file(image_size),
+        folder=str(settings.keras_cache_dirs()[0]),
     )
+
+
+def missing_weights_message(backbone: Backbone, image_size: int, lang: str | None = None) -> str:
+    """`missing_weights` as text in `lang` (None: the environment's language)."""
+    return missing_weights(backbone, image_size).render(lang)
+
+
+def unverifiable_weights_message(backbone: Backbone, image_size: int, lang: str | None = None) -> str:
+    """`unverifiable_weights` as text in `lang` (None: the environment's language)."""
+    return unverifiable_weights(backbone, image_size).render(lang)
 
 
 def check_weights_available(
@@ -366,9 +378,9 @@ def check_weights_available(
     if weights == "imagenet":
         if find_cached_weights(backbone, image_size, workspace) is None:
             if _origin_offline(backbone.weights_origin):
-                raise WeightsUnavailableError(missing_weights_message(backbone, image_size))
+                raise missing_weights(backbone, image_size)
             if backbone.weights_hash(image_size) is None:
-                raise WeightsUnavailableError(unverifiable_weights_message(backbone, image_size))
+                raise unverifiable_weights(backbone, image_size)
         return
     resolve_weights(backbone, weights, image_size, workspace)
 
@@ -392,18 +404,13 @@ def resolve_weights(
         if cached is not None:
             return cached
         if workspace is None or _origin_offline(backbone.weights_origin):
-            raise WeightsUnavailableError(missing_weights_message(backbone, image_size))
+            raise missing_weights(backbone, image_size)
         return _download_weights(backbone, image_size, workspace, progress)
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise WeightsUnavailableError(
-            f"The weights file {weights!r} does not exist. Give the path of a Keras weights file "
-            f"(.h5 or .weights.h5), or use 'imagenet' or 'none'."
-        )
+        raise WeightsUnavailableError("weights.file_missing", path=weights)
     if not (path.name.endswith(".h5") or path.name.endswith(".weights.h5")):
-        raise WeightsUnavailableError(
-            f"The weights file {path.name!r} is not a Keras weights file: expected a name ending in .h5 or .weights.h5."
-        )
+        raise WeightsUnavailableError("weights.not_keras_file", name=path.name)
     return path
 
 
@@ -415,8 +422,10 @@ def load_base(backbone: Backbone, image_size: int, weights_path: Path | None) ->
         if weights_path is None:
             raise
         raise WeightsUnavailableError(
-            f"The weights file {weights_path.name!r} does not fit {backbone.label} "
-            f"(include_top=False): {str(exc).splitlines()[0][:200]}"
+            "weights.does_not_fit",
+            name=weights_path.name,
+            backbone=backbone.label,
+            error=(str(exc).splitlines() or [""])[0][:200],
         ) from exc
 
 
@@ -437,7 +446,7 @@ def _download_weights(
     if expected is None:
         # Refused rather than downloaded unchecked: an unverified 10-100 MB file from the network is
         # exactly what the check is for, and whoever puts a copy in the Keras cache vouches for it.
-        raise WeightsUnavailableError(unverifiable_weights_message(backbone, image_size))
+        raise unverifiable_weights(backbone, image_size)
     target = workspace.cache_dir / "weights" / file_name
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
@@ -456,15 +465,20 @@ def _download_weights(
         received = hasher.hexdigest()
         if received != expected.lower():
             raise WeightsUnavailableError(
-                f"The downloaded file {file_name} does not match its published {_hash_name(expected)} "
-                f"(expected {expected[:12]}…, received {received[:12]}…); nothing was kept, so try again "
-                f"in case it was damaged on the way, or put a copy you trust in {settings.keras_cache_dirs()[0]}, "
-                f"or give that copy's path instead of 'imagenet'."
+                "weights.hash_mismatch",
+                file=file_name,
+                hash=_hash_name(expected),
+                expected=expected[:12],
+                received=received[:12],
+                folder=str(settings.keras_cache_dirs()[0]),
             )
         os.replace(partial, target)
     except (urllib.error.URLError, OSError) as exc:
         raise WeightsUnavailableError(
-            f"Downloading {file_name} failed ({exc}). {missing_weights_message(backbone, image_size)}"
+            "weights.download_failed",
+            file=file_name,
+            error=str(exc),
+            missing=missing_weights(backbone, image_size).message,
         ) from exc
     finally:
         partial.unlink(missing_ok=True)

@@ -61,10 +61,7 @@ def run_folder_write(run_dir: Path, file_name: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise RunError(
-            f"Could not write to the run folder: {exc.strerror or exc} ({file_name} in {str(run_dir)!r}); "
-            "free some disk space or make the workspace writable, then start the run again."
-        ) from exc
+        raise RunError("run.cannot_write", error=exc.strerror or str(exc), file=file_name, folder=str(run_dir)) from exc
 
 
 class RunCallback(keras.callbacks.Callback):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from tlcore import __version__, runs
 from tlcore.backbones import Backbone, get_backbone
 from tlcore.errors import RunError, TLCoreError
+from tlcore.i18n import literal
 from tlcore.models import Strategy
 from tlcore.predict import read_labels
 from tlcore.spec import Phase, RunSpec
@@ -90,7 +91,7 @@ def run_script(workspace: Workspace, run_id: str) -> str:
 
     info = runs.load_run(workspace, run_id)
     if info.spec is None:
-        raise RunError(f"Run {run_id!r} is damaged ({info.error}); there is no spec to write code from.")
+        raise RunError("codegen.damaged_run", id=run_id, error=info.error or literal(""))
     try:
         dataset = load_dataset(workspace, info.spec.dataset)
     except TLCoreError:

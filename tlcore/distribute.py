@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tlcore.errors import RunError, SpecError
+from tlcore.i18n import Message, msg
 
 if TYPE_CHECKING:
     import keras
@@ -72,23 +73,21 @@ class Distribution:
         """Variables created inside are mirrored across replicas; models must be built and compiled in it."""
         return self.strategy.scope() if self.strategy is not None else nullcontext()
 
-    def describe(self) -> str:
+    def describe(self) -> Message:
         """One sentence for the run's status: how the run is spread, and what a step means."""
         if self.kind == "none":
-            return "One device: TensorFlow's default placement."
-        devices = f"{self.replicas} replica{'s' if self.replicas != 1 else ''}"
-        where = (
-            f"on {self.workers} worker{'s' if self.workers != 1 else ''} ({self.worker} writes the run folder)"
-            if self.kind == "multiworker"
-            else "on this machine"
-        )
+            return msg("distribute.one_device")
+        replicas = msg("count.replicas", n=self.replicas)
         if self.replicas == 1:
-            batch = "the spec's batch size, as on one device"
+            batch = msg("distribute.batch_as_one_device")
         elif self.scale_batch:
-            batch = f"the spec's batch size on each replica, learning rates scaled by {self.replicas}"
+            batch = msg("distribute.batch_per_replica", replicas=self.replicas)
         else:
-            batch = "the spec's batch size split between them"
-        return f"{self.kind.capitalize()}: {devices} {where}, {batch}."
+            batch = msg("distribute.batch_split")
+        if self.kind == "multiworker":
+            workers = msg("count.workers", n=self.workers)
+            return msg("distribute.multiworker", replicas=replicas, workers=workers, worker=self.worker, batch=batch)
+        return msg("distribute.mirrored", replicas=replicas, batch=batch)
 
     def status_fields(self) -> dict[str, Any]:
         return {
@@ -112,10 +111,11 @@ class Distribution:
         to give every replica an image."""
         return 0 < images % batch_size < self.replicas
 
-    def check_in_step(self, summary: str, job: str) -> None:
+    def check_in_step(self, summary: Message, job: str) -> None:
         """Raise `RunError` on every worker unless all of them pass the same `summary` and `job` (a collective).
 
-        `summary` says in words what this worker is about to train; `job` is everything else that
+        `summary` says in words what this worker is about to train (compared in English, whatever
+        language each worker reads); `job` is everything else that
         must agree (the spec, the images and their labels, the batch, the numeric settings), shown
         in the message by a short hash. Workers that differ (another spec, other data, a cache that
         fits on one machine and not on another) would otherwise drift apart silently or run
@@ -125,17 +125,14 @@ class Distribution:
             return
         import tensorflow as tf
 
-        digest = hashlib.sha256(f"{summary}\n{job}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{summary.render('en')}\n{job}".encode()).hexdigest()
         # Summed over replicas in float32, which is exact below 2**24: leave room for the replicas.
         bits = 23 - max(self.replicas - 1, 1).bit_length()
         fingerprint = float(int(digest, 16) % (1 << bits))
         values = self.strategy.run(lambda: tf.constant(fingerprint))
         total = float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None))
         if self.any_worker(total != fingerprint * self.replicas):
-            raise RunError(
-                f"The workers of this job are not training the same thing ({self.worker} has: {summary}; "
-                f"spec, images and settings {digest[:12]}); give every worker the same --spec and the same data."
-            )
+            raise RunError("distribute.workers_differ", worker=self.worker, summary=summary, digest=digest[:12])
 
 
 def create(kind: str = "none", scale_batch: bool = False) -> Distribution:
@@ -148,7 +145,7 @@ def create(kind: str = "none", scale_batch: bool = False) -> Distribution:
         SpecError: `kind` is unknown, or `"multiworker"` has no usable `TF_CONFIG`.
     """
     if kind not in KINDS:
-        raise SpecError(f"Unknown distribution {kind!r}; choose one of: {', '.join(KINDS)}.")
+        raise SpecError("distribute.unknown_kind", kind=repr(kind), choices=", ".join(KINDS))
     if kind == "none":
         return Distribution()
     import tensorflow as tf
@@ -178,9 +175,7 @@ def _cluster_from_tf_config() -> tuple[str, int, bool]:
     text = os.environ.get("TF_CONFIG", "")
     example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
     if not text.strip():
-        raise SpecError(
-            f"--distribute multiworker needs the TF_CONFIG environment variable, such as {example}; it is not set."
-        )
+        raise SpecError("distribute.no_tf_config", example=example)
     try:
         config = json.loads(text)
         cluster = config["cluster"]
@@ -188,15 +183,13 @@ def _cluster_from_tf_config() -> tuple[str, int, bool]:
         task_index = int(config["task"]["index"])
         tasks = {name: list(addresses) for name, addresses in cluster.items()}
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise SpecError(f"TF_CONFIG must be JSON like {example}; received {text[:200]!r}.") from None
+        raise SpecError("distribute.bad_tf_config", example=example, text=text[:200]) from None
     if task_type not in tasks or not 0 <= task_index < len(tasks[task_type]):
-        raise SpecError(f"TF_CONFIG names task {task_type}:{task_index}, which is not in its cluster {tasks}.")
+        raise SpecError("distribute.task_not_in_cluster", task=f"{task_type}:{task_index}", cluster=str(tasks))
     others = sorted(set(tasks) - {"chief", "worker"})
     if task_type not in ("chief", "worker") or others:
-        raise SpecError(
-            f"MultiWorkerMirroredStrategy takes `chief` and `worker` tasks only; TF_CONFIG has "
-            f"{', '.join(sorted({task_type, *others} - {'chief', 'worker'}))}."
-        )
+        unknown = ", ".join(sorted({task_type, *others} - {"chief", "worker"}))
+        raise SpecError("distribute.unknown_tasks", tasks=unknown)
     workers = sum(len(tasks.get(name, [])) for name in ("chief", "worker"))
     is_chief = task_type == "chief" or (task_type == "worker" and task_index == 0 and "chief" not in tasks)
     return f"{task_type}:{task_index}", workers, is_chief

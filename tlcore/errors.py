@@ -10,7 +10,7 @@ Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from tlcore.i18n import DEFAULT_LANGUAGE, Message
 
@@ -24,6 +24,13 @@ class TLCoreError(ValueError):
     def __init__(self, key: str, /, **params: Any) -> None:
         self.message = Message(key, params)
         super().__init__(key)
+
+    @classmethod
+    def from_message(cls, message: Message) -> Self:
+        """An error of this class that says `message` (another error's sentence, passed on as another kind)."""
+        error = cls(message.key or "")
+        error.message = message
+        return error
 
     def render(self, lang: str | None = None) -> str:
         """The sentence in `lang` (default: the environment's language)."""

@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore import runs
 from tlcore.errors import EvaluationError, TLCoreError
+from tlcore.i18n import language_from_environment, msg
 from tlcore.predict import Predictor, model_file, model_stamp
+from tlcore.wording import columns, display_width
 from tlcore.workspace import Workspace, read_json, write_json_atomic
 
 if TYPE_CHECKING:
@@ -168,27 +170,44 @@ class Evaluation:
             "images": [{**asdict(image), "probabilities": list(image.probabilities)} for image in self.images],
         }
 
-    def summary(self) -> str:
-        """The evaluation as readable text: accuracy, the per-class table, the confusion matrix."""
-        what = "validation split" if self.data["kind"] == "val" else "test data"
-        lines = [
-            f"Run {self.run_id} on the {what} of {self.data['name']!r}: {len(self.images)} images"
-            + (" (stored result)" if self.cached else ""),
-            f"accuracy {self.accuracy:.4f}, {len(self.misclassified())} misclassified",
-            "",
+    def summary(self, lang: str | None = None) -> str:
+        """The evaluation as readable text in `lang` (None: the environment's language): accuracy, the
+        per-class table, the confusion matrix."""
+        lang = lang or language_from_environment()
+        images = msg("count.images", n=len(self.images))
+        if self.data["kind"] == "val":
+            title = msg("evaluation.summary_val", run=self.run_id, name=self.data["name"], images=images)
+        else:
+            title = msg("evaluation.summary_test", run=self.run_id, name=self.data["name"], images=images)
+        accuracy = msg(
+            "evaluation.summary_accuracy", accuracy=f"{self.accuracy:.4f}", misclassified=len(self.misclassified())
+        )
+        stored = " " + msg("evaluation.stored_result").render(lang) if self.cached else ""
+        lines = [title.render(lang) + stored, accuracy.render(lang), ""]
+        headings = [
+            msg("evaluation.column_class"),
+            msg("evaluation.column_precision"),
+            msg("evaluation.column_recall"),
+            msg("evaluation.column_f1"),
+            msg("evaluation.column_support"),
         ]
-        width = max(len("class"), *(len(name) for name in self.classes))
-        lines.append(f"{'class':<{width}}  precision  recall      f1  support")
-        for c in self.per_class:
-            lines.append(f"{c.name:<{width}}  {c.precision:9.4f}  {c.recall:6.4f}  {c.f1:6.4f}  {c.support:7d}")
+        header = [heading.render(lang) for heading in headings]
+        rows = [
+            [c.name, f"{c.precision:9.4f}", f"{c.recall:6.4f}", f"{c.f1:6.4f}", f"{c.support:7d}"]
+            for c in self.per_class
+        ]
         macro = self.macro
-        lines.append(f"{'macro avg':<{width}}  {macro['precision']:9.4f}  {macro['recall']:6.4f}  {macro['f1']:6.4f}")
-        lines += ["", "confusion matrix (rows: true class, columns: predicted class)"]
+        average = msg("evaluation.macro_average").render(lang)
+        rows.append([average, f"{macro['precision']:9.4f}", f"{macro['recall']:6.4f}", f"{macro['f1']:6.4f}"])
+        lines += columns([header, *rows])
+        lines += ["", msg("evaluation.confusion_matrix").render(lang)]
+        width = max(display_width(header[0]), *(display_width(name) for name in self.classes))
         cell = max(5, *(len(str(n)) for row in self.confusion for n in row))
         lines.append(" " * width + "  " + " ".join(f"{i:>{cell}}" for i in range(len(self.classes))))
         for i, (name, row) in enumerate(zip(self.classes, self.confusion, strict=True)):
-            lines.append(f"{name:<{width}}  " + " ".join(f"{n:>{cell}}" for n in row) + f"   ({i})")
-        lines += ["", f"every image's prediction: {self.path}"]
+            padded = name + " " * (width - display_width(name))
+            lines.append(f"{padded}  " + " ".join(f"{n:>{cell}}" for n in row) + f"   ({i})")
+        lines += ["", msg("evaluation.summary_predictions", path=str(self.path)).render(lang)]
         return "\n".join(lines)
 
 
@@ -229,7 +248,7 @@ def evaluate(
     label_map = _label_map(dataset, predictor.classes, kind, info.name)
     items = [item for item in dataset.items if kind == "test" or item.split == "val"]
     if not items:
-        raise EvaluationError(f"There are no images to evaluate in {dataset.name!r}.")
+        raise EvaluationError("evaluation.no_images", name=dataset.name)
     dataset.check_source()
     probabilities = _predict_items(predictor, dataset, items, progress)
     labels = [label_map[item.label] for item in items]
@@ -304,9 +323,13 @@ def _label_map(dataset: Dataset, classes: Sequence[str], kind: str, run_name: st
     """Dataset label index -> run output index, matching class folders by name."""
     unknown = [name for name in dataset.classes if name not in classes]
     if unknown:
+        names, known = ", ".join(unknown), ", ".join(classes)
+        if kind == "test":
+            raise EvaluationError(
+                "evaluation.unknown_test_classes", name=dataset.name, run=run_name, unknown=names, classes=known
+            )
         raise EvaluationError(
-            f"The {'test data' if kind == 'test' else 'dataset'} {dataset.name!r} has class folders that run "
-            f"{run_name!r} was not trained on: {', '.join(unknown)}. Its classes are: {', '.join(classes)}."
+            "evaluation.unknown_dataset_classes", name=dataset.name, run=run_name, unknown=names, classes=known
         )
     return {index: classes.index(name) for index, name in enumerate(dataset.classes)}
 

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore import runs
 from tlcore.errors import ExportError, TLCoreError
+from tlcore.i18n import DEFAULT_LANGUAGE, Message, language_from_environment, msg
 from tlcore.predict import Predictor, model_file, model_stamp
 from tlcore.workspace import Workspace, read_json, write_bytes_atomic, write_json_atomic
 
@@ -83,11 +84,22 @@ class Check:
     passed: bool
 
     @property
-    def criterion(self) -> str:
+    def criterion(self) -> Message:
         """The pass condition in words."""
         if self.tolerance is None:
-            return f"same top-1 class wherever the app's top class leads by more than {QUANT_DECISIVE_MARGIN:g}"
-        return f"max abs. probability difference ≤ {self.tolerance:g}"
+            return msg("export.criterion_top1", margin=f"{QUANT_DECISIVE_MARGIN:g}")
+        return msg("export.criterion_tolerance", tolerance=f"{self.tolerance:g}")
+
+    def result(self, verdict: Message) -> Message:
+        """The check's numbers and criterion after `verdict` ("ok", "passed" or "FAILED")."""
+        return msg(
+            "export.check_result",
+            verdict=verdict,
+            difference=f"{self.max_abs_diff:.2e}",
+            agreement=f"{self.top1_agreement:.0%}",
+            images=msg("count.images", n=self.images),
+            criterion=self.criterion,
+        )
 
 
 @dataclass(frozen=True)
@@ -105,28 +117,31 @@ class ExportResult:
     checks: dict[str, Check]
     reused: tuple[str, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
+        """What was written as JSON-able data (the CLI's `--json`), the criteria in `lang`."""
         return {
             "run": self.run_id,
             "out_dir": str(self.out_dir),
             "files": {key: str(path) for key, path in self.files.items()},
-            "checks": {key: {**asdict(check), "criterion": check.criterion} for key, check in self.checks.items()},
+            "checks": {
+                key: {**asdict(check), "criterion": check.criterion.render(lang)} for key, check in self.checks.items()
+            },
             "reused": list(self.reused),
         }
 
-    def summary(self) -> str:
-        lines = [f"Run {self.run_id} exported to {self.out_dir}:"]
+    def summary(self, lang: str | None = None) -> str:
+        """What was written and how each file compared with the app, as text in `lang` (None: the
+        environment's language)."""
+        lang = lang or language_from_environment()
+        lines = [msg("export.summary_title", run=self.run_id, folder=str(self.out_dir)).render(lang)]
+        current = " " + msg("export.already_current").render(lang)
         for key, path in self.files.items():
-            note = " (already current)" if key in self.reused else ""
-            lines.append(f"  {key:<13} {path}{note}")
+            lines.append(f"  {key:<13} {path}{current if key in self.reused else ''}")
         if self.checks:
-            lines.append("Checked against the app's predictions:")
+            lines.append(msg("export.summary_checked").render(lang))
         for key, check in self.checks.items():
-            verdict = "ok" if check.passed else "FAILED"
-            lines.append(
-                f"  {key:<13} {verdict}: max abs. difference {check.max_abs_diff:.2e}, top-1 agreement "
-                f"{check.top1_agreement:.0%} on {check.images} images ({check.criterion})"
-            )
+            verdict = msg("export.verdict_ok") if check.passed else msg("export.verdict_failed")
+            lines.append(f"  {key:<13} {check.result(verdict).render(lang)}")
         return "\n".join(lines)
 
 
@@ -139,9 +154,9 @@ def parse_formats(names: Iterable[str]) -> tuple[str, ...]:
         elif name in FORMATS:
             chosen.add(name)
         else:
-            raise ExportError(f"Unknown export format {name!r}. Choose one of: {', '.join((*FORMATS, ALL))}.")
+            raise ExportError("export.unknown_format", name=repr(name), choices=", ".join((*FORMATS, ALL)))
     if not chosen:
-        raise ExportError(f"Choose at least one export format: {', '.join((*FORMATS, ALL))}.")
+        raise ExportError("export.no_format", choices=", ".join((*FORMATS, ALL)))
     return tuple(f for f in FORMATS if f in chosen)
 
 
@@ -153,6 +168,7 @@ def export_run(
     archive: bool = False,
     check: bool = True,
     predictor: Predictor | None = None,
+    lang: str | None = None,
 ) -> ExportResult:
     """Export a finished run's model in `formats` (see the module docstring) and check each file.
 
@@ -160,20 +176,21 @@ def export_run(
     archive: also write `<run-id>.zip` holding everything exported.
     check: load each file again and compare its predictions with the app's (`Check`).
     predictor: the run's already loaded model, to save loading it again (used if it is current).
+    lang: the language of README.txt (None: the environment's language).
     """
     chosen = parse_formats(formats)
     info = runs.load_run(workspace, run_id)
     stamp = model_stamp(model_file(info, require_finished=True))
     target = Path(out_dir).expanduser().resolve() if out_dir is not None else info.dir / EXPORTS_FOLDER
     if target.exists() and not target.is_dir():
-        raise ExportError(f"The export folder {str(target)!r} is a file; give a folder (it is created if missing).")
+        raise ExportError("export.folder_is_file", folder=str(target))
     if predictor is None or predictor.run_id != info.id or predictor.stamp != stamp:
         predictor = Predictor.load(workspace, info.id, require_finished=True)
     try:
         target.mkdir(parents=True, exist_ok=True)
-        return _export(workspace, info, predictor, stamp, chosen, target, archive, check)
+        return _export(workspace, info, predictor, stamp, chosen, target, archive, check, lang)
     except OSError as exc:
-        raise ExportError(f"The export to {str(target)!r} failed: {exc.strerror or exc}.") from None
+        raise ExportError("export.failed", folder=str(target), error=exc.strerror or str(exc)) from None
 
 
 def _export(
@@ -185,6 +202,7 @@ def _export(
     target: Path,
     archive: bool,
     check: bool,
+    lang: str | None,
 ) -> ExportResult:
     manifest = _current_manifest(target, info.id, stamp)
     done: dict[str, dict[str, Any]] = manifest["formats"]
@@ -208,7 +226,7 @@ def _export(
     checks = {f: Check(**done[f]["check"]) for f in chosen if check and done[f].get("check")}
     write_bytes_atomic(target / runs.LABELS_FILE, ("\n".join(predictor.classes) + "\n").encode("utf-8"))
     files["labels"] = target / runs.LABELS_FILE
-    write_bytes_atomic(target / README_FILE, readme(info, predictor, chosen, checks).encode("utf-8"))
+    write_bytes_atomic(target / README_FILE, readme(info, predictor, chosen, checks, lang).encode("utf-8"))
     files["readme"] = target / README_FILE
     if archive:
         archive_path = target / archive_name(info.id)
@@ -361,7 +379,7 @@ def runner(fmt: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
             return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
 
         return run
-    raise ExportError(f"Unknown export format {fmt!r}. Choose one of: {', '.join(FORMATS)}.")
+    raise ExportError("export.unknown_format", name=repr(fmt), choices=", ".join(FORMATS))
 
 
 def check_files(predictor: Predictor, files: dict[str, Path], images: np.ndarray) -> dict[str, Check]:
@@ -383,39 +401,53 @@ def check_files(predictor: Predictor, files: dict[str, Path], images: np.ndarray
     return checks
 
 
-def readme(info: runs.RunInfo, predictor: Predictor, formats: Iterable[str], checks: dict[str, Check]) -> str:
-    """The README.txt written beside exported files: what goes in, what comes out, how to load each."""
+def readme(
+    info: runs.RunInfo,
+    predictor: Predictor,
+    formats: Iterable[str],
+    checks: dict[str, Check],
+    lang: str | None = None,
+) -> str:
+    """The README.txt written beside exported files, in `lang` (None: the environment's language): what goes
+    in, what comes out, how to load each file."""
     from tlcore.backbones import get_backbone
 
-    size = predictor.image_size
+    lang = lang or language_from_environment()
+    size, classes = predictor.image_size, len(predictor.classes)
     how = {
-        "keras": 'model = keras.models.load_model("model.keras"); model.predict(images)',
-        "savedmodel": 'model = tf.saved_model.load("saved_model"); model.serve(images)',
-        "tflite": 'tf.lite.Interpreter(model_path="model.tflite"): float32 weights',
-        "tflite-quant": 'tf.lite.Interpreter(model_path="model_quant.tflite"): 8-bit weights (dynamic range)',
+        "keras": ('model = keras.models.load_model("model.keras"); model.predict(images)', None),
+        "savedmodel": ('model = tf.saved_model.load("saved_model"); model.serve(images)', None),
+        "tflite": ('tf.lite.Interpreter(model_path="model.tflite")', msg("export.readme_float_weights")),
+        "tflite-quant": ('tf.lite.Interpreter(model_path="model_quant.tflite")', msg("export.readme_quant_weights")),
     }
+    if info.name != info.id:
+        title = msg("export.readme_title_named", run=info.id, name=info.name)
+    else:
+        title = msg("export.readme_title", run=info.id)
+    model = msg(
+        "export.readme_model",
+        backbone=get_backbone(info.spec.model.backbone).label,
+        classes=msg("count.classes", n=classes),
+    )
     lines = [
-        f"Image classifier exported by tlcore from run {info.id}"
-        + (f" ({info.name}):" if info.name != info.id else ":"),
-        f"{get_backbone(info.spec.model.backbone).label}, {len(predictor.classes)} classes.",
+        title.render(lang),
+        model.render(lang),
         "",
-        f"Input: float32 RGB images, shape (n, {size}, {size}, 3), pixel values 0-255. Do not scale them:",
-        "the backbone's preprocessing is inside the model. tlcore resizes images to the square size with",
-        "bilinear interpolation and antialiasing, after applying their EXIF orientation.",
-        f"Output: class probabilities, shape (n, {len(predictor.classes)}), in the order of labels.txt.",
+        msg("export.readme_input", size=size).render(lang),
+        msg("export.readme_output", classes=classes).render(lang),
         "",
     ]
-    lines += [f"{FILES[f] + ('/' if f == 'savedmodel' else ''):<20} {how[f]}" for f in formats]
+    for f in formats:
+        code, note = how[f]
+        line = f"{FILES[f] + ('/' if f == 'savedmodel' else ''):<20} {code}"
+        lines.append(f"{line}: {note.render(lang)}" if note else line)
     if "savedmodel" in formats:
-        lines.append("(Keep the loaded SavedModel in a variable: its weights are freed with it.)")
+        lines.append(msg("export.readme_savedmodel_note").render(lang))
     if checks:
-        lines += ["", "Checked against the app's predictions on the same images:"]
+        lines += ["", msg("export.readme_checked").render(lang)]
         for f, c in checks.items():
-            lines.append(
-                f"{FILES[f]:<20} {'passed' if c.passed else 'FAILED'}: max abs. difference "
-                f"{c.max_abs_diff:.2e}, top-1 agreement {c.top1_agreement:.0%} on {c.images} images "
-                f"({c.criterion})"
-            )
+            verdict = msg("export.verdict_passed") if c.passed else msg("export.verdict_failed")
+            lines.append(f"{FILES[f]:<20} {c.result(verdict).render(lang)}")
     return "\n".join(lines) + "\n"
 
 

@@ -97,14 +97,6 @@ class Budget:
         return cls(memory=settings.features_memory_budget(), disk=settings.features_disk_budget())
 
 
-def format_bytes(size: float) -> str:
-    """Sizes in the binary units budgets are given in: `"1.5 GiB"`, `"320 MiB"`."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}" if size < 10 * scale else f"{size / scale:.0f} {unit}"
-    return f"{int(size)} B"
-
-
 class Cut:
     """A model split where its frozen part ends: what to cache, and what trains on the cache.
 

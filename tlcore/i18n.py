@@ -92,6 +92,19 @@ def literal(text: str) -> Message:
     return Message(None, {}, text)
 
 
+def readable(message: Message | None) -> Message | None:
+    """`message` if it renders in every language, else None: a file read back (a run's status, a dataset's
+    manifest) may be damaged, or hold a key this version's catalog does not have, and must not break a page."""
+    if message is None:
+        return None
+    try:
+        for lang in LANGUAGES:
+            message.render(lang)
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError):
+        return None
+    return message
+
+
 def _param_to_json(value: Any) -> Any:
     if isinstance(value, Message):
         return {"message": value.to_json()}

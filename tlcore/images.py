@@ -6,7 +6,7 @@ test zip, `python -m tlcore predict`, the export check):
 1. `convert` (Pillow, no TensorFlow): open the image with the decoders we trust, apply its EXIF
    orientation, and make it 8-bit RGB (transparency on white, 16-bit and float samples scaled to 0-255).
    A plain RGB JPEG that needs no rotation is kept byte for byte; anything else becomes a lossless PNG.
-   What cannot be used (not an image, damaged, too many pixels) is a reason in words, not an exception.
+   What cannot be used (not an image, damaged, too many pixels) is a reason (a `Message`), not an exception.
 2. `decode_and_resize` (TensorFlow): decode those bytes and resize them to the model's square input,
    bilinear with antialiasing, rounded to uint8. Training pipelines, evaluation, prediction and the
    export check all call this one function, so they can never disagree about a photo.
@@ -28,6 +28,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from tlcore.errors import ImageError
+from tlcore.i18n import Message, msg
 from tlcore.wording import brief
 
 if TYPE_CHECKING:
@@ -41,10 +42,8 @@ MAX_IMAGE_BYTES = 100 * 1024**2
 MAX_IMAGE_PIXELS = 64_000_000
 """The most pixels one image may have (an upload's `Limits.max_image_pixels`)."""
 
-SUPPORTED = "JPEG, PNG, BMP, GIF, WebP or TIFF"
-
 # The only Pillow decoders ever tried: an upload must not reach plugins such as EPS, which runs
-# Ghostscript.
+# Ghostscript. The messages `image.unsupported_format` and `dataset.no_images` list them for users.
 _PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
@@ -66,7 +65,7 @@ _ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar"
 _WARNINGS_LOCK = threading.Lock()
 
 
-def convert(data: bytes, path: str, max_pixels: int) -> tuple[bytes, str, int] | str:
+def convert(data: bytes, path: str, max_pixels: int) -> tuple[bytes, str, int] | Message:
     """`(bytes to store, suffix, pixels)` for an image, or the reason it is skipped.
 
     A plain RGB JPEG that needs no rotation is kept byte for byte; anything else is converted to RGB
@@ -77,30 +76,30 @@ def convert(data: bytes, path: str, max_pixels: int) -> tuple[bytes, str, int] |
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        return f"too many pixels (more than {Image.MAX_IMAGE_PIXELS:,}), a possible decompression bomb"
+        return msg("image.decompression_bomb", limit=f"{Image.MAX_IMAGE_PIXELS:,}")
     except UnidentifiedImageError:
         if data.startswith(_IMAGE_MAGIC) or (data.startswith(b"RIFF") and data[8:12] == b"WEBP"):
-            return "damaged image (its start is an image's, the rest cannot be read)"
+            return msg("image.damaged_after_start")
         if data.startswith(_ARCHIVE_MAGIC) or data[257:262] == b"ustar" or path.casefold().endswith(_ARCHIVE_SUFFIXES):
-            return "archive inside the zip (not unpacked)"
-        return f"not an image in a supported format ({SUPPORTED})"
+            return msg("image.archive_inside")
+        return msg("image.unsupported_format")
     except Exception as error:  # Pillow's parsers raise many kinds of errors on hostile headers.
-        return f"damaged image ({brief(error)})"
+        return msg("image.damaged", error=brief(error))
     with image:
         width, height = image.size
         if width * height > max_pixels:
-            return f"too many pixels ({width}×{height}, the limit is {max_pixels:,})"
+            return msg("image.too_many_pixels", width=width, height=height, limit=f"{max_pixels:,}")
         try:
             image.load()
             orientation = image.getexif().get(ExifTags.Base.Orientation)
         except Exception as error:  # as above: truncated or corrupt data, in any decoder
-            return f"damaged or truncated image ({brief(error)})"
+            return msg("image.truncated", error=brief(error))
         if image.format == "JPEG" and image.mode == "RGB" and orientation in (None, 1):
             return data, ".jpg", width * height
         try:
             rgb = to_rgb(ImageOps.exif_transpose(image))
         except (ValueError, OSError) as error:
-            return f"colour mode {image.mode} cannot be converted to RGB ({brief(error)})"
+            return msg("image.colour_mode", mode=image.mode, error=brief(error))
     buffer = io.BytesIO()
     # Level 1: lossless either way, and several times faster than the default on photos.
     rgb.save(buffer, format="PNG", compress_level=1)
@@ -165,13 +164,13 @@ def read_source(source: ImageSource, name: str) -> bytes:
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            raise ImageError(f"{str(path)!r} is a folder, not an image file.")
+            raise ImageError("image.is_folder", path=str(path))
         try:
             if path.stat().st_size > limit:
-                raise ImageError(f"{name!r} is larger than {limit // 1024**2} MB; that is too large for one image.")
+                raise ImageError("image.too_large", name=name, limit=limit // 1024**2)
             data = path.read_bytes()
         except OSError as exc:
-            raise ImageError(f"The image {str(path)!r} cannot be read ({exc.strerror or exc}).") from None
+            raise ImageError("image.cannot_read", path=str(path), error=exc.strerror or str(exc)) from None
     elif hasattr(source, "read"):
         if hasattr(source, "seek"):
             source.seek(0)
@@ -179,9 +178,9 @@ def read_source(source: ImageSource, name: str) -> bytes:
     else:
         raise TypeError(f"An image must be a path, bytes or a binary file object. Received: {type(source).__name__}")
     if len(data) > limit:
-        raise ImageError(f"{name!r} is larger than {limit // 1024**2} MB; that is too large for one image.")
+        raise ImageError("image.too_large", name=name, limit=limit // 1024**2)
     if not data:
-        raise ImageError(f"{name!r} is empty (0 bytes); it is not an image.")
+        raise ImageError("image.empty", name=name)
     return data
 
 
@@ -192,8 +191,8 @@ def convert_image(source: ImageSource, name: str | None = None) -> bytes:
     """
     name = name or source_name(source, "image")
     converted = convert(read_source(source, name), name, MAX_IMAGE_PIXELS)
-    if isinstance(converted, str):
-        raise ImageError(f"{name!r} cannot be used: {converted}.")
+    if isinstance(converted, Message):
+        raise ImageError("image.cannot_be_used", name=name, reason=converted)
     return converted[0]
 
 

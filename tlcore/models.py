@@ -86,10 +86,7 @@ class StrategyRules:
         if self.freezes == "all":
             return base_layers
         if frozen_layers is None or frozen_layers > base_layers:
-            raise SpecError(
-                f"frozen_layers must be between 0 and {base_layers} (the base's layer count); "
-                f"received {frozen_layers!r}."
-            )
+            raise SpecError("model.frozen_layers_out_of_range", layers=base_layers, value=repr(frozen_layers))
         return frozen_layers
 
 
@@ -109,7 +106,7 @@ def rules(strategy: str) -> StrategyRules:
     try:
         return RULES[Strategy(strategy)]
     except ValueError:
-        raise SpecError(f"Unknown strategy {strategy!r}. Choose one of: {', '.join(Strategy)}.") from None
+        raise SpecError("model.unknown_strategy", value=repr(strategy), choices=", ".join(Strategy)) from None
 
 
 @dataclass(frozen=True)
@@ -146,27 +143,23 @@ class ModelSpec:
         strategy_rules = rules(self.strategy)
         strategy = Strategy(self.strategy)
         if self.pooling not in POOLINGS:
-            raise SpecError(f"Unknown head pooling {self.pooling!r}. Choose one of: {', '.join(POOLINGS)}.")
+            raise SpecError("model.unknown_pooling", value=repr(self.pooling), choices=", ".join(POOLINGS))
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
-            raise SpecError(f"A classifier needs at least 2 classes; received {self.num_classes!r}.")
+            raise SpecError("model.too_few_classes", value=repr(self.num_classes))
         if not 0.0 <= float(self.dropout) < 1.0:
-            raise SpecError(f"Dropout must be at least 0 and below 1; received {self.dropout!r}.")
+            raise SpecError("model.bad_dropout", value=repr(self.dropout))
         if not isinstance(self.hidden_units, int) or not 0 <= self.hidden_units <= 8192:
-            raise SpecError(f"Hidden units must be a whole number from 0 to 8192; received {self.hidden_units!r}.")
+            raise SpecError("model.bad_hidden_units", value=repr(self.hidden_units))
         weights = self.weights or "none"
         if not strategy_rules.pretrained and weights != "none":
-            raise SpecError(
-                f"Training from scratch starts from random weights, so it cannot use weights={weights!r}; "
-                "use weights 'none', or choose transfer learning or fine-tuning."
-            )
+            raise SpecError("model.scratch_with_weights", weights=repr(weights))
         frozen = self.frozen_layers
         if strategy_rules.freezes == "first_n":
             if frozen is None:
-                raise SpecError("Fine-tuning needs the number of frozen base layers (frozen_layers).")
+                raise SpecError("model.finetune_needs_frozen_layers")
             if isinstance(frozen, bool) or not isinstance(frozen, int) or not 0 <= frozen <= backbone.base_layers:
                 raise SpecError(
-                    f"frozen_layers must be a whole number from 0 to {backbone.base_layers} "
-                    f"({backbone.label} has {backbone.base_layers} layers); received {frozen!r}."
+                    "model.bad_frozen_layers", layers=backbone.base_layers, backbone=backbone.label, value=repr(frozen)
                 )
         else:
             frozen = None
@@ -187,7 +180,7 @@ class ModelSpec:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SpecError(f"Unknown model setting(s): {', '.join(unknown)}.")
+            raise SpecError("model.unknown_settings", names=", ".join(unknown))
         return cls(**data)
 
 

@@ -1,6 +1,6 @@
 """Training paths: which way a phase trains, why, and the one-off feature pass the fast paths start with.
 
-Each phase takes one of three paths (`choose_path` says which, and why, in words for the user):
+Each phase takes one of three paths (`choose_path` says which, and why, in a message for the user):
 
 - `features`: the whole base is frozen and images are not augmented, so the base computes the same
   features for an image in every epoch. It runs once over the dataset (its outputs are cached by
@@ -24,18 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore import settings
 from tlcore.backbones import get_backbone
-from tlcore.features import (
-    Budget,
-    CachedFeatures,
-    Cut,
-    FeatureCache,
-    cache_key,
-    cut_model,
-    format_bytes,
-    prefix_has_weights,
-)
+from tlcore.features import Budget, CachedFeatures, Cut, FeatureCache, cache_key, cut_model, prefix_has_weights
+from tlcore.i18n import Message, msg
 from tlcore.models import Strategy, frozen_count, get_base
 from tlcore.runs import FEATURE_PASS_PHASE, RunState, TrainingPath
+from tlcore.wording import format_bytes
 
 if TYPE_CHECKING:
     import keras
@@ -61,8 +54,8 @@ def choose_path(
     model: keras.Model | None = None,
     image_count: int | None = None,
     budget: Budget | None = None,
-) -> tuple[TrainingPath, str]:
-    """Which path a phase trains on and why, as a sentence for users.
+) -> tuple[TrainingPath, Message]:
+    """Which path a phase trains on and why, as a message for users.
 
     phase: one of `spec.phases()`; None means the first.
     model: the built model (`tlcore.models.build_model`, random weights suffice). Without it the
@@ -80,7 +73,7 @@ def plan_path(
     model: keras.Model | None,
     image_count: int | None,
     budget: Budget | None,
-) -> tuple[TrainingPath, str, Cut | None]:
+) -> tuple[TrainingPath, Message, Cut | None]:
     """`choose_path`, and with a model, the cut a fast path caches (None for the full path)."""
     if model is not None:
         base_layers = len(get_base(model).layers)
@@ -90,14 +83,13 @@ def plan_path(
     whole_base = frozen == base_layers
     full = TrainingPath.FULL
     if not fast_path_enabled():
-        return full, "The fast path is turned off (TLCORE_FAST_PATH=0): the whole network runs every epoch.", None
+        return full, msg("path.fast_path_off"), None
     if phase.strategy == Strategy.SCRATCH:
-        return full, "Training from scratch: every layer learns, so the whole network runs every epoch.", None
+        return full, msg("path.scratch"), None
     if spec.augmentation.active:
-        part = "frozen base runs" if whole_base else "frozen layers run"
-        return full, f"Augmentation is on: the {part} every epoch, because every epoch sees different images.", None
+        return full, msg("path.augmentation_base") if whole_base else msg("path.augmentation_layers"), None
     if frozen == 0 or (model is not None and not prefix_has_weights(model, frozen)):
-        return full, "No base layer with weights is frozen: the whole network runs every epoch.", None
+        return full, msg("path.nothing_frozen"), None
     path = TrainingPath.FEATURES if whole_base else TrainingPath.PREFIX
     cut = None
     if model is not None:
@@ -106,31 +98,38 @@ def plan_path(
             budget = budget or Budget.from_env()
             size = cut.bytes_per_image * image_count
             if size > budget.memory:
-                part = "frozen base's outputs" if whole_base else f"{frozen} frozen layers' outputs"
-                return (
-                    full,
-                    f"The {part} for {image_count:,} images would take {format_bytes(size)}, "
-                    f"more than the feature cache's {format_bytes(budget.memory)} memory budget: "
-                    "the whole network runs every epoch.",
-                    None,
-                )
-    images = "the images" if image_count is None else f"the {image_count:,} images"
-    return path, path_note(path, frozen, base_layers - frozen, "planned", images), cut
+                images, memory = msg("count.images", n=image_count), format_bytes(budget.memory)
+                if whole_base:
+                    note = msg("path.base_over_budget", images=images, size=format_bytes(size), budget=memory)
+                else:
+                    note = msg(
+                        "path.prefix_over_budget", frozen=frozen, images=images, size=format_bytes(size), budget=memory
+                    )
+                return full, note, None
+    return path, path_note(path, frozen, base_layers - frozen, "planned", image_count), cut
 
 
-def path_note(path: TrainingPath, frozen: int, suffix_layers: int, state: str, images: str, seconds: float = 0) -> str:
-    """The note of a fast path: `state` is `"planned"`, `"computed"` (in `seconds`) or `"cached"`."""
+def path_note(
+    path: TrainingPath, frozen: int, suffix_layers: int, state: str, image_count: int | None, seconds: float = 0
+) -> Message:
+    """The note of a fast path: `state` is `"planned"`, `"computed"` (in `seconds`) or `"cached"`; `image_count`
+    is None when a plan does not know it yet."""
+    images = msg("count.images", n=image_count or 0)
     if path == TrainingPath.FEATURES:
-        label, subject, verb = "Cached features", "the frozen base", "runs"
-        rest = "each epoch trains only the head."
-    else:
-        label, subject, verb = "Cached prefix", f"the {frozen} frozen base layers", "run"
-        rest = f"each epoch runs only the last {suffix_layers} base layers and the head."
+        if state == "planned":
+            if image_count is None:
+                return msg("path.features_planned")
+            return msg("path.features_planned_images", images=images)
+        if state == "computed":
+            return msg("path.features_computed", images=images, seconds=f"{seconds:.0f}")
+        return msg("path.features_cached", images=images)
     if state == "planned":
-        return f"{label}: {subject} {verb} once over {images}, then {rest}"
+        if image_count is None:
+            return msg("path.prefix_planned", frozen=frozen, suffix=suffix_layers)
+        return msg("path.prefix_planned_images", frozen=frozen, suffix=suffix_layers, images=images)
     if state == "computed":
-        return f"{label}: {subject} ran once over {images} ({seconds:.0f} s); {rest}"
-    return f"{label}: the outputs of {subject} for {images} were already cached; {rest}"
+        return msg("path.prefix_computed", frozen=frozen, suffix=suffix_layers, images=images, seconds=f"{seconds:.0f}")
+    return msg("path.prefix_cached", frozen=frozen, suffix=suffix_layers, images=images)
 
 
 def cached_features(
@@ -144,7 +143,7 @@ def cached_features(
     started: float,
     status: Callable[..., Any],
     stop_requested: Callable[[], bool],
-) -> tuple[CachedFeatures, str]:
+) -> tuple[CachedFeatures, Message]:
     """The cut's activations over both splits, from the cache or computed now, and the path note saying which.
 
     paths: the image files of the `"train"` and `"val"` splits.
@@ -159,7 +158,7 @@ def cached_features(
     entry = cache.load(key, counts, cut.shapes)
     if entry is not None:
         status(features_done=total, features_total=total, features_cached=True, features_seconds=0.0)
-        return entry, path_note(path, cut.frozen_layers, cut.suffix_layers, "cached", f"these {total:,} images")
+        return entry, path_note(path, cut.frozen_layers, cut.suffix_layers, "cached", total)
 
     began = last_write = time.monotonic()
     status(phase=FEATURE_PASS_PHASE, features_done=0, features_total=total, features_cached=False, features_seconds=0.0)
@@ -186,10 +185,7 @@ def cached_features(
     }
     on_disk = cache.store(key, entry, meta=meta)
     status(features_done=total, features_seconds=round(seconds, 3))
-    note = path_note(path, cut.frozen_layers, cut.suffix_layers, "computed", f"the {total:,} images", seconds)
+    note = path_note(path, cut.frozen_layers, cut.suffix_layers, "computed", total, seconds)
     if not on_disk:
-        note += (
-            f" They take {format_bytes(entry.nbytes)}, more than the {format_bytes(budget.disk)} disk "
-            "budget, so they are not kept for the next run."
-        )
+        note = msg("path.not_kept", note=note, size=format_bytes(entry.nbytes), budget=format_bytes(budget.disk))
     return entry, note

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore import runs
 from tlcore.errors import RunError
+from tlcore.i18n import Message, literal, msg
 from tlcore.images import ImageSource, load_image, source_name
 
 if TYPE_CHECKING:
@@ -84,29 +85,26 @@ def model_file(info: runs.RunInfo, require_finished: bool = True) -> Path:
         no longer changes); trying a model out works on any run that has saved one.
     """
     if info.spec is None:
-        raise RunError(f"Run {info.id!r} is damaged ({info.error}); it has no model to use.")
+        raise RunError("model.damaged_run", id=info.id, error=info.error or literal(""))
+    status = runs.RunState(info.status).message
     if require_finished and info.active:
-        raise RunError(
-            f"Run {info.name!r} is still {info.status}; wait until it has finished, or stop it, then try again."
-        )
+        raise RunError("model.run_not_finished", name=info.name, status=status)
     path = info.dir / runs.BEST_MODEL_FILE
     if not path.is_file():
         if info.active:
-            reason = "it has not finished its first epoch yet"
-        else:
-            reason = f"it ended ({info.status}) before finishing its first epoch"
-        raise RunError(f"Run {info.name!r} has no saved model ({runs.BEST_MODEL_FILE}): {reason}.")
+            raise RunError("model.none_saved_yet", name=info.name, file=runs.BEST_MODEL_FILE)
+        raise RunError("model.none_saved", name=info.name, file=runs.BEST_MODEL_FILE, status=status)
     return path
 
 
-def _load_failure(path: Path, exc: Exception) -> str:
+def _load_failure(path: Path, exc: Exception) -> Message:
     """Why Keras could not load the model file `path`, in a few words."""
     if not zipfile.is_zipfile(path):
-        return f"{path.name} is not a Keras model file"
+        return msg("model.not_keras_file", file=path.name)
     message = " ".join(str(exc).split())
     if "safe_mode" in message:
-        return f"{path.name} carries Python code, which is never run"
-    return f"{type(exc).__name__}: {message[:120]}"
+        return msg("model.carries_code", file=path.name)
+    return literal(f"{type(exc).__name__}: {message[:120]}")
 
 
 def read_labels(run_dir: Path) -> tuple[str, ...]:
@@ -114,7 +112,9 @@ def read_labels(run_dir: Path) -> tuple[str, ...]:
     try:
         text = (run_dir / runs.LABELS_FILE).read_text(encoding="utf-8")
     except OSError as exc:
-        raise RunError(f"Run {run_dir.name!r} has no readable {runs.LABELS_FILE} ({exc.strerror or exc}).") from None
+        raise RunError(
+            "model.labels_unreadable", id=run_dir.name, file=runs.LABELS_FILE, error=exc.strerror or str(exc)
+        ) from None
     return tuple(line for line in text.split("\n") if line)
 
 
@@ -157,20 +157,17 @@ class Predictor:
         ) as exc:
             # Whatever a damaged or crafted file makes Keras raise: ValueError (not a zip, safe mode
             # refusing a Lambda layer, bad JSON), KeyError (no config.json), TypeError (unknown class)...
-            raise RunError(
-                f"The model of run {info.name!r} cannot be loaded safely ({_load_failure(path, exc)}); "
-                "train it again or delete the run."
-            ) from None
+            raise RunError("model.unloadable", name=info.name, reason=_load_failure(path, exc)) from None
         if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
-            raise RunError(
-                f"The model of run {info.name!r} is not a classifier of this app (it has {len(model.outputs)} "
-                "outputs, not one vector of class probabilities); train it again or delete the run."
-            )
+            raise RunError("model.not_a_classifier", name=info.name, outputs=len(model.outputs))
         outputs = int(model.outputs[0].shape[-1])
         if outputs != len(classes):
             raise RunError(
-                f"Run {info.name!r} is inconsistent: its model has {outputs} outputs but "
-                f"{runs.LABELS_FILE} lists {len(classes)} classes."
+                "model.labels_mismatch",
+                name=info.name,
+                outputs=outputs,
+                file=runs.LABELS_FILE,
+                classes=msg("count.classes", n=len(classes)),
             )
         return cls(info.id, model, classes, info.spec.model.image_size, stamp)
 

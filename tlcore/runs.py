@@ -25,18 +25,16 @@ import subprocess
 import sys
 import tempfile
 import typing
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tlcore.errors import RunError, SpecError, TLCoreError
+from tlcore.i18n import DEFAULT_LANGUAGE, Message, msg, readable
 from tlcore.spec import RunSpec
 from tlcore.workspace import Workspace, read_json, write_bytes_atomic, write_json_atomic
-
-if TYPE_CHECKING:
-    pass
 
 
 class RunState(StrEnum):
@@ -50,6 +48,20 @@ class RunState(StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     DAMAGED = "damaged"
+
+    @property
+    def message(self) -> Message:
+        """The state in words, for sentences such as "Run 'x' is still running"."""
+        return {
+            RunState.QUEUED: msg("status.queued"),
+            RunState.RUNNING: msg("status.running"),
+            RunState.STOPPING: msg("status.stopping"),
+            RunState.STOPPED: msg("status.stopped"),
+            RunState.COMPLETED: msg("status.completed"),
+            RunState.FAILED: msg("status.failed"),
+            RunState.INTERRUPTED: msg("status.interrupted"),
+            RunState.DAMAGED: msg("status.damaged"),
+        }[self]
 
 
 class TrainingPath(StrEnum):
@@ -103,17 +115,21 @@ class RunStatus:
     frozen_layers, trainable_params: of the current phase.
     distribute, replicas, workers, distribute_note: where the run trains (`tlcore.distribute`).
     global_batch_size: images per step over all replicas. learning_rate: the current phase's, as used.
+
+    The sentences (`error`, `path_note`, `distribute_note`) are `Message`s, stored as `Message.to_json()`:
+    a plain string (as run folders written before messages hold) reads as a literal, and a message this
+    version cannot render reads as unknown.
     """
 
     status: RunState | None = None
     created: str | None = None
     started: str | None = None
     ended: str | None = None
-    error: str | None = None
+    error: Message | None = None
     pid: int | None = None
     phase: str | None = None
     path: TrainingPath | None = None
-    path_note: str | None = None
+    path_note: Message | None = None
     features_done: int | None = None
     features_total: int | None = None
     features_cached: bool | None = None
@@ -134,13 +150,15 @@ class RunStatus:
     distribute: str | None = None
     replicas: int | None = None
     workers: int | None = None
-    distribute_note: str | None = None
+    distribute_note: Message | None = None
     global_batch_size: int | None = None
     learning_rate: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are known, with the format version."""
-        return {"format": STATUS_FORMAT, **{k: v for k, v in asdict(self).items() if v is not None}}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        known = {k: v.to_json() if isinstance(v, Message) else v for k, v in values.items() if v is not None}
+        return {"format": STATUS_FORMAT, **known}
 
     @classmethod
     def from_json(cls, data: Any) -> RunStatus:
@@ -177,6 +195,8 @@ def _known(kind: type, value: Any) -> Any:
     """`value` as `kind`, or None when it is not one (a bool is not a number; numbers are finite and >= 0)."""
     if value is None:
         return None
+    if kind is Message:
+        return readable(Message.from_json(value))
     if issubclass(kind, StrEnum):
         try:
             return kind(value) if isinstance(value, str) else None
@@ -203,7 +223,10 @@ class RunInfo:
 
     eta_seconds: time left while running: the remaining epochs at the measured `seconds_per_epoch`,
         plus, during a feature pass, what is left of it at its measured rate; None until both are known.
+    error: the sentence that ended the run early, or why its folder cannot be read.
     path, path_note: the training path of the current phase and why, in words.
+    The sentences (`error`, `path_note`) are `Message`s, rendered where they are shown (`to_dict` renders
+    them, in English unless told another language).
     features_done, features_total, features_cached, features_seconds: the feature pass of a fast path,
         in images (`features_cached` when the outputs came from the cache, not computed);
         `features_eta_seconds` is what is left of it while it runs.
@@ -217,7 +240,7 @@ class RunInfo:
     created: str | None = None
     started: str | None = None
     ended: str | None = None
-    error: str | None = None
+    error: Message | None = None
     phase: str | None = None
     epoch: int = 0
     total_epochs: int = 0
@@ -232,7 +255,7 @@ class RunInfo:
     trainable_params: int | None = None
     frozen_layers: int | None = None
     path: TrainingPath | None = None
-    path_note: str | None = None
+    path_note: Message | None = None
     features_done: int | None = None
     features_total: int | None = None
     features_cached: bool | None = None
@@ -311,10 +334,14 @@ class RunInfo:
             features_eta_seconds=features_eta,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
+        """The run as JSON-able data (the CLI's `--json`), its sentences rendered in `lang`."""
         data = {key: getattr(self, key) for key in self.__dataclass_fields__}
         data["dir"] = str(self.dir)
         data["spec"] = self.spec.to_dict() if self.spec is not None else None
+        for key, value in data.items():
+            if isinstance(value, Message):
+                data[key] = value.render(lang)
         return data
 
 
@@ -355,8 +382,10 @@ def create_run(spec: RunSpec, workspace: Workspace) -> RunInfo:
     check_weights_available(get_backbone(spec.model.backbone), spec.model.weights, spec.model.image_size, workspace)
     if spec.model.num_classes != len(dataset.classes):
         raise SpecError(
-            f"The model has {spec.model.num_classes} outputs but dataset {dataset.name!r} has "
-            f"{len(dataset.classes)} classes."
+            "run.outputs_mismatch",
+            outputs=spec.model.num_classes,
+            name=dataset.name,
+            classes=msg("count.classes", n=len(dataset.classes)),
         )
     run_id = _new_run_id(spec)
     staging: Path | None = None
@@ -370,10 +399,7 @@ def create_run(spec: RunSpec, workspace: Workspace) -> RunInfo:
         (staging / LOCK_FILE).touch()
         run_id = _publish_run(staging, run_id, workspace)
     except OSError as exc:
-        raise RunError(
-            f"The run folder could not be written in {str(workspace.runs_dir)!r} ({exc.strerror or exc}); "
-            "check that the workspace is writable and has free space."
-        ) from None
+        raise RunError("run.cannot_create", folder=str(workspace.runs_dir), error=exc.strerror or str(exc)) from None
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -396,7 +422,7 @@ def _publish_run(staging: Path, run_id: str, workspace: Workspace) -> str:
                 continue
             raise
         return candidate
-    raise RunError(f"Could not find a free run id near {run_id!r}; please try again.")
+    raise RunError("run.no_free_id", id=run_id)
 
 
 def start(spec: RunSpec, workspace: Workspace) -> RunInfo:
@@ -436,7 +462,7 @@ def start(spec: RunSpec, workspace: Workspace) -> RunInfo:
             info.dir,
             status=RunState.FAILED,
             ended=now_iso(),
-            error=f"The training process could not be started: {exc}",
+            error=msg("run.cannot_start", error=str(exc)),
         )
     finally:
         os.close(lock_fd)
@@ -469,14 +495,15 @@ def load_run(workspace: Workspace, run_id: str) -> RunInfo:
     """Read one run folder. A folder that cannot be read is returned with status `damaged`."""
     run_dir = workspace.run_dir(run_id)
     if not run_dir.is_dir():
-        raise RunError(f"There is no run {run_id!r} in {workspace.runs_dir}.")
+        raise RunError("run.not_found", id=run_id, folder=str(workspace.runs_dir))
     name = _read_name(run_dir)
     try:
         spec = RunSpec.from_dict(read_json(run_dir / SPEC_FILE))
         spec.validated()  # a spec.json that parses but could never have been written by create_run
     except (OSError, ValueError, TypeError, AttributeError, TLCoreError) as exc:
-        reason = "spec.json is missing" if isinstance(exc, FileNotFoundError) else f"spec.json is unreadable ({exc})"
-        return _damaged(run_id, run_dir, name, None, reason)
+        if isinstance(exc, FileNotFoundError):
+            return _damaged(run_id, run_dir, name, None, msg("run.spec_missing"))
+        return _damaged(run_id, run_dir, name, None, msg("run.spec_unreadable", error=str(exc)[:470]))
     status = RunStatus.read(run_dir)
     if status.status in ACTIVE_STATUSES and _process_died(run_dir, status):
         # The trainer writes its last status and only then lets go of the lock: read again, so that a
@@ -485,15 +512,15 @@ def load_run(workspace: Workspace, run_id: str) -> RunInfo:
         if status.status in ACTIVE_STATUSES:
             status = _mark_interrupted(run_dir, status)
     if status.status not in ACTIVE_STATUSES | FINISHED_STATUSES:
-        return _damaged(run_id, run_dir, name, spec, "status.json is missing or unreadable")
+        return _damaged(run_id, run_dir, name, spec, msg("run.status_unreadable"))
     state = status.status
     if state in (RunState.QUEUED, RunState.RUNNING) and (run_dir / STOP_FILE).exists():
         state = RunState.STOPPING
     return RunInfo.from_status(run_id, run_dir, name or spec.name or run_id, spec, state, status)
 
 
-def _damaged(run_id: str, run_dir: Path, name: str, spec: RunSpec | None, reason: str) -> RunInfo:
-    return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=spec, status=RunState.DAMAGED, error=reason[:500])
+def _damaged(run_id: str, run_dir: Path, name: str, spec: RunSpec | None, reason: Message) -> RunInfo:
+    return RunInfo(id=run_id, dir=run_dir, name=name or run_id, spec=spec, status=RunState.DAMAGED, error=reason)
 
 
 def _process_died(run_dir: Path, status: RunStatus) -> bool:
@@ -507,7 +534,7 @@ def _mark_interrupted(run_dir: Path, status: RunStatus) -> RunStatus:
     interrupted = status.updated(
         status=RunState.INTERRUPTED,
         ended=now_iso(),
-        error="The training process ended unexpectedly (killed, or the machine restarted).",
+        error=msg("run.interrupted"),
     )
     with contextlib.suppress(OSError):  # a full disk or a read-only workspace: still tell the truth
         interrupted.write(run_dir)
@@ -554,8 +581,8 @@ def list_runs(workspace: Workspace) -> list[RunInfo]:
                     dir=run_dir,
                     name=run_dir.name,
                     spec=None,
-                    status="damaged",
-                    error=f"The run folder cannot be read ({type(exc).__name__}: {exc})"[:500],
+                    status=RunState.DAMAGED,
+                    error=msg("run.folder_unreadable", error=f"{type(exc).__name__}: {exc}"[:460]),
                 )
             )
     return runs
@@ -565,7 +592,7 @@ def stop(workspace: Workspace, run_id: str) -> RunInfo:
     """Ask a queued or running run to stop; it keeps the best model learned so far."""
     info = load_run(workspace, run_id)
     if not info.active:
-        raise RunError(f"Run {run_id!r} is not running (it is {info.status}); there is nothing to stop.")
+        raise RunError("run.not_running", id=run_id, status=RunState(info.status).message)
     (info.dir / STOP_FILE).touch()
     return load_run(workspace, run_id)
 
@@ -578,10 +605,10 @@ def rename(workspace: Workspace, run_id: str, name: str) -> RunInfo:
     """Give a run a display name (its id, the folder name, stays the same)."""
     name = " ".join(str(name).split())
     if not name or len(name) > 200:
-        raise RunError("A run name must have between 1 and 200 characters.")
+        raise RunError("run.bad_name")
     run_dir = workspace.run_dir(run_id)
     if not run_dir.is_dir():
-        raise RunError(f"There is no run {run_id!r} in {workspace.runs_dir}.")
+        raise RunError("run.not_found", id=run_id, folder=str(workspace.runs_dir))
     write_bytes_atomic(run_dir / NAME_FILE, name.encode("utf-8"))
     return load_run(workspace, run_id)
 
@@ -590,7 +617,7 @@ def delete(workspace: Workspace, run_id: str) -> None:
     """Delete a finished run's folder. Active runs must be stopped first."""
     info = load_run(workspace, run_id)
     if info.active:
-        raise RunError(f"Run {info.name!r} is still {info.status}; stop it before deleting it.")
+        raise RunError("run.still_active", name=info.name, status=RunState(info.status).message)
     trash = workspace.tmp_dir / f"deleted-{run_id}-{secrets.token_hex(3)}"
     os.replace(info.dir, trash)
     shutil.rmtree(trash, ignore_errors=True)

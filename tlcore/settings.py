@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tlcore.errors import SettingError
+from tlcore.i18n import Message, msg
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -47,32 +48,40 @@ SETTINGS = (
 )
 
 
-def parse_bool(text: str, name: str = "the value") -> bool:
-    """`"1"`, `"true"`, `"yes"`, `"on"` -> True; `"0"`, `"false"`, `"no"`, `"off"` -> False (any case)."""
+def parse_bool(text: str, name: str | None = None) -> bool:
+    """`"1"`, `"true"`, `"yes"`, `"on"` -> True; `"0"`, `"false"`, `"no"`, `"off"` -> False (any case).
+
+    name: the setting, for the error (`SettingError`) when `text` is neither.
+    """
     value = text.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise SettingError(f"{name} must be true or false (or 1/0, yes/no, on/off); received {text!r}.")
+    raise SettingError("setting.bad_bool", name=_named(name), value=text)
 
 
-def parse_size(text: str, name: str = "A size") -> int:
+def parse_size(text: str, name: str | None = None) -> int:
     """`"2G"` -> 2147483648: a number of bytes with an optional binary unit K, M, G or T (`"1.5GiB"`, `"512M"`)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), flags=re.IGNORECASE)
     if match is None:
-        raise SettingError(f"{name} must be a size such as 500M or 2G; received {text!r}.")
+        raise SettingError("setting.bad_size", name=_named(name), value=text)
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
-def parse_positive_int(text: str, name: str = "The value") -> int:
+def parse_positive_int(text: str, name: str | None = None) -> int:
     try:
         value = int(text.strip())
     except ValueError:
         value = 0
     if value < 1:
-        raise SettingError(f"{name} must be a whole number of at least 1; received {text!r}.")
+        raise SettingError("setting.bad_positive_int", name=_named(name), value=text)
     return value
+
+
+def _named(name: str | None) -> str | Message:
+    """What an error calls the value: the setting's name, or "The value" (in the reader's language)."""
+    return msg("setting.the_value") if name is None else name
 
 
 def _read(name: str, parse: Callable[[str, str], Any], default: Any) -> Any:

@@ -44,7 +44,7 @@ class Augmentation:
         for name in ("rotation", "zoom", "contrast"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 0.5:
-                raise SpecError(f"Augmentation {name} must be between 0 and 0.5; received {value!r}.")
+                raise SpecError("spec.bad_augmentation", name=name, value=repr(value))
         return replace(
             self,
             flip=bool(self.flip),
@@ -106,18 +106,15 @@ class RunSpec:
         _check_int("batch_size", self.batch_size, 1, 4096)
         _check_int("seed", self.seed, 0, 2**31 - 1)
         if self.optimizer not in OPTIMIZERS:
-            raise SpecError(f"Unknown optimizer {self.optimizer!r}. Choose one of: {', '.join(OPTIMIZERS)}.")
+            raise SpecError("spec.unknown_optimizer", value=repr(self.optimizer), choices=", ".join(OPTIMIZERS))
         _check_rate("learning_rate", self.learning_rate)
         if self.two_phase:
             if not rules(model.strategy).ends_two_phase:
-                raise SpecError(
-                    "The two-phase recipe ends in fine-tuning: choose strategy 'finetune' (with the "
-                    f"number of frozen layers) to use it; received strategy {model.strategy!r}."
-                )
+                raise SpecError("spec.two_phase_needs_finetune", value=repr(str(model.strategy)))
             _check_int("finetune_epochs", self.finetune_epochs, 1, 1000)
             _check_rate("finetune_learning_rate", self.finetune_learning_rate)
         if not isinstance(self.name, str) or len(self.name) > 200:
-            raise SpecError("A run name must be text of at most 200 characters.")
+            raise SpecError("spec.bad_run_name")
         return replace(
             self,
             model=model,
@@ -148,24 +145,24 @@ class RunSpec:
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
         """Parse a spec as written by `to_dict`, raising `SpecError` on anything unexpected."""
         if not isinstance(data, dict):
-            raise SpecError("A run spec must be a JSON object.")
+            raise SpecError("spec.not_an_object")
         data = dict(data)
         fmt = data.pop("format", SPEC_FORMAT)
         if fmt != SPEC_FORMAT:
-            raise SpecError(f"This spec has format {fmt!r}; this version of tlcore reads format {SPEC_FORMAT}.")
+            raise SpecError("spec.unknown_format", format=repr(fmt), supported=SPEC_FORMAT)
         data.pop("versions", None)
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SpecError(f"Unknown run setting(s): {', '.join(unknown)}.")
+            raise SpecError("spec.unknown_settings", names=", ".join(unknown))
         if "dataset" not in data or "model" not in data:
-            raise SpecError("A run spec needs at least 'dataset' and 'model'.")
+            raise SpecError("spec.needs_dataset_and_model")
         try:
             data["model"] = ModelSpec.from_dict(data["model"])
             data["augmentation"] = Augmentation(**data.get("augmentation", {}))
             return cls(**data)
         except TypeError as exc:
-            raise SpecError(f"Malformed run spec: {exc}.") from None
+            raise SpecError("spec.malformed", error=str(exc)) from None
 
 
 def read_spec_file(path: Path) -> RunSpec:
@@ -173,9 +170,9 @@ def read_spec_file(path: Path) -> RunSpec:
     try:
         data = read_json(path)
     except FileNotFoundError:
-        raise SpecError(f"The spec file {str(path)!r} does not exist.") from None
+        raise SpecError("spec.file_missing", path=str(path)) from None
     except (OSError, ValueError) as exc:
-        raise SpecError(f"The spec file {str(path)!r} is not valid JSON ({exc}).") from None
+        raise SpecError("spec.file_not_json", path=str(path), error=str(exc)) from None
     return RunSpec.from_dict(data)
 
 
@@ -195,9 +192,9 @@ def field_defaults(cls: type) -> dict[str, Any]:
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(f"{name} must be a whole number from {low} to {high}; received {value!r}.")
+        raise SpecError("spec.bad_int", name=name, low=low, high=high, value=repr(value))
 
 
 def _check_rate(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10:
-        raise SpecError(f"{name} must be a number above 0 and at most 10; received {value!r}.")
+        raise SpecError("spec.bad_rate", name=name, value=repr(value))

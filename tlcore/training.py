@@ -36,6 +36,7 @@ from tlcore.datasets import Dataset, load_dataset
 from tlcore.distribute import Distribution, prepare_for_fit, shard_by_data, without_starving_batch
 from tlcore.errors import RunError, TLCoreError
 from tlcore.features import Budget, feature_batches, shuffled_order
+from tlcore.i18n import Message, msg
 from tlcore.models import apply_strategy, base_training_mode, build_model, parameter_counts, trainable_view
 from tlcore.paths import FeaturePassStopped, cached_features, plan_path
 from tlcore.pipeline import make_pipelines
@@ -117,12 +118,12 @@ def train_run(
     distribution: where to train (`tlcore.distribute`); None is one device. In a multi-worker job
         only the chief calls this; the other workers call `train_worker`.
     A write into the run folder that fails (full disk, read-only workspace) fails the run with "Could
-    not write to the run folder: …"; when not even that can be written, `RunError` is raised.
+    not write to the run folder: …" (`run.cannot_write`); when not even that can be written, `RunError` is raised.
     """
     run_dir = workspace.run_dir(run_id)
     info = runs.load_run(workspace, run_id)
     if info.status != RunState.QUEUED:
-        raise RunError(f"Run {run_id!r} is {info.status}; only a queued run can be trained.")
+        raise RunError("run.not_queued", id=run_id, status=RunState(info.status).message)
     lock = _acquire_run_lock(run_dir, lock_fd)
     slot: int | None = None
     try:
@@ -130,14 +131,14 @@ def train_run(
         status(pid=os.getpid())
         slot = wait_for_slot(workspace, run_dir)
         if slot is None:
-            status(status=RunState.STOPPED, ended=runs.now_iso(), error="Stopped before training started.")
+            status(status=RunState.STOPPED, ended=runs.now_iso(), error=msg("run.stopped_before_training"))
         else:
             _train(workspace, run_dir, info.spec, report, distribution or Distribution())
     except TLCoreError as exc:
-        _record_failure(run_dir, str(exc))
+        _record_failure(run_dir, exc.message)
     except Exception as exc:  # any failure must end as a readable status, not a dead run
         traceback.print_exc()
-        _record_failure(run_dir, f"Training failed: {error_summary(exc)}")
+        _record_failure(run_dir, msg("run.training_failed", error=error_summary(exc)))
     finally:
         if slot is not None:
             os.close(slot)
@@ -154,7 +155,7 @@ def train_worker(workspace: Workspace, spec: RunSpec, distribution: Distribution
     raises here as it does on the chief.
     """
     if distribution.is_chief:
-        raise RunError("The chief of a multi-worker job trains a run folder (`train_run`), not `train_worker`.")
+        raise RunError("run.chief_trains_run_folder")
     return _train(workspace, None, spec.validated(), None, distribution)
 
 
@@ -228,7 +229,7 @@ def _train(
     final = RunState.STOPPED if stop.stop_seen else RunState.COMPLETED
     changes: dict[str, Any] = {}
     if stop.stop_seen and not trained:
-        changes["error"] = "Stopped during the feature pass, before the first epoch."
+        changes["error"] = msg("run.stopped_during_feature_pass")
     status(status=final, ended=runs.now_iso(), elapsed_seconds=time.monotonic() - started, **changes)
     return final
 
@@ -273,11 +274,16 @@ def _train_phases(
         image_count = data.count("train") + data.count("val")
         path, note, cut = plan_path(spec, phase, model, image_count, budget)
         status(path=path, path_note=note)
-        distribution.check_in_step(
-            f"phase {phase.name}, {data.count('train')} training and {data.count('val')} validation images "
-            f"in {len(data.dataset.classes)} classes, {frozen} frozen layers, {path} path",
-            job,
+        summary = msg(
+            "distribute.phase_summary",
+            phase=phase.name,
+            train=data.count("train"),
+            val=data.count("val"),
+            classes=len(data.dataset.classes),
+            frozen=frozen,
+            path=str(path),
         )
+        distribution.check_in_step(summary, job)
         if cut is None:
             view = trainable_view(model, phase.strategy)
             train_data, val_data = data.pipelines()
@@ -345,7 +351,7 @@ def _acquire_run_lock(run_dir: Path, lock_fd: int | None) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RunError(f"Run {run_dir.name!r} is already being trained by another process.") from None
+        raise RunError("run.already_training", id=run_dir.name) from None
     return fd
 
 
@@ -381,7 +387,7 @@ def _status_writer(run_dir: Path | None) -> Callable[..., Any]:
     return write
 
 
-def _record_failure(run_dir: Path, error: str) -> None:
+def _record_failure(run_dir: Path, error: Message) -> None:
     """End the run as `failed` with `error`.
 
     If even that write fails, the `RunError` raised here ends the trainer; once its process (and so

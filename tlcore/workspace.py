@@ -35,7 +35,7 @@ class Workspace:
         chosen = root if root is not None else settings.workspace_root()
         self.root = Path(chosen).expanduser().resolve()
         if self.root.exists() and not self.root.is_dir():
-            raise TLCoreError(f"The workspace must be a folder, but {str(self.root)!r} is a file.")
+            raise TLCoreError("workspace.is_file", path=str(self.root))
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -78,10 +78,9 @@ def check_id(identifier: str, kind: str) -> str:
     """Return `identifier` if it is a safe folder name for a `kind` ("run", "dataset"), else raise."""
     # fullmatch: with `match`, "$" would also accept an id ending in a newline.
     if not isinstance(identifier, str) or not _ID_PATTERN.fullmatch(identifier) or ".." in identifier:
-        raise TLCoreError(
-            f"{identifier!r} is not a valid {kind} id: use letters, digits, '.', '_' and '-' "
-            f"(at most 80 characters, not starting with '.' or '-')."
-        )
+        if kind == "run":
+            raise TLCoreError("run.bad_id", id=repr(identifier))
+        raise TLCoreError("dataset.bad_id", id=repr(identifier))
     return identifier
 
 

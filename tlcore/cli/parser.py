@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from tlcore import distribute
 from tlcore.backbones import list_backbones
 from tlcore.export import FORMATS as EXPORT_FORMATS
-from tlcore.i18n import LANGUAGES, language_from_environment, msg, normalize_language
+from tlcore.i18n import LANGUAGES, Message, language_from_environment, msg, normalize_language
 from tlcore.models import POOLINGS, ModelSpec, Strategy
 from tlcore.spec import OPTIMIZERS, Augmentation, RunSpec, field_defaults
 
@@ -45,86 +45,90 @@ def language_in(argv: Sequence[str]) -> str:
 def build_parser(lang: str = "en") -> argparse.ArgumentParser:
     """The parser, with every help text in `lang`."""
 
-    def h(key: str, **params: Any) -> str:
-        return msg(key, **params).render(lang)
+    def h(message: Message) -> str:
+        return message.render(lang)
 
     def parser_class(**kwargs: Any) -> Parser:
         parser = Parser(**kwargs)
         parser.lang = lang
         return parser
 
-    parser = parser_class(prog="python -m tlcore", parents=[_common(lang, True)], description=h("cli.help.tlcore"))
+    parser = parser_class(prog="python -m tlcore", parents=[_common(lang, True)], description=h(msg("cli.help.tlcore")))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=parser_class, metavar="COMMAND")
     common = _common(lang, False)
 
-    p = sub.add_parser("inspect", parents=[common], help=h("cli.help.inspect"))
-    p.add_argument("data", metavar="DATA", help=h("cli.help.inspect_data"))
-    p.add_argument("--val", metavar="VAL.zip", help=h("cli.help.val"))
+    p = sub.add_parser("inspect", parents=[common], help=h(msg("cli.help.inspect")))
+    p.add_argument("data", metavar="DATA", help=h(msg("cli.help.inspect_data")))
+    p.add_argument("--val", metavar="VAL.zip", help=h(msg("cli.help.val")))
     _split_options(p, h)
 
-    sub.add_parser("datasets", parents=[common], help=h("cli.help.datasets"))
-    sub.add_parser("backbones", parents=[common], help=h("cli.help.backbones"))
+    sub.add_parser("datasets", parents=[common], help=h(msg("cli.help.datasets")))
+    sub.add_parser("backbones", parents=[common], help=h(msg("cli.help.backbones")))
 
-    p = sub.add_parser("layers", parents=[common], help=h("cli.help.layers"))
+    p = sub.add_parser("layers", parents=[common], help=h(msg("cli.help.layers")))
     _model_options(p, h)
-    p.add_argument("--classes", type=int, default=2, help=h("cli.help.classes"))
+    p.add_argument("--classes", type=int, default=2, help=h(msg("cli.help.classes")))
 
-    p = sub.add_parser("train", parents=[common], help=h("cli.help.train"), description=h("cli.help.train_more"))
+    p = sub.add_parser(
+        "train", parents=[common], help=h(msg("cli.help.train")), description=h(msg("cli.help.train_more"))
+    )
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--data", metavar="TRAIN.zip", help=h("cli.help.data"))
-    source.add_argument("--data-dir", metavar="DIR", help=h("cli.help.data_dir"))
-    source.add_argument("--dataset", metavar="ID", help=h("cli.help.dataset"))
-    source.add_argument("--run", metavar="RUN", help=h("cli.help.run_queued"))
-    p.add_argument("--spec", metavar="SPEC.json", help=h("cli.help.spec"))
-    p.add_argument("--distribute", choices=distribute.KINDS, default="none", help=h("cli.help.distribute"))
-    p.add_argument("--scale-batch", action="store_true", help=h("cli.help.scale_batch"))
-    p.add_argument("--val", metavar="VAL.zip", help=h("cli.help.val_with_data"))
+    source.add_argument("--data", metavar="TRAIN.zip", help=h(msg("cli.help.data")))
+    source.add_argument("--data-dir", metavar="DIR", help=h(msg("cli.help.data_dir")))
+    source.add_argument("--dataset", metavar="ID", help=h(msg("cli.help.dataset")))
+    source.add_argument("--run", metavar="RUN", help=h(msg("cli.help.run_queued")))
+    p.add_argument("--spec", metavar="SPEC.json", help=h(msg("cli.help.spec")))
+    p.add_argument("--distribute", choices=distribute.KINDS, default="none", help=h(msg("cli.help.distribute")))
+    p.add_argument("--scale-batch", action="store_true", help=h(msg("cli.help.scale_batch")))
+    p.add_argument("--val", metavar="VAL.zip", help=h(msg("cli.help.val_with_data")))
     _split_options(p, h)
     _model_options(p, h)
     run, augmentation = field_defaults(RunSpec), field_defaults(Augmentation)
-    p.add_argument("--epochs", type=int, default=run["epochs"], help=h("cli.help.epochs"))
-    p.add_argument("--batch-size", type=int, default=run["batch_size"], help=h("cli.help.batch_size"))
+    p.add_argument("--epochs", type=int, default=run["epochs"], help=h(msg("cli.help.epochs")))
+    p.add_argument("--batch-size", type=int, default=run["batch_size"], help=h(msg("cli.help.batch_size")))
     p.add_argument(
-        "--lr", type=float, default=run["learning_rate"], help=h("cli.help.lr", default=run["learning_rate"])
+        "--lr", type=float, default=run["learning_rate"], help=h(msg("cli.help.lr", default=run["learning_rate"]))
     )
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=run["optimizer"], help=h("cli.help.optimizer"))
-    p.add_argument("--two-phase", action="store_true", help=h("cli.help.two_phase"))
-    p.add_argument("--finetune-epochs", type=int, default=run["finetune_epochs"], help=h("cli.help.finetune_epochs"))
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=run["optimizer"], help=h(msg("cli.help.optimizer")))
+    p.add_argument("--two-phase", action="store_true", help=h(msg("cli.help.two_phase")))
+    p.add_argument(
+        "--finetune-epochs", type=int, default=run["finetune_epochs"], help=h(msg("cli.help.finetune_epochs"))
+    )
     p.add_argument(
         "--finetune-lr",
         type=float,
         default=run["finetune_learning_rate"],
-        help=h("cli.help.finetune_lr", default=run["finetune_learning_rate"]),
+        help=h(msg("cli.help.finetune_lr", default=run["finetune_learning_rate"])),
     )
-    p.add_argument("--flip", action="store_true", help=h("cli.help.flip"))
-    p.add_argument("--rotation", type=float, default=augmentation["rotation"], help=h("cli.help.rotation"))
-    p.add_argument("--zoom", type=float, default=augmentation["zoom"], help=h("cli.help.zoom"))
-    p.add_argument("--contrast", type=float, default=augmentation["contrast"], help=h("cli.help.contrast"))
-    p.add_argument("--name", default=run["name"], help=h("cli.help.name"))
+    p.add_argument("--flip", action="store_true", help=h(msg("cli.help.flip")))
+    p.add_argument("--rotation", type=float, default=augmentation["rotation"], help=h(msg("cli.help.rotation")))
+    p.add_argument("--zoom", type=float, default=augmentation["zoom"], help=h(msg("cli.help.zoom")))
+    p.add_argument("--contrast", type=float, default=augmentation["contrast"], help=h(msg("cli.help.contrast")))
+    p.add_argument("--name", default=run["name"], help=h(msg("cli.help.name")))
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
 
-    sub.add_parser("runs", parents=[common], help=h("cli.help.runs"))
+    sub.add_parser("runs", parents=[common], help=h(msg("cli.help.runs")))
 
-    p = sub.add_parser("stop", parents=[common], help=h("cli.help.stop"))
-    p.add_argument("run", metavar="RUN", help=h("cli.help.run_id"))
+    p = sub.add_parser("stop", parents=[common], help=h(msg("cli.help.stop")))
+    p.add_argument("run", metavar="RUN", help=h(msg("cli.help.run_id")))
 
-    p = sub.add_parser("evaluate", parents=[common], help=h("cli.help.evaluate"))
-    p.add_argument("run", metavar="RUN", help=h("cli.help.run_id"))
-    p.add_argument("--data", metavar="TEST.zip", help=h("cli.help.test_data"))
+    p = sub.add_parser("evaluate", parents=[common], help=h(msg("cli.help.evaluate")))
+    p.add_argument("run", metavar="RUN", help=h(msg("cli.help.run_id")))
+    p.add_argument("--data", metavar="TEST.zip", help=h(msg("cli.help.test_data")))
 
-    p = sub.add_parser("predict", parents=[common], help=h("cli.help.predict"))
-    p.add_argument("run", metavar="RUN", help=h("cli.help.run_id"))
-    p.add_argument("images", metavar="IMAGE", nargs="+", help=h("cli.help.images"))
-    p.add_argument("--top", type=_positive_int(lang), default=5, help=h("cli.help.top"))
+    p = sub.add_parser("predict", parents=[common], help=h(msg("cli.help.predict")))
+    p.add_argument("run", metavar="RUN", help=h(msg("cli.help.run_id")))
+    p.add_argument("images", metavar="IMAGE", nargs="+", help=h(msg("cli.help.images")))
+    p.add_argument("--top", type=_positive_int(lang), default=5, help=h(msg("cli.help.top")))
 
-    p = sub.add_parser("export", parents=[common], help=h("cli.help.export"))
-    p.add_argument("run", metavar="RUN", help=h("cli.help.run_id"))
-    p.add_argument("--format", choices=(*EXPORT_FORMATS, "all"), default="all", help=h("cli.help.format"))
-    p.add_argument("--out", metavar="DIR", help=h("cli.help.export_out"))
+    p = sub.add_parser("export", parents=[common], help=h(msg("cli.help.export")))
+    p.add_argument("run", metavar="RUN", help=h(msg("cli.help.run_id")))
+    p.add_argument("--format", choices=(*EXPORT_FORMATS, "all"), default="all", help=h(msg("cli.help.format")))
+    p.add_argument("--out", metavar="DIR", help=h(msg("cli.help.export_out")))
 
-    p = sub.add_parser("code", parents=[common], help=h("cli.help.code"))
-    p.add_argument("run", metavar="RUN", help=h("cli.help.run_id"))
-    p.add_argument("--out", metavar="FILE", help=h("cli.help.code_out"))
+    p = sub.add_parser("code", parents=[common], help=h(msg("cli.help.code")))
+    p.add_argument("run", metavar="RUN", help=h(msg("cli.help.run_id")))
+    p.add_argument("--out", metavar="FILE", help=h(msg("cli.help.code_out")))
     return parser
 
 
@@ -164,8 +168,8 @@ def _positive_int(lang: str) -> Any:
 
 
 def _split_options(p: argparse.ArgumentParser, h: Any) -> None:
-    p.add_argument("--val-fraction", type=float, default=0.2, help=h("cli.help.val_fraction"))
-    p.add_argument("--seed", type=int, default=0, help=h("cli.help.seed"))
+    p.add_argument("--val-fraction", type=float, default=0.2, help=h(msg("cli.help.val_fraction")))
+    p.add_argument("--seed", type=int, default=0, help=h(msg("cli.help.seed")))
 
 
 def _model_options(p: argparse.ArgumentParser, h: Any) -> None:
@@ -176,12 +180,12 @@ def _model_options(p: argparse.ArgumentParser, h: Any) -> None:
         choices=backbones,
         default=model["backbone"],
         metavar="NAME",
-        help=h("cli.help.backbone", choices=", ".join(backbones), default=model["backbone"]),
+        help=h(msg("cli.help.backbone", choices=", ".join(backbones), default=model["backbone"])),
     )
-    p.add_argument("--weights", default=None, help=h("cli.help.weights"))
-    p.add_argument("--strategy", choices=list(Strategy), default=model["strategy"], help=h("cli.help.strategy"))
-    p.add_argument("--frozen", type=int, default=None, help=h("cli.help.frozen"))
-    p.add_argument("--image-size", type=int, default=None, help=h("cli.help.image_size"))
-    p.add_argument("--head", choices=POOLINGS, default=model["pooling"], help=h("cli.help.head"))
-    p.add_argument("--dropout", type=float, default=model["dropout"], help=h("cli.help.dropout"))
-    p.add_argument("--hidden", type=int, default=model["hidden_units"], help=h("cli.help.hidden"))
+    p.add_argument("--weights", default=None, help=h(msg("cli.help.weights")))
+    p.add_argument("--strategy", choices=list(Strategy), default=model["strategy"], help=h(msg("cli.help.strategy")))
+    p.add_argument("--frozen", type=int, default=None, help=h(msg("cli.help.frozen")))
+    p.add_argument("--image-size", type=int, default=None, help=h(msg("cli.help.image_size")))
+    p.add_argument("--head", choices=POOLINGS, default=model["pooling"], help=h(msg("cli.help.head")))
+    p.add_argument("--dropout", type=float, default=model["dropout"], help=h(msg("cli.help.dropout")))
+    p.add_argument("--hidden", type=int, default=model["hidden_units"], help=h(msg("cli.help.hidden")))

@@ -20,17 +20,17 @@ import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from tlcore.datasets.dataset import SkippedFile
-from tlcore.datasets.layout import junk_reason
+from tlcore.datasets.layout import Junk, junk_reason
 from tlcore.errors import DatasetError
+from tlcore.i18n import msg
 from tlcore.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
-from tlcore.wording import GIB, MIB, brief, count_text, size_text
+from tlcore.wording import GIB, MIB, brief, size_text
 from tlcore.workspace import Workspace
 
 ZipSource = str | os.PathLike[str] | bytes | IO[bytes]
@@ -146,14 +146,14 @@ def open_source(source: ZipSource, name: str, limits: Limits, stack: ExitStack, 
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            raise DatasetError(f"{str(path)!r} is a folder; please zip it first and give the zip file.")
+            raise DatasetError("archive.is_folder", path=str(path))
         if path.exists() and not path.is_file():
             # A pipe would wait for a writer and a device such as /dev/zero never ends: neither is a zip.
-            raise DatasetError(f"{str(path)!r} is not a regular file; please give the path of a .zip file.")
+            raise DatasetError("archive.not_regular_file", path=str(path))
         try:
             handle = stack.enter_context(open(path, "rb"))
         except OSError as error:
-            raise DatasetError(f"The zip {str(path)!r} cannot be opened ({error.strerror or error}).") from None
+            raise DatasetError("archive.cannot_open", path=str(path), error=error.strerror or str(error)) from None
     elif hasattr(source, "read"):
         handle = source
         if not (hasattr(source, "seekable") and source.seekable()):
@@ -166,10 +166,7 @@ def open_source(source: ZipSource, name: str, limits: Limits, stack: ExitStack, 
     size = handle.seek(0, os.SEEK_END)
     handle.seek(0)
     if size > limits.max_zip_bytes:
-        raise DatasetError(
-            f"{name!r} is {size_text(size)}, more than the {size_text(limits.max_zip_bytes)} an upload may be; "
-            "please split it or resize the images."
-        )
+        raise DatasetError("archive.too_large", name=name, size=size_text(size), limit=size_text(limits.max_zip_bytes))
     return handle
 
 
@@ -178,10 +175,7 @@ def copy_bounded(source: IO[bytes], target: IO[bytes], name: str, limits: Limits
     while chunk := source.read(CHUNK):
         copied += len(chunk)
         if copied > limits.max_zip_bytes:
-            raise DatasetError(
-                f"{name!r} is more than the {size_text(limits.max_zip_bytes)} an upload may be; "
-                "please split it or resize the images."
-            )
+            raise DatasetError("archive.larger_than_limit", name=name, limit=size_text(limits.max_zip_bytes))
         target.write(chunk)
 
 
@@ -205,17 +199,16 @@ def open_zip(upload: Upload, limits: Limits) -> zipfile.ZipFile:
         # huge one first, from the end record alone.
         if entries > limits.max_files or directory_bytes > limits.max_files * _CENTRAL_RECORD_BYTES:
             raise DatasetError(
-                f"{upload.name!r} was refused because it lists {entries:,} files and folders in "
-                f"{size_text(directory_bytes)}, more than the {limits.max_files:,} allowed; please split it into "
-                "smaller zips."
+                "archive.too_many_entries_listed",
+                name=upload.name,
+                entries=f"{entries:,}",
+                size=size_text(directory_bytes),
+                limit=f"{limits.max_files:,}",
             )
     try:
         return zipfile.ZipFile(upload.handle)
     except _ZIP_ERRORS:
-        raise DatasetError(
-            f"{upload.name!r} is not a zip file that can be read (it may be damaged, cut short or another kind "
-            "of archive); please upload a .zip with one folder of images per class."
-        ) from None
+        raise DatasetError("archive.not_a_zip", name=upload.name) from None
 
 
 def declared_entries(handle: IO[bytes]) -> tuple[int, int] | None:
@@ -249,34 +242,26 @@ def scan(archive: zipfile.ZipFile, upload: Upload, usage: Usage) -> tuple[list[E
     usage.entries += len(infos)
     if usage.entries > limits.max_files:
         raise DatasetError(
-            f"{upload.name!r} was refused because the upload holds {usage.entries:,} files and folders, more "
-            f"than the {limits.max_files:,} allowed; please split it into smaller zips."
+            "archive.too_many_entries", name=upload.name, entries=f"{usage.entries:,}", limit=f"{limits.max_files:,}"
         )
     entries: list[Entry] = []
-    junk: Counter[tuple[str, str]] = Counter()
+    junk = Junk()
     for info in infos:
         entry = entry_from(info)
         check_entry(entry, upload.name, limits)
         usage.declared += info.file_size
         if usage.declared > limits.max_total_bytes:
-            raise DatasetError(
-                f"{upload.name!r} unpacks to more than {size_text(limits.max_total_bytes)}, the most an upload "
-                "may hold; please split it or resize the images."
-            )
+            raise DatasetError("archive.unpacks_too_large", name=upload.name, limit=size_text(limits.max_total_bytes))
         if len(entry.parts) > limits.max_depth:
             if not entry.is_dir:
-                junk[(entry.path, f"nested more than {limits.max_depth} folders deep")] += 1
+                junk.add(entry.path, msg("skip.nested_too_deep", depth=limits.max_depth))
             continue
         reason = junk_reason(entry)
         if reason is None:
             entries.append(entry)
         elif not entry.is_dir:
-            junk[reason] += 1
-    skipped = [
-        SkippedFile(path, f"{reason} ({count_text(count, 'file')})" if path.endswith("/") else reason)
-        for (path, reason), count in junk.items()
-    ]
-    return entries, skipped
+            junk.add(*reason)
+    return entries, junk.skipped()
 
 
 def entry_from(info: zipfile.ZipInfo) -> Entry:
@@ -298,31 +283,34 @@ def entry_from(info: zipfile.ZipInfo) -> Entry:
 
 def check_entry(entry: Entry, zip_name: str, limits: Limits) -> None:
     info, path = entry.info, entry.path
-    refused = f"{zip_name!r} was refused because the entry {path!r}"
     if path.startswith("/") or (entry.parts and _DRIVE.match(entry.parts[0])):
-        raise DatasetError(f"{refused} has an absolute path; please zip a plain folder of images instead.")
+        raise DatasetError("archive.absolute_path", name=zip_name, entry=path)
     if ".." in entry.parts:
-        raise DatasetError(f"{refused} points outside the zip's folder; please zip a plain folder of images instead.")
+        raise DatasetError("archive.outside_folder", name=zip_name, entry=path)
     if stat.S_ISLNK(info.external_attr >> 16):
-        raise DatasetError(f"{refused} is a symbolic link; please zip the images themselves, not links to them.")
+        raise DatasetError("archive.symbolic_link", name=zip_name, entry=path)
     if info.flag_bits & _ENCRYPTED_FLAG:
-        raise DatasetError(f"{refused} is password-protected; please upload a zip without a password.")
+        raise DatasetError("archive.password_protected", name=zip_name, entry=path)
     if entry.is_dir:
         return
     if info.compress_type not in _READABLE_METHODS:
-        raise DatasetError(
-            f"{refused} uses a compression method (number {info.compress_type}) that cannot be read; "
-            "please re-create the zip with standard (deflate) compression."
-        )
+        raise DatasetError("archive.unknown_compression", name=zip_name, entry=path, method=info.compress_type)
     if info.file_size > limits.max_entry_bytes:
         raise DatasetError(
-            f"{refused} unpacks to {size_text(info.file_size)}, more than the {size_text(limits.max_entry_bytes)} "
-            "one file may be."
+            "archive.entry_too_large",
+            name=zip_name,
+            entry=path,
+            size=size_text(info.file_size),
+            limit=size_text(limits.max_entry_bytes),
         )
     if info.file_size > limits.ratio_min_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
         raise DatasetError(
-            f"{refused} unpacks from {size_text(info.compress_size)} to {size_text(info.file_size)}, more than "
-            f"{limits.max_ratio:g} times its packed size, which is how zip bombs look."
+            "archive.zip_bomb",
+            name=zip_name,
+            entry=path,
+            packed=size_text(info.compress_size),
+            size=size_text(info.file_size),
+            ratio=f"{limits.max_ratio:g}",
         )
 
 
@@ -338,18 +326,18 @@ def read_entry(archive: zipfile.ZipFile, entry: Entry, zip_name: str, usage: Usa
                 usage.read += len(chunk)
                 if size > limits.max_entry_bytes:
                     raise DatasetError(
-                        f"{zip_name!r} was refused because the entry {entry.path!r} unpacks to more than the "
-                        f"{size_text(limits.max_entry_bytes)} one file may be."
+                        "archive.entry_larger_than_limit",
+                        name=zip_name,
+                        entry=entry.path,
+                        limit=size_text(limits.max_entry_bytes),
                     )
                 if usage.read > limits.max_total_bytes:
                     raise DatasetError(
-                        f"{zip_name!r} unpacks to more than {size_text(limits.max_total_bytes)}, the most an upload "
-                        "may hold; please split it or resize the images."
+                        "archive.unpacks_too_large", name=zip_name, limit=size_text(limits.max_total_bytes)
                     )
                 chunks.append(chunk)
+    except DatasetError:  # a ValueError too: the refusals above, not a damaged zip
+        raise
     except _READ_ERRORS as error:
-        raise DatasetError(
-            f"{zip_name!r} is damaged: the entry {entry.path!r} cannot be read ({brief(error)}); "
-            "please re-create the zip and upload it again."
-        ) from None
+        raise DatasetError("archive.damaged_entry", name=zip_name, entry=entry.path, error=brief(error)) from None
     return b"".join(chunks)

@@ -8,12 +8,13 @@ same zip uploaded twice is the same dataset and is not processed again.
 from __future__ import annotations
 
 import stat
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlcore.errors import DatasetError
+from tlcore.i18n import Message, language_from_environment, msg
+from tlcore.wording import columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,10 +47,11 @@ class Item:
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file (or folder, ending in `/`) of the upload that was not used, and why."""
+    """A file (or folder, ending in `/`) of the upload that was not used, and why (`reason`, rendered where
+    it is shown; the manifest stores `reason.to_json()`)."""
 
     path: str
-    reason: str
+    reason: Message
 
 
 @dataclass(frozen=True)
@@ -103,16 +105,11 @@ class Dataset:
                 info = self.path(item).stat()
             except OSError:
                 info = None
+            folder = str(self.source_dir)
             if info is None or not stat.S_ISREG(info.st_mode):
-                change = "is no longer in"
-            elif item.stat is not None and (info.st_size, info.st_mtime_ns) != item.stat:
-                change = "has changed in"
-            else:
-                continue
-            raise DatasetError(
-                f"The image {item.source!r} of dataset {self.name!r} {change} {str(self.source_dir)!r}; "
-                "register the folder again to train on what it holds now."
-            )
+                raise DatasetError("dataset.image_gone", image=item.source, name=self.name, folder=folder)
+            if item.stat is not None and (info.st_size, info.st_mtime_ns) != item.stat:
+                raise DatasetError("dataset.image_changed", image=item.source, name=self.name, folder=folder)
 
     def counts(self) -> pd.DataFrame:
         """Images per class and split: columns `class`, `train`, `val`, (`test`,) `total`."""
@@ -139,8 +136,9 @@ class Dataset:
             return paths
         return [paths[i * len(paths) // k] for i in range(max(k, 0))]
 
-    def report(self) -> dict[str, Any]:
-        """The validation report as JSON-able data: classes, counts per class and split, skipped files."""
+    def report(self, lang: str | None = None) -> dict[str, Any]:
+        """The validation report as JSON-able data: classes, counts per class and split, skipped files (their
+        reasons in `lang`; None: the environment's language)."""
         table, splits = self._count_table()
         counts = {name: {**table[name], "total": sum(table[name].values())} for name in self.classes}
         totals = {split: sum(row[split] for row in counts.values()) for split in splits}
@@ -154,34 +152,49 @@ class Dataset:
             "seed": self.seed,
             "counts": counts,
             "totals": {**totals, "total": len(self.items), "classes": len(self.classes), "skipped": len(self.skipped)},
-            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "skipped": [{"path": s.path, "reason": s.reason.render(lang)} for s in self.skipped],
         }
 
-    def summary(self) -> str:
-        """The report as readable text, one table row per class, then the skipped files."""
+    def summary(self, lang: str | None = None) -> str:
+        """The report as readable text in `lang` (None: the environment's language), one table row per
+        class, then the skipped files."""
+        lang = lang or language_from_environment()
         table, splits = self._count_table()
         totals = {split: sum(table[name][split] for name in self.classes) for split in splits}
         if self.split_source == "given":
-            how = "split given by the upload"
+            how = msg("dataset.split_given")
         else:
-            how = f"seeded split: {self.val_fraction:.0%} held out for validation, seed {self.seed}"
-        lines = [
-            f"Dataset {self.id} from {self.name!r}, ingested {self.created}",
-            f"{len(self.classes)} classes, {len(self.items)} images "
-            f"({', '.join(f'{totals[s]} {s}' for s in splits)}); {how}",
-            "",
-        ]
-        header = ["class", *splits, "total"]
+            how = msg("dataset.split_seeded", fraction=f"{self.val_fraction:.0%}", seed=self.seed)
+        classes, images = msg("count.classes", n=len(self.classes)), msg("count.images", n=len(self.items))
+        if "test" in splits:
+            counts = msg(
+                "dataset.counts_with_test",
+                classes=classes,
+                images=images,
+                train=totals["train"],
+                val=totals["val"],
+                test=totals["test"],
+                how=how,
+            )
+        else:
+            counts = msg(
+                "dataset.counts", classes=classes, images=images, train=totals["train"], val=totals["val"], how=how
+            )
+        title = msg("dataset.summary_title", id=self.id, name=self.name, created=self.created)
+        lines = [title.render(lang), counts.render(lang), ""]
+        headings = {
+            "class": msg("dataset.column_class"),
+            "train": msg("dataset.column_train"),
+            "val": msg("dataset.column_val"),
+            "test": msg("dataset.column_test"),
+            "total": msg("dataset.column_total"),
+        }
+        header = [headings[name].render(lang) for name in ("class", *splits, "total")]
         rows = [[name, *(str(table[name][s]) for s in splits), str(sum(table[name].values()))] for name in self.classes]
-        widths = [max(_display_width(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        for row in [header, *rows]:
-            cells = [_pad(row[0], widths[0])] + [
-                " " * (w - len(c)) + c for c, w in zip(row[1:], widths[1:], strict=True)
-            ]
-            lines.append("  ".join(cells).rstrip())
+        lines += columns([header, *rows])
         if self.skipped:
-            lines += ["", f"Skipped {len(self.skipped)}:"]
-            lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
+            lines += ["", msg("dataset.summary_skipped", n=len(self.skipped)).render(lang)]
+            lines += [f"  {s.path}: {s.reason.render(lang)}" for s in self.skipped]
         return "\n".join(lines)
 
     def _count_table(self) -> tuple[dict[str, dict[str, int]], tuple[str, ...]]:
@@ -190,11 +203,3 @@ class Dataset:
         for item in self.items:
             table[self.classes[item.label]][item.split] += 1
         return table, splits
-
-
-def _display_width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _display_width(text))

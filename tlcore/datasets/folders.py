@@ -23,11 +23,12 @@ from typing import Any
 from tlcore import settings
 from tlcore.datasets.archive import FOLDER_LIMITS, Entry, Limits, Upload, Usage
 from tlcore.datasets.dataset import Dataset, SkippedFile
-from tlcore.datasets.layout import StoredImage, junk_reason, plan_layout
+from tlcore.datasets.layout import Junk, StoredImage, junk_reason, plan_layout
 from tlcore.datasets.storage import build_manifest, in_place_name, load_or_none, publish
 from tlcore.errors import DatasetError
+from tlcore.i18n import Message, msg
 from tlcore.images import convert
-from tlcore.wording import brief, count_text, size_text
+from tlcore.wording import brief, size_text
 from tlcore.workspace import Workspace
 
 
@@ -64,16 +65,11 @@ def ingest_folder(
         DatasetError: the folder is missing, not allowed, or holds no usable dataset.
     """
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise DatasetError(
-            f"The validation fraction must be a number between 0 and 1 (such as 0.2), but {val_fraction!r} was given."
-        )
+        raise DatasetError("dataset.bad_val_fraction", value=repr(val_fraction))
     root = _allowed_folder(folder, allowed_roots)
     workspace_root = workspace.root.resolve()
     if root == workspace_root or workspace_root in root.parents:
-        raise DatasetError(
-            f"The folder {str(folder)!r} is inside the app's workspace {str(workspace_root)!r}; "
-            "register a folder of your own images."
-        )
+        raise DatasetError("folder.inside_workspace", folder=str(folder), workspace=str(workspace_root))
     files, junk = _walk_folder(root, limits, exclude=workspace_root)
     digest = hashlib.sha256(f"folder\0{root}\0{float(val_fraction)!r}\0{int(seed)}".encode())
     for _, real, size, mtime in files:
@@ -88,8 +84,10 @@ def ingest_folder(
         return publish(staging, manifest, workspace)
     except OSError as error:
         raise DatasetError(
-            f"The folder {str(root)!r} could not be registered ({error.strerror or error}); check that it can be "
-            f"read and that the workspace {str(workspace.root)!r} can be written."
+            "folder.cannot_register",
+            folder=str(root),
+            error=error.strerror or str(error),
+            workspace=str(workspace.root),
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -141,17 +139,16 @@ def _allowed_folder(folder: str | os.PathLike[str], allowed_roots: Sequence[str 
     try:
         root = Path(folder).expanduser().resolve(strict=True)
     except (OSError, RuntimeError):
-        raise DatasetError(f"There is no folder {shown!r} on this machine; check the path.") from None
+        raise DatasetError("folder.not_found", folder=shown) from None
     if not root.is_dir():
-        raise DatasetError(f"{shown!r} is a file, not a folder; give the folder that holds one folder per class.")
+        raise DatasetError("folder.is_file", folder=shown)
     if allowed_roots is not None:
         allowed = [Path(r).expanduser().resolve() for r in allowed_roots]
+        if not allowed:
+            raise DatasetError("folder.none_allowed", folder=shown)
         if not any(root == base or base in root.parents for base in allowed):
-            listed = ", ".join(repr(str(base)) for base in allowed) or "none"
-            raise DatasetError(
-                f"The folder {shown!r} is not inside a folder the operator allowed ({listed}); ask them to add it "
-                f"to TLCORE_DATA_DIRS."
-            )
+            listed = ", ".join(repr(str(base)) for base in allowed)
+            raise DatasetError("folder.not_allowed", folder=shown, allowed=listed)
     return root
 
 
@@ -163,11 +160,11 @@ def _walk_folder(
     app's workspace, when it lies inside `root`), are not entered."""
     files: list[tuple[Entry, str, int, int]] = []
     skipped: list[SkippedFile] = []
-    junk: Counter[tuple[str, str]] = Counter()
+    junk = Junk()
 
     def unreadable(error: OSError) -> None:
         shown = Path(error.filename or root).relative_to(root).as_posix() if error.filename else "."
-        skipped.append(SkippedFile(_printable(shown) + "/", f"cannot be read ({brief(error)})"))
+        skipped.append(SkippedFile(_printable(shown) + "/", msg("skip.unreadable", error=brief(error))))
 
     for current, folders, names in os.walk(root, onerror=unreadable, followlinks=False):
         relative = Path(current).relative_to(root).parts
@@ -175,11 +172,11 @@ def _walk_folder(
         for name in sorted(folders):
             shown = "/".join((*relative, _printable(name))) + "/"
             if not _is_utf8(name):
-                skipped.append(SkippedFile(shown, "name is not valid UTF-8 (folder not read)"))
+                skipped.append(SkippedFile(shown, msg("skip.folder_name_not_utf8")))
             elif (Path(current) / name).is_symlink():
-                skipped.append(SkippedFile(shown, "symbolic link (not followed)"))
+                skipped.append(SkippedFile(shown, msg("skip.symbolic_link")))
             elif exclude is not None and Path(current) / name == exclude:
-                skipped.append(SkippedFile(shown, "the app's workspace (not read)"))
+                skipped.append(SkippedFile(shown, msg("skip.workspace")))
             elif junk_folder := junk_reason(Entry(None, shown[:-1], (*relative, name), True)):  # type: ignore[arg-type]
                 skipped.append(SkippedFile(*junk_folder))
             else:
@@ -187,7 +184,7 @@ def _walk_folder(
         folders[:] = kept
         for name in sorted(names):
             if not _is_utf8(name):
-                skipped.append(SkippedFile("/".join((*relative, _printable(name))), "name is not valid UTF-8"))
+                skipped.append(SkippedFile("/".join((*relative, _printable(name))), msg("skip.name_not_utf8")))
                 continue
             path = Path(current) / name
             parts = tuple(unicodedata.normalize("NFC", part) for part in (*relative, name))
@@ -195,30 +192,24 @@ def _walk_folder(
             try:
                 info = path.lstat()
             except OSError as error:
-                skipped.append(SkippedFile(entry.path, f"cannot be read ({brief(error)})"))
+                skipped.append(SkippedFile(entry.path, msg("skip.unreadable", error=brief(error))))
                 continue
             if stat.S_ISLNK(info.st_mode):
-                skipped.append(SkippedFile(entry.path, "symbolic link (not followed)"))
+                skipped.append(SkippedFile(entry.path, msg("skip.symbolic_link")))
                 continue
             if not stat.S_ISREG(info.st_mode):
                 continue
             if len(parts) > limits.max_depth:
-                junk[(entry.path, f"nested more than {limits.max_depth} folders deep")] += 1
+                junk.add(entry.path, msg("skip.nested_too_deep", depth=limits.max_depth))
                 continue
             reason = junk_reason(entry)
             if reason is not None:
-                junk[reason] += 1
+                junk.add(*reason)
                 continue
             files.append((entry, "/".join((*relative, name)), info.st_size, info.st_mtime_ns))
             if len(files) > limits.max_files:
-                raise DatasetError(
-                    f"The folder {str(root)!r} holds more than {limits.max_files:,} files; register a smaller folder."
-                )
-    skipped += [
-        SkippedFile(path, f"{reason} ({count_text(count, 'file')})" if path.endswith("/") else reason)
-        for (path, reason), count in junk.items()
-    ]
-    return files, skipped
+                raise DatasetError("folder.too_many_files", folder=str(root), limit=f"{limits.max_files:,}")
+    return files, skipped + junk.skipped()
 
 
 def _is_utf8(name: str) -> bool:
@@ -282,9 +273,7 @@ def _register(
                 found[target.folder] += 1
         if progress is not None:
             progress(done, len(entries))
-    skipped += [
-        SkippedFile(f"{folder}/", "empty class folder (no usable images)") for folder in folders if not found[folder]
-    ]
+    skipped += [SkippedFile(f"{folder}/", msg("skip.empty_class_folder")) for folder in folders if not found[folder]]
     return build_manifest(stored, skipped, given, dataset_id, name, str(root), val_fraction, seed, limits, root)
 
 
@@ -295,12 +284,13 @@ def _check_in_place(
     (converted) copy, or why it is skipped."""
     try:
         if path.stat().st_size > usage.limits.max_entry_bytes:
-            return SkippedFile(entry.path, f"larger than the {size_text(usage.limits.max_entry_bytes)} one file may be")
+            limit = size_text(usage.limits.max_entry_bytes)
+            return SkippedFile(entry.path, msg("skip.larger_than_limit", limit=limit))
         data = path.read_bytes()
     except OSError as error:
-        return SkippedFile(entry.path, f"cannot be read ({brief(error)})")
+        return SkippedFile(entry.path, msg("skip.unreadable", error=brief(error)))
     converted = convert(data, entry.path, usage.limits.max_image_pixels)
-    if isinstance(converted, str):
+    if isinstance(converted, Message):
         return SkippedFile(entry.path, converted)
     encoded, suffix, _ = converted
     if encoded is data and not copy:

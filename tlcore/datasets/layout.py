@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING
 
 from tlcore.datasets.dataset import SkippedFile
 from tlcore.errors import DatasetError
-from tlcore.images import SUPPORTED
-from tlcore.wording import count_text
+from tlcore.i18n import Message, msg
 
 if TYPE_CHECKING:
     from tlcore.datasets.archive import Entry, Limits, Upload
@@ -58,18 +57,39 @@ class StoredImage:
     stat: tuple[int, int] | None = None
 
 
-def junk_reason(entry: Entry) -> tuple[str, str] | None:
+def junk_reason(entry: Entry) -> tuple[str, Message] | None:
     """`(path to list, reason)` for system and hidden files, None for everything else."""
     for depth, part in enumerate(entry.parts):
         is_folder = entry.is_dir or depth < len(entry.parts) - 1
         shown = "/".join(entry.parts[: depth + 1]) + ("/" if is_folder else "")
         if part == "__MACOSX":
-            return shown, "macOS metadata folder"
+            return shown, msg("skip.macos_metadata")
         if part.startswith("."):
-            return shown, "hidden folder" if is_folder else "hidden file"
+            return shown, msg("skip.hidden_folder") if is_folder else msg("skip.hidden_file")
     if not entry.is_dir and entry.parts and entry.parts[-1].casefold() in _WINDOWS_JUNK:
-        return entry.path, "Windows system file"
+        return entry.path, msg("skip.windows_system_file")
     return None
+
+
+class Junk:
+    """Files set aside by name (`junk_reason`, or nested too deep), counted per path listed: a folder of
+    junk is one line of the report, with its number of files."""
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, Message] = {}
+        self.counts: Counter[str] = Counter()
+
+    def add(self, path: str, reason: Message) -> None:
+        self.reasons.setdefault(path, reason)
+        self.counts[path] += 1
+
+    def skipped(self) -> list[SkippedFile]:
+        return [
+            SkippedFile(path, msg("skip.folder_files", reason=self.reasons[path], files=msg("count.files", n=count)))
+            if path.endswith("/")
+            else SkippedFile(path, self.reasons[path])
+            for path, count in self.counts.items()
+        ]
 
 
 def plan_layout(entries: list[Entry], upload: Upload) -> tuple[dict[int, Target], list[SkippedFile], list[str], bool]:
@@ -105,10 +125,7 @@ def plan_layout(entries: list[Entry], upload: Upload) -> tuple[dict[int, Target]
             roles[folder] = "test"
     given = "train" in roles.values() and len(set(roles.values())) > 1
     if given and upload.split is not None:
-        raise DatasetError(
-            f"{upload.name!r} already has train/ and validation folders, so it cannot be combined with a "
-            "separate validation zip; please upload it on its own."
-        )
+        raise DatasetError("layout.split_and_validation_zip", name=upload.name)
     if given and "val" not in roles.values():
         roles = {folder: "val" if role == "test" else role for folder, role in roles.items()}
     depth = len(top) + (2 if given else 1)  # parts of a class folder's path
@@ -118,10 +135,10 @@ def plan_layout(entries: list[Entry], upload: Upload) -> tuple[dict[int, Target]
     bad_names: Counter[str] = Counter()
     for entry in files:
         if entry.parts[: len(top)] != top or len(entry.parts) <= depth:
-            skipped.append(SkippedFile(entry.path, "not inside a class folder"))
+            skipped.append(SkippedFile(entry.path, msg("skip.not_in_class_folder")))
             continue
         if given and entry.parts[len(top)] not in roles:
-            skipped.append(SkippedFile(entry.path, "outside the train and validation folders"))
+            skipped.append(SkippedFile(entry.path, msg("skip.outside_split_folders")))
             continue
         folder = "/".join(entry.parts[:depth])
         class_name = class_name_of(entry.parts[depth - 1])
@@ -130,9 +147,9 @@ def plan_layout(entries: list[Entry], upload: Upload) -> tuple[dict[int, Target]
             continue
         split = roles[entry.parts[len(top)]] if given else upload.split
         targets[id(entry)] = Target(class_name, split, folder)
-    unusable = "folder name cannot be a class name (blank or control characters)"
     skipped += [
-        SkippedFile(f"{folder}/", f"{unusable}, {count_text(count, 'file')}") for folder, count in bad_names.items()
+        SkippedFile(f"{folder}/", msg("skip.bad_class_name", files=msg("count.files", n=count)))
+        for folder, count in bad_names.items()
     ]
     class_folders = [
         "/".join((*parent, folder))
@@ -157,34 +174,31 @@ def check_classes(stored: list[StoredImage], given: bool, name: str, limits: Lim
         per_class.setdefault(image.class_name, Counter())[image.split] += 1
     classes = sorted(per_class)
     if not classes:
-        raise DatasetError(
-            f"{name!r} contains no images that can be used; please put the images ({SUPPORTED}) in one "
-            "folder per class, such as cats/001.jpg and dogs/001.jpg."
-        )
+        raise DatasetError("dataset.no_images", name=name)
     if len(classes) == 1:
         only = classes[0]
-        images = count_text(sum(per_class[only].values()), "image")
-        raise DatasetError(
-            f"{name!r} has only one class ({only!r}, {images}); a classifier needs at least two class folders."
-        )
+        images = msg("count.images", n=sum(per_class[only].values()))
+        raise DatasetError("dataset.only_one_class", name=name, only=only, images=images)
     if given:
         lacking = [c for c in classes if not per_class[c]["train"] or not per_class[c]["val"]]
         if lacking:
-            first = lacking[0]
-            others = f" (and {count_text(len(lacking) - 1, 'more class', 'more classes')})" if len(lacking) > 1 else ""
+            first, train, val = lacking[0], per_class[lacking[0]]["train"], per_class[lacking[0]]["val"]
+            if len(lacking) == 1:
+                raise DatasetError("dataset.class_lacks_split", first=first, name=name, train=train, val=val)
+            others = msg("count.more_classes", n=len(lacking) - 1)
             raise DatasetError(
-                f"Class {first!r} in {name!r} has {per_class[first]['train']} training and "
-                f"{per_class[first]['val']} validation images{others}; every class needs at least one of each."
+                "dataset.classes_lack_split", first=first, name=name, train=train, val=val, others=others
             )
     needed = max(limits.min_images_per_class, 2)
     few = [c for c in classes if per_class[c]["train"] + per_class[c]["val"] + per_class[c][None] < needed]
     if few:
         first = few[0]
-        count = sum(n for split, n in per_class[first].items() if split != "test")
-        others = f" (and {count_text(len(few) - 1, 'more class', 'more classes')})" if len(few) > 1 else ""
+        images = msg("count.images", n=sum(n for split, n in per_class[first].items() if split != "test"))
+        if len(few) == 1:
+            raise DatasetError("dataset.class_too_small", first=first, name=name, images=images, needed=needed)
+        others = msg("count.more_classes", n=len(few) - 1)
         raise DatasetError(
-            f"Class {first!r} in {name!r} has only {count_text(count, 'image')}{others}; "
-            f"every class needs at least {needed} to train and validate on."
+            "dataset.classes_too_small", first=first, name=name, images=images, others=others, needed=needed
         )
     return classes
 

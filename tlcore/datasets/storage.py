@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tlcore.datasets.dataset import MANIFEST_FORMAT, SPLITS, Dataset, Item, SkippedFile
 from tlcore.datasets.layout import StoredImage, check_classes, split_seeded
 from tlcore.errors import DatasetError, TLCoreError
+from tlcore.i18n import Message, literal, readable
 from tlcore.workspace import Workspace, read_json, write_json_atomic
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def build_manifest(
             }
             for i in items
         ],
-        "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
+        "skipped": [{"path": s.path, "reason": s.reason.to_json()} for s in skipped],
     }
     if source_dir is not None:
         manifest["source_dir"] = str(source_dir)
@@ -82,10 +83,7 @@ def load_dataset(workspace: Workspace, dataset_id: str) -> Dataset:
     root = dataset_root(workspace, dataset_id)
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
-        raise DatasetError(
-            f"There is no dataset {dataset_id!r} in {str(workspace.datasets_dir)!r}; "
-            "upload the zip again or pick one from the list of datasets."
-        )
+        raise DatasetError("dataset.not_found", id=dataset_id, folder=str(workspace.datasets_dir))
     try:
         return from_manifest(root, read_json(manifest_path))
     except (
@@ -98,9 +96,7 @@ def load_dataset(workspace: Workspace, dataset_id: str) -> Dataset:
         OverflowError,
         RecursionError,
     ) as error:
-        raise DatasetError(
-            f"The dataset {dataset_id!r} is damaged ({error}); delete it and upload the zip again."
-        ) from None
+        raise DatasetError("dataset.damaged", id=dataset_id, error=str(error)) from None
 
 
 def list_datasets(workspace: Workspace) -> list[Dataset]:
@@ -119,7 +115,7 @@ def delete_dataset(workspace: Workspace, dataset_id: str) -> None:
     """Remove the dataset `dataset_id` (damaged or not) from `workspace`."""
     root = dataset_root(workspace, dataset_id)
     if not root.is_dir():
-        raise DatasetError(f"There is no dataset {dataset_id!r} to delete in {str(workspace.datasets_dir)!r}.")
+        raise DatasetError("dataset.nothing_to_delete", id=dataset_id, folder=str(workspace.datasets_dir))
     discard(root, workspace)
 
 
@@ -155,7 +151,7 @@ def dataset_root(workspace: Workspace, dataset_id: str) -> Path:
     try:
         return workspace.dataset_dir(dataset_id)
     except TLCoreError as error:
-        raise DatasetError(str(error)) from None
+        raise DatasetError.from_message(error.message) from None
 
 
 def load_or_none(workspace: Workspace, dataset_id: str) -> Dataset | None:
@@ -217,13 +213,18 @@ def from_manifest(root: Path, manifest: dict[str, Any]) -> Dataset:
         name=str(manifest["name"]),
         classes=classes,
         items=items,
-        skipped=tuple(SkippedFile(str(s["path"]), str(s["reason"])) for s in manifest["skipped"]),
+        skipped=tuple(SkippedFile(str(s["path"]), _reason(s["reason"])) for s in manifest["skipped"]),
         split_source=str(manifest["split_source"]),
         val_fraction=float(manifest["val_fraction"]),
         seed=int(manifest["seed"]),
         created=str(manifest["created"]),
         source_dir=source_dir,
     )
+
+
+def _reason(data: Any) -> Message:
+    """A skipped file's reason as the manifest holds it: a message, or (written before messages) plain text."""
+    return readable(Message.from_json(data)) or literal(str(data))
 
 
 def in_place_name(name: str, source_dir: Path | None) -> bool:

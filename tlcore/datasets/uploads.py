@@ -37,6 +37,7 @@ from tlcore.datasets.dataset import Dataset, SkippedFile
 from tlcore.datasets.layout import StoredImage, plan_layout
 from tlcore.datasets.storage import build_manifest, load_or_none, publish
 from tlcore.errors import DatasetError
+from tlcore.i18n import Message, msg
 from tlcore.images import convert
 from tlcore.workspace import Workspace
 
@@ -74,9 +75,7 @@ def ingest_zip(
             written to the workspace.
     """
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise DatasetError(
-            f"The validation fraction must be a number between 0 and 1 (such as 0.2), but {val_fraction!r} was given."
-        )
+        raise DatasetError("dataset.bad_val_fraction", value=repr(val_fraction))
     name = name or source_name(train_zip, "upload.zip")
     val_name = source_name(val_zip, "validation.zip") if val_zip is not None else None
     try:
@@ -85,8 +84,7 @@ def ingest_zip(
         # Reading the upload has its own messages; what is left is writing: a full disk, a read-only
         # workspace. The staging folder is gone by now, so nothing was kept.
         raise DatasetError(
-            f"{name!r} could not be stored in the workspace {str(workspace.root)!r} ({error.strerror or error}); "
-            "please free some disk space or check that the folder can be written, then upload it again."
+            "dataset.cannot_store", name=name, workspace=str(workspace.root), error=error.strerror or str(error)
         ) from None
 
 
@@ -173,9 +171,7 @@ def _stage(
             if progress is not None:
                 progress(done, total)
         skipped += [
-            SkippedFile(f"{folder}/", "empty class folder (no usable images)")
-            for folder in folders
-            if not found[folder]
+            SkippedFile(f"{folder}/", msg("skip.empty_class_folder")) for folder in folders if not found[folder]
         ]
     return stored, skipped, given
 
@@ -186,15 +182,12 @@ def _store(
     """Write the entry's image to `staging/files/` and return its relative path, or why it is skipped."""
     data = read_entry(archive, entry, upload.name, usage)
     converted = convert(data, entry.path, usage.limits.max_image_pixels)
-    if isinstance(converted, str):
+    if isinstance(converted, Message):
         return SkippedFile(entry.path, converted)
     encoded, suffix, pixels = converted
     usage.pixels += pixels
     if usage.pixels > usage.limits.max_total_pixels:
-        raise DatasetError(
-            f"The images in {upload.name!r} hold more than {usage.limits.max_total_pixels:,} pixels in all; "
-            "please resize them (1,000 pixels on the longest side is plenty) or upload fewer."
-        )
+        raise DatasetError("dataset.too_many_pixels", name=upload.name, limit=f"{usage.limits.max_total_pixels:,}")
     relative = f"files/{index:06d}{suffix}"
     (staging / relative).write_bytes(encoded)
     return relative
