@@ -247,9 +247,17 @@ class StatusReporter(RunCallback):
         self.epoch_seconds: list[float] = []
         self.last_write = 0.0
         self.stop_reported = False
+        self.activity: runs.Activity | None = None
 
     def begin_phase(self, phase: PhaseStart) -> None:
-        self._write(phase=phase.name, frozen_layers=phase.frozen_layers, trainable_params=phase.trainable_params)
+        # Until the phase's first step ends, the trainer is tracing its graph: say so, the page would look stuck.
+        self.activity = runs.Activity.TRACING
+        self._write(
+            phase=phase.name,
+            frozen_layers=phase.frozen_layers,
+            trainable_params=phase.trainable_params,
+            activity=self.activity,
+        )
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch, self.step = epoch + 1, 0
@@ -261,20 +269,28 @@ class StatusReporter(RunCallback):
         if self.stop is not None and self.stop.stop_seen and not self.stop_reported:
             self.stop_reported = True
             self.write_now(status=runs.RunState.STOPPING)
-        elif time.monotonic() - self.last_write >= STATUS_INTERVAL_SECONDS:
+        elif self.activity is not None or time.monotonic() - self.last_write >= STATUS_INTERVAL_SECONDS:
             self.write_now()
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.activity = runs.Activity.VALIDATING
+        self.write_now()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch_seconds.append(time.monotonic() - self.epoch_started)
+        self.activity = None
         self.write_now()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.write_now()
 
     def write_now(self, **changes: Any) -> None:
-        """Write where training stands now, with `changes`."""
+        """Write where training stands now (and what it is doing between steps), with `changes`."""
         seconds = self.epoch_seconds
+        if self.activity == runs.Activity.TRACING and self.step:
+            self.activity = None  # the first step is done
         self._write(
+            activity=self.activity,
             epoch=self.epoch,
             step=self.step,
             global_step=self.global_step,

@@ -41,7 +41,7 @@ from tlcore.models import apply_strategy, base_training_mode, build_model, param
 from tlcore.paths import FeaturePassStopped, cached_features, plan_path
 from tlcore.pipeline import make_pipelines
 from tlcore.run_queue import wait_for_slot
-from tlcore.runs import RunState
+from tlcore.runs import Activity, RunState
 from tlcore.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -209,12 +209,19 @@ def _train(
     job's non-chief worker (writes nothing)."""
     started = time.monotonic()
     status = _status_writer(run_dir)
-    status(status=RunState.RUNNING, started=runs.now_iso(), phase=spec.phases()[0].name, **distribution.status_fields())
+    status(
+        status=RunState.RUNNING,
+        started=runs.now_iso(),
+        phase=spec.phases()[0].name,
+        activity=Activity.LOADING,
+        **distribution.status_fields(),
+    )
     seed_everything(spec.seed)
     acceleration = detect_acceleration()
     dataset = load_dataset(workspace, spec.dataset)
     dataset.check_source()
     data = _RunData(dataset, spec, spec.batch_size * distribution.batch_factor)
+    status(activity=Activity.BUILDING)
     with distribution.scope():
         model = build_model(spec.model, workspace)
         if acceleration.mixed_precision:

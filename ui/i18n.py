@@ -232,8 +232,9 @@ def progress_text(info: RunInfo, now: datetime) -> str:
     if info.status == RunState.QUEUED:
         return t("train.waiting", time=duration(_seconds_since(info.created, now)))
     parts = []
-    if info.status in (RunState.RUNNING, RunState.STOPPING) and not info.step and not info.in_feature_pass:
-        parts.append(activity_text(info))
+    if info.status in (RunState.RUNNING, RunState.STOPPING) and not info.in_feature_pass:
+        if info.activity is not None or not info.step:
+            parts.append(activity_text(info))
     if info.status in (RunState.RUNNING, RunState.STOPPING):
         parts.append(t("train.progress_epoch", epoch=max(info.epoch, 1), total=info.total_epochs))
         if info.steps_per_epoch:
@@ -251,9 +252,7 @@ def progress_text(info: RunInfo, now: datetime) -> str:
 
 
 def activity_text(info: RunInfo) -> str:
-    """What a run does before its first step: setting up, or validating after an epoch."""
-    if info.epoch and info.step == 0 and info.seconds_per_epoch is not None:
-        return t("train.activity_validating")
+    """What a running run does between its steps: setting up, preparing a phase, validating."""
     return {
         "loading": t("train.activity_loading"),
         "building": t("train.activity_building"),
