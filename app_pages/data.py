@@ -1,4 +1,5 @@
-"""Data: add a dataset (a zip, a train zip and a val zip, or the demo), pick one, and inspect it."""
+"""Data: add a dataset (a zip or a train and a val zip, a folder or two, the camera, or the demo), pick one,
+and inspect it."""
 
 from collections.abc import Callable
 from typing import BinaryIO
@@ -8,11 +9,12 @@ import streamlit as st
 
 from tlcore import datasets, demo
 from tlcore.errors import TLCoreError
-from ui import cached, charts, i18n, names, state
+from ui import cached, camera, charts, i18n, names, state
 from ui.i18n import t
 
 SAMPLES_PER_CLASS = 6
 CLASSES_SHOWN = 8
+SOURCES = {"zip": "data.source_zip", "folder": "data.source_folder", "camera": "data.source_camera"}
 
 
 def add_dataset(name: str, make: Callable[[Callable[[int, int], None]], datasets.Dataset]) -> None:
@@ -50,6 +52,43 @@ def ingest(train_zip: BinaryIO | bytes, val_zip: BinaryIO | bytes | None, name: 
         name,
         lambda progress: datasets.ingest_zip(train_zip, val_zip, workspace=workspace, name=name, progress=progress),
     )
+
+
+def zip_section() -> None:
+    train_zip = st.file_uploader(
+        t("data.train_zip"), type=["zip"], key=state.DATA_TRAIN_ZIP, help=t("data.train_zip_help")
+    )
+    val_zip = st.file_uploader(t("data.val_zip"), type=["zip"], key=state.DATA_VAL_ZIP, help=t("data.val_zip_help"))
+    i18n.widget_words_note()
+    if st.button(t("data.add"), type="primary", disabled=train_zip is None, icon=":material/upload:"):
+        ingest(train_zip, val_zip, train_zip.name)
+
+
+def folder_section() -> None:
+    """A folder of class folders (and optionally a validation folder) from the desktop, ingested as a zip is."""
+    train_files = st.file_uploader(
+        t("data.train_folder"),
+        accept_multiple_files="directory",
+        key=state.DATA_TRAIN_FOLDER,
+        help=t("data.train_folder_help"),
+    )
+    val_files = st.file_uploader(
+        t("data.val_folder"),
+        accept_multiple_files="directory",
+        key=state.DATA_VAL_FOLDER,
+        help=t("data.val_zip_help"),
+    )
+    i18n.widget_words_note("folder")
+    if train_files:
+        st.caption(t("data.folder_files", files=i18n.count("files", len(train_files))))
+    if st.button(t("data.add_folder"), type="primary", disabled=not train_files, icon=":material/drive_folder_upload:"):
+        files = [(uploaded.name, uploaded) for uploaded in train_files]
+        val = [(uploaded.name, uploaded) for uploaded in val_files] if val_files else None
+        name = datasets.folder_name(files)
+        add_dataset(
+            name,
+            lambda progress: datasets.ingest_files(files, val, workspace=workspace, name=name, progress=progress),
+        )
 
 
 def server_folder_section() -> None:
@@ -125,15 +164,23 @@ workspace = state.workspace()
 st.title(t("data.title"))
 st.caption(t("data.intro"))
 
+known = {dataset.id: dataset for dataset in cached.dataset_list(workspace)}
 upload_col, demo_col = st.columns([3, 1])
 with upload_col.container(border=True):
-    train_zip = st.file_uploader(
-        t("data.train_zip"), type=["zip"], key=state.DATA_TRAIN_ZIP, help=t("data.train_zip_help")
+    source = st.segmented_control(
+        t("data.source"),
+        list(SOURCES),
+        format_func=lambda source: t(SOURCES[source]),
+        key=state.DATA_SOURCE,
+        default="zip",
+        required=True,
     )
-    val_zip = st.file_uploader(t("data.val_zip"), type=["zip"], key=state.DATA_VAL_ZIP, help=t("data.val_zip_help"))
-    i18n.widget_words_note()
-    if st.button(t("data.add"), type="primary", disabled=train_zip is None, icon=":material/upload:"):
-        ingest(train_zip, val_zip, train_zip.name)
+    if source == "folder":
+        folder_section()
+    elif source == "camera":
+        camera.camera_section(workspace, known, add_dataset)
+    else:
+        zip_section()
 with demo_col.container(border=True):
     st.caption(t("data.demo_help"))
     if st.button(t("data.demo"), icon=":material/auto_awesome:"):

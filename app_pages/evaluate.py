@@ -7,8 +7,9 @@ matrix, mistakes; stored in the run folder), `tlcore.predict` (top-k classes for
 
 Session state keys (prefix `evaluate.`): `evaluate.run` (run selector), `evaluate.test_zip` (uploader),
 `evaluate.test_data` (run id -> id of the test data last evaluated, so its result stays shown),
-`evaluate.gradcam` (toggle), `evaluate.try_files` (uploader), `evaluate.try_val` (validation images
-picked), `evaluate.top_k` (slider).
+`evaluate.gradcam` (toggle), `evaluate.try_files` (uploader), `evaluate.try_camera_on` (toggle: the
+camera is only started when asked for), `evaluate.try_camera` (camera), `evaluate.try_val` (validation
+images picked), `evaluate.top_k` (slider).
 """
 
 from pathlib import Path
@@ -17,7 +18,7 @@ import streamlit as st
 
 from tlcore import codegen, datasets, evaluation, export, runs
 from tlcore.errors import ImageError, TLCoreError
-from tlcore.images import convert_image, load_image
+from tlcore.images import IMAGE_SUFFIXES, convert_image, load_image
 from tlcore.predict import Predictor, model_file, model_stamp
 from tlcore.workspace import Workspace
 from ui import cached, i18n, names, state
@@ -29,6 +30,8 @@ TEST_ZIP = "evaluate.test_zip"
 TEST_DATA = "evaluate.test_data"
 GRADCAM = "evaluate.gradcam"
 TRY_FILES = "evaluate.try_files"
+TRY_CAMERA_ON = "evaluate.try_camera_on"
+TRY_CAMERA = "evaluate.try_camera"
 TRY_VAL = "evaluate.try_val"
 TOP_K = "evaluate.top_k"
 
@@ -173,7 +176,7 @@ def show_evaluation(result: evaluation.Evaluation) -> None:
 
 
 def try_tab(info: runs.RunInfo) -> None:
-    """Upload images or pick validation images; show each one's top-k classes as bars."""
+    """Upload images, take a picture, or pick validation images; show each one's top-k classes as bars."""
     st.caption(t("evaluate.try_intro"))
     try:
         predictor = predictor_for(info.id)
@@ -184,8 +187,12 @@ def try_tab(info: runs.RunInfo) -> None:
         t("evaluate.try_upload"),
         accept_multiple_files=True,
         key=TRY_FILES,
-        type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"],
+        type=[suffix.lstrip(".") for suffix in IMAGE_SUFFIXES],
     )
+    picture = None
+    if st.toggle(t("evaluate.try_camera_on"), key=TRY_CAMERA_ON):
+        picture = st.camera_input(t("evaluate.try_camera"), key=TRY_CAMERA)
+        i18n.widget_words_note("camera")
     val_images = validation_images(info)
     picked = st.multiselect(
         t("evaluate.try_val"), list(val_images), format_func=lambda p: names.plain(val_images[p][0]), key=TRY_VAL
@@ -194,6 +201,8 @@ def try_tab(info: runs.RunInfo) -> None:
     state.default(TOP_K, min(5, classes))
     k = st.slider(t("evaluate.top_k"), 1, classes, key=TOP_K) if classes > 2 else classes
     sources = [(upload.name, upload, None) for upload in uploads or []]
+    if picture is not None:
+        sources.append((t("evaluate.try_camera_name"), picture, None))
     sources += [(val_images[path][0], Path(path), val_images[path][1]) for path in picked]
     if not sources:
         st.info(t("evaluate.try_none"))
@@ -240,7 +249,9 @@ def export_tab(info: runs.RunInfo) -> None:
     if st.button(t("evaluate.export_button"), type="primary", icon=":material/ios_share:"):
         with st.spinner(t("evaluate.exporting")):
             try:
-                result = export.export_run(workspace, info.id, archive=True, predictor=predictor_for(info.id))
+                result = export.export_run(
+                    workspace, info.id, archive=True, predictor=predictor_for(info.id), lang=i18n.language()
+                )
             except TLCoreError as exc:
                 st.error(i18n.error_text(exc))
                 return
@@ -248,11 +259,14 @@ def export_tab(info: runs.RunInfo) -> None:
         result = export.load_export(workspace, info.id)
     if result is None:
         return
+    for reason in result.failed.values():
+        st.warning(i18n.say(reason), icon=":material/warning:")
     format_names = {
         "keras": t("evaluate.format_keras"),
         "savedmodel": t("evaluate.format_savedmodel"),
         "tflite": t("evaluate.format_tflite"),
         "tflite-quant": t("evaluate.format_tflite_quant"),
+        "onnx": t("evaluate.format_onnx"),
         "labels": t("evaluate.format_labels"),
         "readme": t("evaluate.format_readme"),
     }
@@ -333,6 +347,19 @@ def code_tab(info: runs.RunInfo) -> None:
     )
     st.code(script, language="python", line_numbers=True)
     reproduce_section(info)
+    tensorboard_section(info)
+
+
+def tensorboard_section(info: runs.RunInfo) -> None:
+    """The commands that open this run's curves, or every run's on its dataset, in TensorBoard."""
+    st.subheader(t("evaluate.tensorboard_title"))
+    st.caption(t("evaluate.tensorboard_intro"))
+    st.markdown(t("evaluate.tensorboard_run"))
+    st.code(runs.tensorboard_command([info]), language="bash", wrap_lines=True)
+    siblings = [other for other in runs.list_runs(workspace) if other.spec and other.spec.dataset == info.spec.dataset]
+    if len(siblings) > 1:
+        st.markdown(t("evaluate.tensorboard_dataset", count=len(siblings)))
+        st.code(runs.tensorboard_command(siblings), language="bash", wrap_lines=True)
 
 
 def reproduce_section(info: runs.RunInfo) -> None:

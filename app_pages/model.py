@@ -22,6 +22,8 @@ ARTICLE_PRESET = {
     state.MODEL_BACKBONE: "resnet50",
     state.MODEL_IMAGE_SIZE: 224,
     state.MODEL_POOLING: "flatten",
+    state.MODEL_DROPOUT: 0.0,
+    state.MODEL_HIDDEN: 0,
     state.MODEL_WEIGHTS: "imagenet",
     state.MODEL_STRATEGY: Strategy.FINETUNE,
     state.MODEL_FROZEN: 168,

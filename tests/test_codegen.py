@@ -18,8 +18,7 @@ from tlcore import runs
 from tlcore.backbones import BACKBONES
 from tlcore.codegen import generate_script, run_script, script_name
 from tlcore.datasets import ingest_zip
-from tlcore.demo import demo_zip
-from tlcore.models import ModelSpec, Strategy
+from tlcore.models import ModelSpec, Strategy, build_model, parameter_counts
 from tlcore.spec import Augmentation, RunSpec
 from tlcore.training import train_run
 from tlcore.workspace import Workspace
@@ -115,17 +114,66 @@ def test_every_backbone_and_strategy_gives_valid_python(backbone, strategy):
     assert ("base_model.trainable = False" in script) == (strategy == "transfer")
 
 
-def test_a_split_given_by_the_upload_is_read_from_train_and_val_folders(workspace):
-    source = zipfile.ZipFile(io.BytesIO(demo_zip(classes=2, per_class=4, size=32)))
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        for index, name in enumerate(source.namelist()):
-            zf.writestr(f"{'val' if index % 2 else 'train'}/{name}", source.read(name))
-    dataset = ingest_zip(archive.getvalue(), workspace=workspace, name="split.zip")
-    script = generate_script(article_spec(), dataset.classes, dataset=dataset)
-    assert 'os.path.join(DATA_DIR, "train")' in script and 'os.path.join(DATA_DIR, "val")' in script
-    assert "validation_split" not in script
-    compile(script, "train.py", "exec")
+KINDS = {
+    "transfer": {"strategy": "transfer"},
+    "finetune": {"strategy": "finetune", "frozen_layers": 60},
+    "scratch": {"strategy": "scratch"},
+    "two-phase": {"strategy": "finetune", "frozen_layers": 60, "two_phase": True, "finetune_epochs": 1},
+}
+
+# Runs every generated script in one Python process (TensorFlow is imported once), each with its own
+# arguments, as `python SCRIPT IMAGES_FOLDER MODEL_FILE` would; prints what failed, if anything.
+RUN_SCRIPTS = """
+import json, runpy, sys, traceback
+failed = {}
+for script, images, model_file in json.loads(sys.argv[1]):
+    sys.argv = [script, images, model_file]
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except BaseException:
+        failed[f"{script} on {images}"] = traceback.format_exc()[-2000:]
+print(json.dumps(failed))
+"""
+
+
+def test_the_script_trains_on_class_folders_and_on_train_and_val_folders_for_every_kind_of_run(
+    workspace, demo_zip_bytes, tmp_path
+):
+    """Both layouts the script's docstring promises, for every kind of run (random weights: offline)."""
+    class_folders, split_folders = tmp_path / "class-folders", tmp_path / "split-folders"
+    with zipfile.ZipFile(io.BytesIO(demo_zip_bytes)) as archive:
+        archive.extractall(class_folders)
+        for index, name in enumerate(n for n in archive.namelist() if not n.endswith("/")):
+            target = split_folders / ("val" if index % 3 == 0 else "train") / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(name))
+    dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
+    jobs, expected = [], {}
+    for kind, changes in KINDS.items():
+        spec = tiny_spec(dataset.id, num_classes=len(dataset.classes), epochs=1, batch_size=8, **changes)
+        script = tmp_path / f"train_{kind}.py"
+        script.write_text(generate_script(spec, dataset.classes, dataset=dataset), encoding="utf-8")
+        model = build_model(spec.model.validated(), load_weights=False)
+        for layout in (class_folders, split_folders):
+            model_file = tmp_path / f"{kind}-{layout.name}.keras"
+            jobs.append((str(script), str(layout), str(model_file)))
+            expected[model_file] = parameter_counts(model)["trainable"]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_SCRIPTS, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {}
+    assert "Found 16 files belonging to 3 classes" in result.stdout  # train/ of the split folders, as given
+    for model_file, trainable in expected.items():
+        model = keras.models.load_model(model_file)  # safe_mode on
+        assert sum(math.prod(w.shape) for w in model.trainable_weights) == trainable, model_file.name
+        assert model.output.shape[-1] == len(dataset.classes)
 
 
 def test_the_generated_script_runs_and_saves_the_runs_model(two_phase_run, demo_zip_bytes, tmp_path):

@@ -422,11 +422,12 @@ def test_refused_uploads_say_why_in_one_sentence_and_leave_nothing_behind(worksp
 
 def test_a_zip_with_dotdot_entry_is_refused_and_nothing_is_written_anywhere(tmp_path):
     outer = tmp_path / "outer"
+    outer.mkdir()
     workspace = Workspace(outer / "ws")
     data = make_zip(class_entries("cats", "dogs", image=PNG) + [("../../escaped.png", PNG), ("cats/../../up.png", PNG)])
     with pytest.raises(DatasetError, match="points outside"):
         ingest_zip(data, workspace=workspace)
-    assert sorted(p.name for p in outer.iterdir()) == ["ws"]
+    assert sorted(p.name for p in outer.iterdir()) in ([], ["ws"])
     assert not (tmp_path / "escaped.png").exists()
     assert_nothing_written(workspace)
 

@@ -317,3 +317,15 @@ def test_the_page_shows_a_stored_evaluation_and_the_code(page, evaluated, lang):
     )
     assert at.metric[0].value == f"{evaluated.accuracy:.1%}"
     assert "base_model = keras.applications.MobileNet(" in at.code[0].value
+
+
+def test_try_it_classifies_a_camera_picture_as_the_predictor_does(page, trained, evaluated):
+    workspace, dataset, info = trained
+    at = page.run()
+    assert not at.camera_input  # the camera starts only when asked for
+    at.toggle(key="evaluate.try_camera_on").set_value(True).run()
+    photo = dataset.files("val")[0][0].read_bytes()
+    at.camera_input(key="evaluate.try_camera").set_value(("camera-input.jpg", photo, "image/jpeg")).run()
+    assert not at.exception and not at.error
+    expected = Predictor.load(workspace, info.id).predict([photo])[0]
+    assert any(f"**{expected.label}**" in markdown.value for markdown in at.markdown)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from helpers import run_tlcore
 
-from tlcore import runs
+from tlcore import export, runs
 from tlcore.errors import RunError
 from tlcore.export import (
     FILES,
@@ -49,6 +49,10 @@ CLEAN_PREDICT = textwrap.dedent("""
         import tensorflow as tf
         model = tf.saved_model.load(path)  # keep a reference: its variables live as long as it does
         probabilities = model.serve(tf.constant(images)).numpy()
+    elif fmt == "onnx":
+        import onnxruntime  # no TensorFlow at all
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        probabilities = session.run(None, {session.get_inputs()[0].name: images})[0]
     else:
         import tensorflow as tf
         interpreter = tf.lite.Interpreter(model_path=path)
@@ -139,6 +143,7 @@ def test_all_formats_come_with_labels_and_one_zip(trained, exported):
         "labels.txt",
         "README.txt",
         "saved_model/saved_model.pb",
+        "model.onnx",
     } <= names
     assert exported.files["zip"].name == f"{info.id}.zip"
     leftovers = [p.name for p in exported.out_dir.iterdir() if p.name.startswith(".")]
@@ -166,8 +171,8 @@ def test_the_default_destination_is_the_run_folder_and_it_can_be_read_back(train
 
 
 def test_unknown_formats_are_refused_by_name():
-    with pytest.raises(ExportError, match="'onnx'.*keras, savedmodel, tflite, tflite-quant, all"):
-        parse_formats(["onnx"])
+    with pytest.raises(ExportError, match="'tfjs'.*keras, savedmodel, tflite, tflite-quant, onnx, all"):
+        parse_formats(["tfjs"])
     assert parse_formats(["tflite", "keras"]) == ("keras", "tflite")
     assert parse_formats(["all"]) == FORMATS
 
@@ -181,6 +186,30 @@ def test_a_run_still_training_or_without_a_model_cannot_be_exported(trained):
     with pytest.raises(RunError, match=r"no saved model \(best.keras\)"):
         export_run(workspace, queued.id, ["keras"])
     assert not (queued.dir / "exports").exists()
+
+
+def test_a_model_the_onnx_converter_cannot_handle_is_said_in_one_sentence_and_the_rest_is_written(
+    trained, tmp_path, monkeypatch
+):
+    workspace, _, info = trained
+
+    def cannot_convert(saved_model):
+        raise ExportError("export.onnx_failed", reason="Unsupported ops: FancyOp")
+
+    monkeypatch.setattr(export, "onnx_bytes", cannot_convert)
+    result = export_run(workspace, info.id, ["tflite", "onnx"], out_dir=tmp_path / "out")
+    assert set(result.failed) == {"onnx"} and not result.passed
+    assert result.failed["onnx"].render("en") == (
+        "ONNX was not exported: tf2onnx cannot convert this model (Unsupported ops: FancyOp); "
+        "the other formats are written."
+    )
+    assert result.checks["tflite"].passed and "onnx" not in result.files
+    assert not (tmp_path / "out" / "model.onnx").exists()
+    assert "Unsupported ops: FancyOp" in result.summary("en") and "FancyOp" in result.summary("ja")
+    assert (
+        "tflite" in (tmp_path / "out" / "README.txt").read_text()
+        and "model.onnx" not in (tmp_path / "out" / "README.txt").read_text()
+    )
 
 
 def test_an_export_folder_that_is_a_file_is_refused(trained, tmp_path):
@@ -213,7 +242,7 @@ def test_cli_export_writes_the_format_asked_for_as_json(trained, tmp_path):
 
 def test_cli_export_of_an_unknown_format_exits_2_with_one_line(trained):
     workspace, _, info = trained
-    result = run_tlcore("export", info.id, "--format", "onnx", workspace=workspace)
+    result = run_tlcore("export", info.id, "--format", "tfjs", workspace=workspace)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "onnx" in result.stderr
+    assert "tfjs" in result.stderr

@@ -12,7 +12,7 @@ from helpers import run_tlcore, tiny_spec
 from PIL import Image
 
 from tlcore import pipeline, runs
-from tlcore.datasets import allowed_data_dirs, export_zip, ingest_folder, ingest_zip, load_dataset
+from tlcore.datasets import allowed_data_dirs, export_zip, ingest_folder, ingest_zip, load_dataset, server_folders
 from tlcore.errors import DatasetError
 from tlcore.evaluation import evaluate
 from tlcore.training import train_run
@@ -256,3 +256,15 @@ def test_the_reproduce_commands_for_a_folder_split_by_seed_give_the_same_split(p
     assert [(item.source, item.split) for item in elsewhere.items] == [
         (item.source, item.split) for item in dataset.items
     ]
+
+
+def test_only_folders_that_look_like_datasets_are_offered_not_their_class_folders(tmp_path):
+    root = tmp_path / "photos"
+    for class_name in ("cats", "dogs"):
+        (root / "pets" / class_name).mkdir(parents=True)
+        (root / "pets" / class_name / "1.jpg").write_bytes(b"not read")
+    for split in ("train", "val"):
+        (root / "archive" / "flowers" / split / "daisy").mkdir(parents=True)
+    (root / "empty" / "a").mkdir(parents=True)
+    (root / ".hidden" / "x").mkdir(parents=True)
+    assert server_folders([root]) == [root / "archive" / "flowers", root / "pets"]

@@ -529,7 +529,15 @@ def test_a_best_model_write_that_fails_keeps_the_previous_best_keras_whole_and_n
         recorder.on_train_end()
     assert (info.dir / runs.BEST_MODEL_FILE).read_bytes() == saved
     assert sorted(p.name for p in info.dir.iterdir()) == sorted(
-        [runs.SPEC_FILE, runs.STATUS_FILE, runs.METRICS_FILE, runs.LABELS_FILE, runs.LOCK_FILE, runs.BEST_MODEL_FILE]
+        [
+            runs.SPEC_FILE,
+            runs.STATUS_FILE,
+            runs.METRICS_FILE,
+            runs.LABELS_FILE,
+            runs.LOCK_FILE,
+            runs.BEST_MODEL_FILE,
+            runs.TENSORBOARD_FOLDER,
+        ]
     )
     loaded = keras.models.load_model(info.dir / runs.BEST_MODEL_FILE)
     for on_disk, expected in zip(loaded.weights, first, strict=True):

@@ -12,7 +12,8 @@ from ui import i18n
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SOURCES = [ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
-KEY_CALL = re.compile(r"""\bt\(\s*(["'])([^"']+)\1""")
+# `t("key")`, or a key in a table of them (`{"zip": "data.source_zip"}`) that is passed to `t` later.
+KEY_CALL = re.compile(r"""(?:\bt\(\s*|:\s*)(["'])([a-z_]+\.[a-z0-9_.]+)\1""")
 
 
 def keys_used() -> set[str]:
@@ -52,7 +53,7 @@ def test_japanese_strings_are_translated():
         return re.search(r"[A-Za-z]{3,}", re.sub(r"\{[^}]*\}", "", text)) is not None
 
     same = {key for key in EN if EN[key] == JA[key] and has_words(EN[key])}
-    assert same == {"sidebar.language", "weights.imagenet"}
+    assert same == {"sidebar.language", "weights.imagenet", "evaluate.tensorboard_title"}
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])

@@ -23,7 +23,13 @@ from tlcore.models import (
 )
 
 ARTICLE = ModelSpec(
-    backbone="resnet50", weights="none", pooling="flatten", strategy="finetune", frozen_layers=168, num_classes=2
+    backbone="resnet50",
+    weights="none",
+    pooling="flatten",
+    dropout=0.0,
+    strategy="finetune",
+    frozen_layers=168,
+    num_classes=2,
 )
 
 

@@ -133,3 +133,45 @@ def test_run_ids_cannot_name_paths_outside_the_workspace(trained, bad_id):
 def test_a_spec_naming_a_missing_dataset_is_refused(workspace):
     with pytest.raises(TLCoreError, match="0123456789abcdef"):
         runs.create_run(quick_run("0123456789abcdef", num_classes=2), workspace)
+
+
+def _tensorboard_scalars(folder) -> dict[str, dict[int, float]]:
+    """Every scalar in a run's TensorBoard event files, by tag and step, read with TensorFlow's own reader."""
+    import tensorflow as tf
+
+    found: dict[str, dict[int, float]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                found.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return found
+
+
+def test_tensorboard_holds_the_same_curves_as_the_metrics_log_in_both_phases(workspace, demo_zip_bytes, tmp_path):
+    dataset = ingest_zip(_write(tmp_path / "demo.zip", demo_zip_bytes), workspace=workspace)
+    spec = quick_run(
+        dataset.id,
+        num_classes=len(dataset.classes),
+        strategy="finetune",
+        frozen_layers=60,
+        epochs=1,
+        two_phase=True,
+        finetune_epochs=1,
+        learning_rate=1e-3,
+        finetune_learning_rate=1e-5,
+    )
+    info = train_run(workspace, runs.create_run(spec, workspace).id)
+    assert info.status == "completed", info.error
+    scalars = _tensorboard_scalars(info.dir / runs.TENSORBOARD_FOLDER)
+    metrics = metrics_log.read_metrics(workspace, info.id)
+    batches, epochs = metrics[metrics["kind"] == "batch"], metrics[metrics["kind"] == "epoch"]
+    assert list(epochs["phase"]) == ["transfer", "finetune"]
+    for name in ("loss", "accuracy"):
+        expected = dict(zip(batches["global_step"].astype(int), batches[name].astype("float32"), strict=True))
+        assert scalars[f"batch/{name}"] == pytest.approx(expected, rel=0, abs=0)
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        expected = dict(zip(epochs["epoch"].astype(int), epochs[name].astype("float32"), strict=True))
+        assert scalars[f"epoch/{name}"] == pytest.approx(expected, rel=0, abs=0)
+    assert scalars["epoch/learning_rate"] == pytest.approx({1: 1e-3, 2: 1e-5}, rel=1e-6)
+    listed = runs.tensorboard_command([info])
+    assert listed == f"tensorboard --logdir {info.dir / runs.TENSORBOARD_FOLDER}"

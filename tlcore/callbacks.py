@@ -9,7 +9,8 @@ Like Keras's own `CSVLogger`, `ModelCheckpoint` and `EarlyStopping`, each callba
   `best.keras` as the full model;
 - `StatusReporter`: `status.json` (where training stands, throttled to once a second, and what
   `best.keras` holds);
-- `EpochReport`: hands each epoch's row to a function (the command line prints it).
+- `EpochReport`: hands each epoch's row to a function (the command line prints it);
+- `TensorBoardLog`: the same curves, and the learning rate, as TensorBoard event files (`tf.summary`).
 
 `for_run` assembles them for a run; a multi-worker job's other workers write nothing, so they take
 the stop watcher alone. The same callbacks serve every phase of a run (they carry the global step,
@@ -22,6 +23,7 @@ failure never leaves half a model.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import traceback
@@ -32,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
 
 from tlcore import metrics_log, runs
 from tlcore.acceleration import float32_layers
@@ -333,6 +337,59 @@ class EpochReport(RunCallback):
         self.report(metrics_log.make_row("epoch", self.phase, self.epoch, steps, self.global_step, logs or {}, elapsed))
 
 
+# What TensorBoard's own `tf.summary.scalar` attaches to a value: it shows the curve on its Scalars tab.
+_SCALAR = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+    data_class=summary_pb2.DATA_CLASS_SCALAR,
+)
+
+
+class TensorBoardLog(RunCallback):
+    """Writes the run's curves as TensorBoard event files in `<run>/tensorboard/`, for people who read them there.
+
+    Per batch, `batch/loss` and `batch/accuracy` at the run's global step; per epoch, `epoch/loss`,
+    `epoch/accuracy`, `epoch/val_loss`, `epoch/val_accuracy` and `epoch/learning_rate` at the epoch
+    number. Both phases of a two-phase run continue one count, as in `metrics.jsonl`, whose values these are.
+    Written with TensorFlow's own `tf.summary.write` and the scalar plugin's metadata, so no TensorBoard
+    package is needed to write them (only to read them).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        with run_folder_write(run_dir, runs.TENSORBOARD_FOLDER):
+            self.writer = tf.summary.create_file_writer(str(run_dir / runs.TENSORBOARD_FOLDER))
+        self.run_dir = run_dir
+        self.epoch = 0
+        self.global_step = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.global_step += 1
+        self._scalars("batch", ("loss", "accuracy"), logs or {}, self.global_step)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        values = dict(logs or {})
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:
+            values["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        self._scalars("epoch", (*metrics_log.LOGGED, "learning_rate"), values, self.epoch)
+        with run_folder_write(self.run_dir, runs.TENSORBOARD_FOLDER):
+            self.writer.flush()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        with run_folder_write(self.run_dir, runs.TENSORBOARD_FOLDER):
+            self.writer.flush()
+
+    def _scalars(self, kind: str, names: tuple[str, ...], values: dict[str, Any], step: int) -> None:
+        with self.writer.as_default(step=step):
+            for name in names:
+                value = values.get(name)
+                if value is not None and math.isfinite(float(value)):
+                    tf.summary.write(f"{kind}/{name}", tf.constant(float(value), tf.float32), metadata=_SCALAR)
+
+
 def keep_best_after_fault(run_callbacks: list[RunCallback]) -> None:
     """After `fit` raised (Keras then skips `on_train_end`): write the best model still held in memory, and
     the status that names it.
@@ -370,6 +427,7 @@ def for_run(
     best = BestModelKeeper(run_dir, saved_model, mixed_precision)
     callbacks: list[RunCallback] = [
         MetricsLog(run_dir, started),
+        TensorBoardLog(run_dir),
         stop,
         best,
         StatusReporter(run_dir, started, best, stop),

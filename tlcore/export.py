@@ -8,6 +8,13 @@ Formats (the `--format` names), written to the run folder's `exports/` or to a f
 | `savedmodel` | `saved_model/` | `tf.saved_model.load(...).serve` | ≤ 1e-5 |
 | `tflite` | `model.tflite` (float32) | `tf.lite.Interpreter` | ≤ 1e-4 |
 | `tflite-quant` | `model_quant.tflite` (8-bit weights) | `tf.lite.Interpreter` | same top-1 where the app is decisive |
+| `onnx` | `model.onnx` | `onnxruntime.InferenceSession` | ≤ 1e-5 |
+
+ONNX is converted by tf2onnx from the same SavedModel (`python -m tf2onnx.convert --saved-model`,
+in a process of its own), not by Keras's `model.export(format="onnx")`: Keras converts the model
+function, where EfficientNet's Normalization constants become extra graph inputs the file then asks
+for; the SavedModel's serving signature converts every backbone of the registry. When a model cannot
+be converted, the export says why in one sentence and the other formats are written all the same.
 
 Quantized weights move probabilities by up to a few tenths on small networks (0.28 for ImageNet
 MobileNet ×0.25), so an image the model is unsure about can change class (that MobileNet kept the
@@ -32,14 +39,18 @@ leaves a half-written model where a good one was.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import secrets
 import shutil
+import subprocess
+import sys
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,15 +64,22 @@ if TYPE_CHECKING:
     import numpy as np
 
 EXPORT_FORMAT = 1
-FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant")
+FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant", "onnx")
 ALL = "all"
 FILES = {
     "keras": "model.keras",
     "savedmodel": "saved_model",
     "tflite": "model.tflite",
     "tflite-quant": "model_quant.tflite",
+    "onnx": "model.onnx",
 }
-TOLERANCES: dict[str, float | None] = {"keras": 1e-6, "savedmodel": 1e-5, "tflite": 1e-4, "tflite-quant": None}
+TOLERANCES: dict[str, float | None] = {
+    "keras": 1e-6,
+    "savedmodel": 1e-5,
+    "tflite": 1e-4,
+    "tflite-quant": None,
+    "onnx": 1e-4,  # onnxruntime fuses convolutions and activations: float32 sums in another order
+}
 """Largest allowed absolute difference from the app's probabilities; None: top-1 agreement is checked."""
 QUANT_DECISIVE_MARGIN = 0.5
 """Lead of the app's top class over the next above which the quantized model must agree with it."""
@@ -70,6 +88,8 @@ EXPORTS_FOLDER = "exports"
 MANIFEST_FILE = "export.json"
 README_FILE = "README.txt"
 CHECK_IMAGES = 32
+ONNX_OPSET = 17
+ONNX_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -109,6 +129,7 @@ class ExportResult:
     files: path by format, plus `labels`, `readme` and (with `archive`) `zip`.
     checks: the comparison with the app, by format (absent when checking was turned off).
     reused: formats whose files were already current and were not rebuilt.
+    failed: formats that could not be written, each with the reason in one sentence.
     """
 
     run_id: str
@@ -116,6 +137,12 @@ class ExportResult:
     files: dict[str, Path]
     checks: dict[str, Check]
     reused: tuple[str, ...]
+    failed: dict[str, Message] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Every format asked for was written, and every file predicts what the app predicts."""
+        return not self.failed and all(check.passed for check in self.checks.values())
 
     def to_dict(self, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
         """What was written as JSON-able data (the CLI's `--json`), the criteria in `lang`."""
@@ -127,6 +154,7 @@ class ExportResult:
                 key: {**asdict(check), "criterion": check.criterion.render(lang)} for key, check in self.checks.items()
             },
             "reused": list(self.reused),
+            "failed": {key: reason.render(lang) for key, reason in self.failed.items()},
         }
 
     def summary(self, lang: str | None = None) -> str:
@@ -142,6 +170,8 @@ class ExportResult:
         for key, check in self.checks.items():
             verdict = msg("export.verdict_ok") if check.passed else msg("export.verdict_failed")
             lines.append(f"  {key:<13} {check.result(verdict).render(lang)}")
+        for key, reason in self.failed.items():
+            lines.append(f"  {key:<13} {reason.render(lang)}")
         return "\n".join(lines)
 
 
@@ -212,16 +242,20 @@ def _export(
         if f in done and (target / FILES[f]).exists() and (not check or done[f].get("check") is not None)
     )
     build = [f for f in chosen if f not in reused]
+    failed: dict[str, Message] = {}
     if build:
-        _write_models(info, predictor, build, target)
+        failed = _write_models(info, predictor, build, target)
+        written = [f for f in build if f not in failed]
         checks = (
-            check_files(predictor, {f: target / FILES[f] for f in build}, check_images(workspace, info, predictor))
+            check_files(predictor, {f: target / FILES[f] for f in written}, check_images(workspace, info, predictor))
             if check
             else {}
         )
-        for f in build:
+        for f in written:
             done[f] = {"file": FILES[f], "check": asdict(checks[f]) if f in checks else None}
-
+        for f in failed:
+            done.pop(f, None)
+    chosen = tuple(f for f in chosen if f not in failed)
     files = {f: target / FILES[f] for f in chosen}
     checks = {f: Check(**done[f]["check"]) for f in chosen if check and done[f].get("check")}
     write_bytes_atomic(target / runs.LABELS_FILE, ("\n".join(predictor.classes) + "\n").encode("utf-8"))
@@ -235,7 +269,7 @@ def _export(
             manifest["archive"] = list(chosen)
         files["zip"] = archive_path
     write_json_atomic(target / MANIFEST_FILE, manifest)
-    return ExportResult(info.id, target, files, checks, reused)
+    return ExportResult(info.id, target, files, checks, reused, failed)
 
 
 def load_export(workspace: Workspace, run_id: str) -> ExportResult | None:
@@ -284,7 +318,8 @@ def _current_manifest(target: Path, run_id: str, stamp: dict[str, int]) -> dict[
     return manifest
 
 
-def _write_models(info: runs.RunInfo, predictor: Predictor, build: list[str], target: Path) -> None:
+def _write_models(info: runs.RunInfo, predictor: Predictor, build: list[str], target: Path) -> dict[str, Message]:
+    """Write the files of the formats in `build`; return the formats that could not be written, and why."""
     if "keras" in build:
         partial = target / f".{FILES['keras']}.{secrets.token_hex(4)}.tmp"
         try:
@@ -292,20 +327,27 @@ def _write_models(info: runs.RunInfo, predictor: Predictor, build: list[str], ta
             os.replace(partial, target / FILES["keras"])
         finally:
             partial.unlink(missing_ok=True)
-    if not {"savedmodel", "tflite", "tflite-quant"} & set(build):
-        return
-    # TFLite is converted from a SavedModel, which is written (to a temporary folder) even when only
-    # TFLite was asked for.
+    failed: dict[str, Message] = {}
+    if not {"savedmodel", "tflite", "tflite-quant", "onnx"} & set(build):
+        return failed
+    # TFLite and ONNX are converted from a SavedModel, which is written (to a temporary folder) even when
+    # only they were asked for.
     staged = target / f".{FILES['savedmodel']}.{secrets.token_hex(4)}.tmp"
     try:
         predictor.model.export(str(staged), format="tf_saved_model", verbose=False)
         for name, quantize in (("tflite", False), ("tflite-quant", True)):
             if name in build:
                 write_bytes_atomic(target / FILES[name], tflite_bytes(staged, quantize))
+        if "onnx" in build:
+            try:
+                write_bytes_atomic(target / FILES["onnx"], onnx_bytes(staged))
+            except ExportError as exc:
+                failed["onnx"] = exc.message
         if "savedmodel" in build:
             _replace_folder(staged, target / FILES["savedmodel"])
     finally:
         shutil.rmtree(staged, ignore_errors=True)
+    return failed
 
 
 def tflite_bytes(saved_model: Path, quantize: bool) -> bytes:
@@ -316,6 +358,33 @@ def tflite_bytes(saved_model: Path, quantize: bool) -> bytes:
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return converter.convert()
+
+
+def onnx_bytes(saved_model: Path) -> bytes:
+    """Convert a SavedModel's serving signature to ONNX with tf2onnx, in a process of its own (the converter
+    holds on to memory and prints TensorFlow's logs); `ExportError` in one sentence when it cannot."""
+    if importlib.util.find_spec("tf2onnx") is None:
+        raise ExportError("export.onnx_missing")
+    with tempfile.TemporaryDirectory(prefix="onnx-", dir=saved_model.parent) as folder:
+        output = Path(folder) / FILES["onnx"]
+        command = [
+            sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), "--signature_def", "serve",
+            "--opset", str(ONNX_OPSET), "--output", str(output),
+        ]  # fmt: skip
+        try:
+            result = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=ONNX_SECONDS,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            )
+        except subprocess.TimeoutExpired:
+            raise ExportError("export.onnx_timeout", seconds=ONNX_SECONDS) from None
+        if result.returncode != 0 or not output.is_file():
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            raise ExportError("export.onnx_failed", reason=(lines[-1] if lines else f"exit {result.returncode}")[:300])
+        return output.read_bytes()
 
 
 def _replace_folder(staged: Path, target: Path) -> None:
@@ -379,6 +448,12 @@ def runner(fmt: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
             return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
 
         return run
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda images: session.run(None, {name: images})[0]
     raise ExportError("export.unknown_format", name=repr(fmt), choices=", ".join(FORMATS))
 
 
@@ -419,6 +494,7 @@ def readme(
         "savedmodel": ('model = tf.saved_model.load("saved_model"); model.serve(images)', None),
         "tflite": ('tf.lite.Interpreter(model_path="model.tflite")', msg("export.readme_float_weights")),
         "tflite-quant": ('tf.lite.Interpreter(model_path="model_quant.tflite")', msg("export.readme_quant_weights")),
+        "onnx": ('onnxruntime.InferenceSession("model.onnx").run(None, {"image": images})', None),
     }
     if info.name != info.id:
         title = msg("export.readme_title_named", run=info.id, name=info.name)

@@ -45,6 +45,8 @@ MAX_IMAGE_PIXELS = 64_000_000
 # The only Pillow decoders ever tried: an upload must not reach plugins such as EPS, which runs
 # Ghostscript. The messages `image.unsupported_format` and `dataset.no_images` list them for users.
 _PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+"""The file name endings of those formats, for places that pick images by name before opening them."""
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")

@@ -118,7 +118,7 @@ class ModelSpec:
     image_size: side of the square input in pixels; None means the backbone's default.
     num_classes: number of output classes (at least 2).
     pooling: `"avg"` (GlobalAveragePooling2D, the better default) or `"flatten"` (the original article).
-    dropout: dropout rate before the classifier, 0 for none.
+    dropout: dropout rate before the classifier, 0 for none (the Keras transfer-learning guide uses 0.2).
     hidden_units: width of an extra Dense+ReLU layer in the head, 0 for none.
     strategy: a `Strategy`: `"scratch"`, `"transfer"` or `"finetune"`.
     frozen_layers: for a strategy that freezes the first N base layers (fine-tuning), how many (0 to
@@ -130,7 +130,7 @@ class ModelSpec:
     image_size: int | None = None
     num_classes: int = 2
     pooling: str = "avg"
-    dropout: float = 0.0
+    dropout: float = 0.2
     hidden_units: int = 0
     strategy: Strategy = Strategy.TRANSFER
     frozen_layers: int | None = None

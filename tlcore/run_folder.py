@@ -78,6 +78,7 @@ NAME_FILE = "name.txt"
 STOP_FILE = "STOP"
 LOCK_FILE = "run.lock"
 LOG_FILE = "trainer.log"
+TENSORBOARD_FOLDER = "tensorboard"
 
 # The phase the status shows during a fast path's one-off pass over the frozen layers.
 FEATURE_PASS_PHASE = "features"

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -67,6 +68,9 @@ from tlcore.run_folder import (
 )
 from tlcore.run_folder import (
     STOP_FILE as STOP_FILE,
+)
+from tlcore.run_folder import (
+    TENSORBOARD_FOLDER as TENSORBOARD_FOLDER,
 )
 from tlcore.run_folder import (
     Activity as Activity,
@@ -455,6 +459,16 @@ def list_runs(workspace: Workspace) -> list[RunInfo]:
                 )
             )
     return runs
+
+
+def tensorboard_command(infos: list[RunInfo]) -> str:
+    """The command that opens these runs' curves in TensorBoard: `--logdir` for one run, `--logdir_spec`
+    naming each run by its id for several (display names may hold the commas and colons the spec splits on)."""
+    folders = [info.dir / TENSORBOARD_FOLDER for info in infos]
+    if len(folders) == 1:
+        return f"tensorboard --logdir {shlex.quote(str(folders[0]))}"
+    spec = ",".join(f"{info.id}:{folder}" for info, folder in zip(infos, folders, strict=True))
+    return f"tensorboard --logdir_spec {shlex.quote(spec)}"
 
 
 def stop(workspace: Workspace, run_id: str) -> RunInfo:

@@ -5,6 +5,7 @@ Layout::
     <workspace>/
         datasets/<dataset-id>/   ingested datasets (content-addressed, see `tlcore.datasets`)
         runs/<run-id>/           one folder per training run (see `tlcore.runs`)
+        drafts/<draft-id>/       datasets being built picture by picture (see `tlcore.datasets.drafts`)
         cache/                   derived data that can always be recomputed (features, weights downloads)
         tmp/                     staging area; a half-finished write never lands anywhere else
 
@@ -55,6 +56,10 @@ class Workspace:
         return self._subdir("runs")
 
     @property
+    def drafts_dir(self) -> Path:
+        return self._subdir("drafts")
+
+    @property
     def cache_dir(self) -> Path:
         return self._subdir("cache")
 
@@ -80,6 +85,8 @@ def check_id(identifier: str, kind: str) -> str:
     if not isinstance(identifier, str) or not _ID_PATTERN.fullmatch(identifier) or ".." in identifier:
         if kind == "run":
             raise TLCoreError("run.bad_id", id=repr(identifier))
+        if kind == "draft":
+            raise TLCoreError("draft.not_found", id=repr(identifier))
         raise TLCoreError("dataset.bad_id", id=repr(identifier))
     return identifier
 

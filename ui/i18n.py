@@ -157,6 +157,7 @@ def count(kind: str, n: int) -> str:
         "epochs": msg("count.epochs", n=n),
         "images": msg("count.images", n=n),
         "classes": msg("count.classes", n=n),
+        "files": msg("count.files", n=n),
     }
     return units[kind].render(language())
 
@@ -205,10 +206,18 @@ def dataset_option(dataset: Dataset) -> str:
     )
 
 
-def widget_words_note() -> None:
+WIDGET_WORDS = {
+    "files": "data.widget_words",
+    "folder": "data.widget_words_folder",
+    "camera": "data.widget_words_camera",
+}
+"""For each kind of Streamlit widget with words of its own, the note that says what they mean."""
+
+
+def widget_words_note(widget: str = "files") -> None:
     """Streamlit's own words on a widget stay English: say in the reader's language what they mean."""
     if language() != DEFAULT_LANGUAGE:
-        st.caption(t("data.widget_words"))
+        st.caption(t(WIDGET_WORDS[widget]))
 
 
 def rate(value: float) -> str:

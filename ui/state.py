@@ -14,8 +14,13 @@ The address keeps these choices too (`ui.links`), so a refresh, a bookmark or an
 Widgets keep their own values under the keys below. Those that must survive a page switch are
 created with `persist_state="session"`, so coming back to a page finds it as it was left.
 
-- Data page: `data.pick` (dataset selector), `data.train_zip`, `data.val_zip` (uploaders), `data.folder`
+- Data page: `data.source` (zip, folder or camera), `data.pick` (dataset selector), `data.train_zip`,
+  `data.val_zip` (zip uploaders), `data.train_folder`, `data.val_folder` (folder uploaders), `data.folder`
   (server folder to register).
+- Data page, camera (`ui.camera`): `camera.draft` (not a widget: the id of the open draft),
+  `camera.base` (what a new draft starts from), `camera.class` (the class pictures go to), `camera.shot`
+  (the camera), `camera.name.<draft>` (the dataset's name), `camera.remove.<shot>.<class>` (Remove
+  buttons), `camera.flash` (a (kind, text) message from a callback, shown once).
 - Model page: `model.backbone`, `model.image_size`, `model.pooling`, `model.dropout`, `model.hidden_units`,
   `model.weights` ("imagenet", "none" or "file"), `model.weights_path`, `model.strategy`,
   `model.frozen_layers`, `model.snap` (snap the slider to block boundaries).
@@ -46,10 +51,22 @@ DATASET_ID = "dataset_id"
 MODEL_SPEC = "model_spec"
 RUN_ID = "run_id"
 
+DATA_SOURCE = "data.source"
 DATA_PICK = "data.pick"
 DATA_TRAIN_ZIP = "data.train_zip"
 DATA_VAL_ZIP = "data.val_zip"
+DATA_TRAIN_FOLDER = "data.train_folder"
+DATA_VAL_FOLDER = "data.val_folder"
 DATA_FOLDER = "data.folder"
+
+CAMERA_DRAFT = "camera.draft"
+CAMERA_BASE = "camera.base"
+CAMERA_CLASS = "camera.class"
+CAMERA_SHOT = "camera.shot"
+CAMERA_NEW_CLASS_FORM = "camera.new_class"
+CAMERA_NAME_PREFIX = "camera.name."
+CAMERA_REMOVE_PREFIX = "camera.remove."
+CAMERA_FLASH = "camera.flash"
 
 MODEL_BACKBONE = "model.backbone"
 MODEL_IMAGE_SIZE = "model.image_size"
@@ -92,7 +109,9 @@ EVALUATE_RUN = "evaluate.run"
 # match no option, so on the next click the widget would fall back to its first option (a selectbox or
 # radio does; MobileNet became ResNet50). `reword_choices` tells the browser each choice again.
 WORDED_CHOICES = (
+    DATA_SOURCE,
     DATA_PICK,
+    CAMERA_BASE,
     MODEL_BACKBONE,
     MODEL_POOLING,
     MODEL_WEIGHTS,

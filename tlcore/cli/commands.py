@@ -114,6 +114,15 @@ def cmd_layers(args: argparse.Namespace, workspace: Workspace) -> None:
 
 def cmd_runs(args: argparse.Namespace, workspace: Workspace) -> None:
     found = runs.list_runs(workspace)
+    if args.dataset:
+        found = [info for info in found if info.spec is not None and info.spec.dataset == args.dataset]
+    if args.tensorboard:
+        readable = [info for info in found if info.spec is not None]
+        if not readable:
+            raise TLCoreError("cli.no_runs_for_tensorboard")
+        command = runs.tensorboard_command(readable)
+        emit(args, {"command": command, "runs": [info.id for info in readable]}, command)
+        return
     rows = [run_row(info, args.lang) for info in found]
     lines = [
         msg(
@@ -156,6 +165,7 @@ def run_row(info: runs.RunInfo, lang: str) -> dict[str, Any]:
         "features_seconds": info.features_seconds,
         "created": info.created,
         "dir": str(info.dir),
+        "tensorboard": runs.tensorboard_command([info]),
     }
 
 
@@ -188,7 +198,7 @@ def cmd_export(args: argparse.Namespace, workspace: Workspace) -> int:
         workspace, args.run, [args.format], out_dir=args.out, archive=args.format == ALL, lang=args.lang
     )
     emit(args, result.to_dict(), result.summary(args.lang))
-    return 0 if all(check.passed for check in result.checks.values()) else EXIT_RUN_FAILED
+    return 0 if result.passed else EXIT_RUN_FAILED
 
 
 def cmd_code(args: argparse.Namespace, workspace: Workspace) -> None:

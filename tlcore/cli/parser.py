@@ -107,7 +107,9 @@ def build_parser(lang: str = "en") -> argparse.ArgumentParser:
     p.add_argument("--name", default=run["name"], help=h(msg("cli.help.name")))
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
 
-    sub.add_parser("runs", parents=[common], help=h(msg("cli.help.runs")))
+    p = sub.add_parser("runs", parents=[common], help=h(msg("cli.help.runs")))
+    p.add_argument("--dataset", metavar="ID", help=h(msg("cli.help.runs_dataset")))
+    p.add_argument("--tensorboard", action="store_true", help=h(msg("cli.help.runs_tensorboard")))
 
     p = sub.add_parser("stop", parents=[common], help=h(msg("cli.help.stop")))
     p.add_argument("run", metavar="RUN", help=h(msg("cli.help.run_id")))

@@ -9,7 +9,6 @@ sizes may lie.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import lzma
 import os
@@ -177,18 +176,6 @@ def copy_bounded(source: IO[bytes], target: IO[bytes], name: str, limits: Limits
         if copied > limits.max_zip_bytes:
             raise DatasetError("archive.larger_than_limit", name=name, limit=size_text(limits.max_zip_bytes))
         target.write(chunk)
-
-
-def upload_id(uploads: list[Upload], val_fraction: float, seed: int) -> str:
-    digest = hashlib.sha256()
-    for index, upload in enumerate(uploads):
-        if index:
-            digest.update(b"\x00validation zip\x00")
-        while chunk := upload.handle.read(CHUNK):
-            digest.update(chunk)
-        upload.handle.seek(0)
-    digest.update(f"\x00val_fraction={float(val_fraction)!r}\x00seed={int(seed)}".encode())
-    return digest.hexdigest()[:16]
 
 
 def open_zip(upload: Upload, limits: Limits) -> zipfile.ZipFile:

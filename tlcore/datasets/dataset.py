@@ -1,8 +1,9 @@
 """A dataset as the rest of the program sees it: its images (`Item`), the files left out and why
 (`SkippedFile`), its classes, split and report (`Dataset`).
 
-The id is a hash of the upload (or of the registered folder's files) with the split settings, so the
-same zip uploaded twice is the same dataset and is not processed again.
+The id is a hash of the uploaded images (or of the registered folder's files) with the split settings,
+so the same images uploaded twice, zipped or as a folder, are the same dataset and are not processed
+again.
 """
 
 from __future__ import annotations

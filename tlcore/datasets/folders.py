@@ -27,7 +27,7 @@ from tlcore.datasets.layout import Junk, StoredImage, junk_reason, plan_layout
 from tlcore.datasets.storage import build_manifest, in_place_name, load_or_none, publish
 from tlcore.errors import DatasetError
 from tlcore.i18n import Message, msg
-from tlcore.images import convert
+from tlcore.images import IMAGE_SUFFIXES, convert
 from tlcore.wording import brief, size_text
 from tlcore.workspace import Workspace
 
@@ -105,33 +105,65 @@ def allowed_data_dirs(setting: str | None = None) -> list[Path]:
     return [folder.resolve() for folder in folders if folder.is_dir()]
 
 
-def server_folders(roots: Sequence[Path], depth: int = 2, limit: int = 500) -> list[Path]:
-    """The folders under `roots` (each root included, then `depth` levels of sub-folders) a user may pick.
+def server_folders(roots: Sequence[Path], depth: int = 3, limit: int = 500) -> list[Path]:
+    """The folders under `roots` (each root included, then `depth` levels of sub-folders) that look like
+    datasets, for a user to pick: a folder of class folders holding images, or one with train/ and val/.
 
-    Hidden folders and links are left out; at most `limit` are returned, in name order.
+    The folders inside a dataset-like folder (its classes) are not offered, nor searched. Hidden folders
+    and links are left out; at most `limit` are returned, in name order.
     """
     found: list[Path] = []
 
     def visit(folder: Path, level: int) -> None:
         if len(found) >= limit:
             return
-        found.append(folder)
-        if level == depth:
-            return
-        try:
-            children = sorted(
-                child
-                for child in folder.iterdir()
-                if child.is_dir() and not child.is_symlink() and not child.name.startswith(".")
-            )
-        except OSError:
-            return
-        for child in children:
-            visit(child, level + 1)
+        children = _subfolders(folder)
+        if looks_like_dataset(children):
+            found.append(folder)
+        elif level < depth:
+            for child in children:
+                visit(child, level + 1)
 
     for root in roots:
         visit(root, 0)
     return found
+
+
+def looks_like_dataset(children: Sequence[Path]) -> bool:
+    """Whether a folder with these sub-folders is a dataset: train/ beside val/ (or validation/, valid/,
+    test/), or at least two sub-folders holding images directly (its classes)."""
+    names = {child.name.casefold() for child in children}
+    if "train" in names and names & {"val", "validation", "valid", "test"}:
+        return True
+    with_images = 0
+    for child in children:
+        with_images += _holds_an_image(child)
+        if with_images == 2:
+            return True
+    return False
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(
+            child
+            for child in folder.iterdir()
+            if child.is_dir() and not child.is_symlink() and not child.name.startswith(".")
+        )
+    except OSError:
+        return []
+
+
+def _holds_an_image(folder: Path) -> bool:
+    """Whether an image file (by its suffix) lies directly in `folder`; stops at the first one."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(
+                entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file(follow_symlinks=False)
+                for entry in entries
+            )
+    except OSError:
+        return False
 
 
 def _allowed_folder(folder: str | os.PathLike[str], allowed_roots: Sequence[str | os.PathLike[str]] | None) -> Path:

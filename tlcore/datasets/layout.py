@@ -57,6 +57,15 @@ class StoredImage:
     stat: tuple[int, int] | None = None
 
 
+def is_junk(parts: tuple[str, ...]) -> bool:
+    """Whether a file at this path is system junk or hidden (see `junk_reason`)."""
+    return (
+        any(part == "__MACOSX" or part.startswith(".") for part in parts)
+        or bool(parts)
+        and parts[-1].casefold() in _WINDOWS_JUNK
+    )
+
+
 def junk_reason(entry: Entry) -> tuple[str, Message] | None:
     """`(path to list, reason)` for system and hidden files, None for everything else."""
     for depth, part in enumerate(entry.parts):
