@@ -301,3 +301,44 @@ REFUSED_ZIPS: dict[str, tuple[Callable[[], bytes], str]] = {
         "Class 'dogs' in 'upload.zip' has 2 training and 0 validation",
     ),
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile images: what every way an image enters (ingestion, Try it, test zips, `tlcore predict`)
+# must turn into a prediction or one sentence.
+
+
+def _rgb16_png() -> bytes:
+    """A 48-bit RGB PNG (16 bits a sample), which Pillow reads as 8-bit RGB."""
+    width = height = 6
+    row = b"\x00" + struct.pack(">3H", 60000, 2000, 30000) * width
+    return png(width, height, bit_depth=16, colour_type=2, rows=row * height)
+
+
+def _palette_with_transparency() -> bytes:
+    image = Image.new("P", (8, 8), 1)
+    image.putpalette([255, 255, 255, 200, 30, 30] + [0, 0, 0] * 254)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=1)
+    return buffer.getvalue()
+
+
+def _truncated_jpeg() -> bytes:
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+HOSTILE_IMAGES: dict[str, tuple[Callable[[], bytes], str | None]] = {
+    "grey-16-bit.png": (lambda: image_bytes("PNG", "I;16", (8, 8)), None),
+    "rgb-16-bit.png": (_rgb16_png, None),
+    "cmyk.jpg": (lambda: image_bytes("JPEG", "CMYK", (8, 8)), None),
+    "palette-transparent.png": (_palette_with_transparency, None),
+    "one-pixel.png": (lambda: image_bytes("PNG", "RGB", (1, 1)), None),
+    "81-megapixels.png": (lambda: png(9_000, 9_000), "too many pixels"),
+    "over-the-bomb-limit.png": (lambda: png(20_000, 20_000), "decompression bomb"),
+    "truncated.jpg": (_truncated_jpeg, "truncated"),
+    "not-an-image.jpg": (lambda: b"This is a text file with a .jpg name.\n" * 20, "not an image"),
+}
+"""File name -> (its bytes, None when it must be predicted, else words of the sentence that refuses it)."""

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from tlcore import runs
 from tlcore.backbones import BACKBONES, find_cached_weights
 from tlcore.cli.output import emit, say, status_word
+from tlcore.cli.parser import EXIT_BAD_INPUT
 from tlcore.cli.train import EXIT_RUN_FAILED, model_spec
 from tlcore.codegen import run_script
 from tlcore.datasets import ingest_folder, ingest_zip, list_datasets
-from tlcore.errors import TLCoreError
+from tlcore.errors import ImageError, TLCoreError
 from tlcore.evaluation import evaluate
 from tlcore.export import ALL, export_run
 from tlcore.i18n import msg
@@ -181,16 +183,29 @@ def cmd_evaluate(args: argparse.Namespace, workspace: Workspace) -> None:
     emit(args, data, result.summary(args.lang))
 
 
-def cmd_predict(args: argparse.Namespace, workspace: Workspace) -> None:
-    # Images are checked before the model loads, so a bad one fails fast with nothing but its message.
-    images = [convert_image(Path(image), image) for image in args.images]
-    predictor = Predictor.load(workspace, args.run)
-    predictions = predictor.predict(images, names=args.images)
+def cmd_predict(args: argparse.Namespace, workspace: Workspace) -> int:
+    """Each image gets its top classes, or one sentence on stderr saying why not (exit status 2 then)."""
+    # Images are converted before the model loads: when none can be used, only their sentences are said.
+    usable: dict[str, bytes] = {}
+    refused: dict[str, str] = {}
+    for image in args.images:
+        try:
+            usable[image] = convert_image(Path(image), image)
+        except ImageError as exc:
+            refused[image] = exc.render(args.lang)
+    answers: dict[str, Any] = {image: {"image": image, "error": reason} for image, reason in refused.items()}
     lines = []
-    for prediction in predictions:
-        lines.append(f"{prediction.name}: {prediction.label} ({prediction.confidence:.4f})")
-        lines += [f"    {name:<24} {probability:.4f}" for name, probability in prediction.top(args.top)]
-    emit(args, [p.to_dict(args.top) for p in predictions], "\n".join(lines))
+    if usable:
+        predictor = Predictor.load(workspace, args.run)
+        for prediction in predictor.predict(list(usable.values()), names=list(usable)):
+            answers[prediction.name] = prediction.to_dict(args.top)
+            lines.append(f"{prediction.name}: {prediction.label} ({prediction.confidence:.4f})")
+            lines += [f"    {name:<24} {probability:.4f}" for name, probability in prediction.top(args.top)]
+    if lines or args.json:
+        emit(args, [answers[image] for image in dict.fromkeys(args.images)], "\n".join(lines))
+    for reason in refused.values():
+        print(msg("cli.error_line", sentence=reason).render(args.lang), file=sys.stderr)
+    return EXIT_BAD_INPUT if refused else 0
 
 
 def cmd_export(args: argparse.Namespace, workspace: Workspace) -> int:

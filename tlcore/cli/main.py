@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up banner (oneDNN, CPU features) kept off stderr.
+    """Import TensorFlow with its C++ start-up banner (oneDNN, CPU features, and on a machine without a
+    GPU the failed `cuInit` when devices are first listed) kept off stderr.
 
     Those lines are printed before TensorFlow's logging is configured, so `TF_CPP_MIN_LOG_LEVEL` does
     not silence them, and they would bury the one line a failing command prints.
@@ -64,7 +65,9 @@ def import_tensorflow_quietly() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
