@@ -3,9 +3,10 @@
 import fcntl
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
-from helpers import tiny_model
+from helpers import tiny_model, wait_for
 
 from tlcore import runs
 from tlcore.i18n import msg
@@ -165,3 +166,34 @@ def test_damaged_values_are_unknown_not_a_crash(workspace, run, damage):
         )
         assert info.seconds_per_epoch is None and info.eta_seconds is None and info.features_eta_seconds is None
         assert not info.in_feature_pass and info.features_fraction == 0.0
+
+
+def test_a_queued_trainer_waits_for_its_turn_without_tensorflow_and_a_stop_ends_it_there(workspace, dataset):
+    """A study queues many members at once: each waiting trainer must not hold TensorFlow's hundreds of MB."""
+    with open(workspace.runs_dir / ".slot-0", "w") as slot:
+        fcntl.flock(slot, fcntl.LOCK_EX)  # a run ahead is training
+        info = runs.start(RunSpec(dataset=dataset.id, model=MODEL, epochs=1), workspace)
+        pid = runs.RunStatus.read(info.dir).pid
+        maps = Path(f"/proc/{pid}/maps")
+        libraries: set[str] = set()
+
+        def loaded() -> set[str]:
+            try:
+                return {line.split()[-1] for line in maps.read_text().splitlines() if "tensorflow" in line}
+            except OSError:  # it has ended
+                return set()
+
+        wait_for(lambda: libraries.update(loaded()) or runs.load_run(workspace, info.id).status == "queued", 30)
+        runs.stop(workspace, info.id)
+        wait_for(lambda: libraries.update(loaded()) or not runs.lock_is_held(info.dir), 60, 0.05, "the trainer to end")
+    ended = runs.load_run(workspace, info.id)
+    assert ended.status == "stopped" and str(ended.error) == "Stopped before training started."
+    assert libraries == set()
+
+
+def test_a_run_stopped_before_its_trainer_gets_going_ends_stopped_not_interrupted(workspace, run):
+    from tlcore.training import train_run
+
+    runs.stop(workspace, run.id)  # listed as stopping from now on
+    ended = train_run(workspace, run.id)
+    assert ended.status == "stopped" and str(ended.error) == "Stopped before training started."

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from tlcore import settings
-from tlcore.runs import RunState, RunStatus, lock_is_held, stop_requested
+from tlcore.i18n import msg
+from tlcore.runs import RunState, RunStatus, lock_is_held, now_iso, stop_requested, update_status
 from tlcore.workspace import Workspace
 
 
@@ -36,6 +37,25 @@ def wait_for_slot(workspace: Workspace, run_dir: Path, poll_seconds: float = 0.5
                 except BlockingIOError:
                     os.close(fd)
         time.sleep(poll_seconds)
+
+
+def wait_for_turn(workspace: Workspace, run_dir: Path) -> int | None:
+    """Record this process as the run's trainer, then wait for a slot (`wait_for_slot`).
+
+    Returns the slot's fd; when a stop comes first, ends the run as stopped and returns None. It needs
+    no TensorFlow, so `python -m tlcore train --run` waits here before importing it: a queued run then
+    costs tens of megabytes instead of hundreds, which matters when a study queues a dozen members.
+    """
+    update_status(run_dir, pid=os.getpid())
+    slot = wait_for_slot(workspace, run_dir)
+    if slot is None:
+        end_before_training(run_dir)
+    return slot
+
+
+def end_before_training(run_dir: Path) -> None:
+    """End a run that was stopped before its first step as stopped (it has nothing to keep)."""
+    update_status(run_dir, status=RunState.STOPPED, ended=now_iso(), error=msg("run.stopped_before_training"))
 
 
 def _first_in_queue(workspace: Workspace, run_dir: Path) -> bool:

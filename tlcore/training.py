@@ -40,7 +40,7 @@ from tlcore.i18n import Message, msg
 from tlcore.models import apply_strategy, base_training_mode, build_model, parameter_counts, trainable_view
 from tlcore.paths import FeaturePassStopped, cached_features, plan_path
 from tlcore.pipeline import make_pipelines
-from tlcore.run_queue import wait_for_slot
+from tlcore.run_queue import end_before_training, wait_for_turn
 from tlcore.runs import Activity, RunState
 from tlcore.workspace import Workspace
 
@@ -110,10 +110,13 @@ def train_run(
     lock_fd: int | None = None,
     report: EpochRow | None = None,
     distribution: Distribution | None = None,
+    slot: int | None = None,
 ) -> runs.RunInfo:
     """Train the queued run `run_id` to the end (or to a stop) and return its final state.
 
     lock_fd: the run's lock, already held (handed over by `runs.start`); None takes it here.
+    slot: a training slot the caller already holds (`tlcore.run_queue.wait_for_turn`, which
+        `python -m tlcore train --run` calls before importing TensorFlow); None waits for one here.
     report: called with each epoch's metrics row, for a command line that prints progress.
     distribution: where to train (`tlcore.distribute`); None is one device. In a multi-worker job
         only the chief calls this; the other workers call `train_worker`.
@@ -122,17 +125,19 @@ def train_run(
     """
     run_dir = workspace.run_dir(run_id)
     info = runs.load_run(workspace, run_id)
-    if info.status != RunState.QUEUED:
+    # The status as written, not as listed: a queued run with a stop request is listed as stopping, and
+    # must still end as stopped here rather than be refused (which would leave it interrupted).
+    if runs.RunStatus.read(run_dir).status != RunState.QUEUED:
         raise RunError("run.not_queued", id=run_id, status=RunState(info.status).message)
     lock = _acquire_run_lock(run_dir, lock_fd)
-    slot: int | None = None
     try:
-        status = _status_writer(run_dir)
-        status(pid=os.getpid())
-        slot = wait_for_slot(workspace, run_dir)
-        if slot is None:
-            status(status=RunState.STOPPED, ended=runs.now_iso(), error=msg("run.stopped_before_training"))
-        else:
+        with run_folder_write(run_dir, runs.STATUS_FILE):
+            if slot is None:
+                slot = wait_for_turn(workspace, run_dir)
+            elif runs.stop_requested(run_dir):  # asked for while this process got ready
+                end_before_training(run_dir)
+                return runs.load_run(workspace, run_id)
+        if slot is not None:
             _train(workspace, run_dir, info.spec, report, distribution or Distribution())
     except TLCoreError as exc:
         _record_failure(run_dir, exc.message)

@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = build_parser(lang).parse_args(argv)
     args.lang = args.lang or lang
-    if args.command in NEEDS_TENSORFLOW:
+    if args.command in NEEDS_TENSORFLOW and not train.waits_in_queue(args):
         import_tensorflow_quietly()
     try:
         result = COMMANDS[args.command](args, Workspace(args.workspace))

@@ -17,6 +17,7 @@ from tlcore.datasets import Dataset, ingest_folder, ingest_zip, load_dataset
 from tlcore.errors import TLCoreError
 from tlcore.i18n import msg
 from tlcore.models import ModelSpec, rules
+from tlcore.run_queue import wait_for_turn
 from tlcore.spec import Augmentation, RunSpec, read_spec_file
 from tlcore.workspace import Workspace
 
@@ -46,10 +47,27 @@ SPEC_FLAGS = (
 )
 
 
+def waits_in_queue(args: argparse.Namespace) -> bool:
+    """Whether this is a trainer started by `runs.start` (a queued run, its lock handed over), which waits
+    for its turn before importing TensorFlow (`tlcore.run_queue.wait_for_turn`)."""
+    return args.command == "train" and bool(args.run) and args.lock_fd is not None and args.distribute == "none"
+
+
 def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
+    _check_sources(args)
+    if waits_in_queue(args):
+        slot = wait_for_turn(workspace, workspace.run_dir(args.run))
+        if slot is None:  # stopped while it waited
+            return 0
+        from tlcore.cli.main import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        from tlcore import training
+
+        info = training.train_run(workspace, args.run, lock_fd=args.lock_fd, slot=slot)
+        return EXIT_RUN_FAILED if info.status == runs.RunState.FAILED else 0
     from tlcore import training  # imports TensorFlow, seconds that only this command should pay
 
-    _check_sources(args)
     # Before anything else runs in TensorFlow: a multi-worker strategy configures its runtime.
     distribution = distribute.create(args.distribute, scale_batch=args.scale_batch)
     if args.run and not distribution.is_chief:
