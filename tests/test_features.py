@@ -168,6 +168,8 @@ def _train_both_ways(workspace, spec, monkeypatch):
     [
         ({"strategy": "transfer", "dropout": 0.3, "hidden_units": 16}, "features"),
         ({"strategy": "finetune", "frozen_layers": 60, "two_phase": True, "finetune_epochs": 2}, "prefix"),
+        # Half of each class: the fast path takes its rows from the whole dataset's cached features.
+        ({"strategy": "finetune", "frozen_layers": 60, "train_fraction": 0.5}, "prefix"),
     ],
 )
 def test_the_fast_path_trains_exactly_what_the_full_model_trains(demo, monkeypatch, changes, path):

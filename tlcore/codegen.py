@@ -146,6 +146,11 @@ def _docstring(spec: RunSpec, backbone: Backbone, run_id: str, run_name: str) ->
             f"Two phases: the new head learns on a frozen base, then fine-tuning with the first {frozen}\n"
             "base layers frozen."
         )
+    if spec.train_fraction < 1:
+        how += (
+            f"\nThe run trained on {spec.train_fraction:.0%} of each class's training images (a seeded subset);\n"
+            "this script trains on all of them."
+        )
     name = f" ({json.dumps(' '.join(run_name.split()), ensure_ascii=False)})" if run_name and run_name != run_id else ""
     source = f" as tlcore run {run_id}{name} did" if run_id else ""
     size = spec.model.image_size

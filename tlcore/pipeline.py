@@ -12,6 +12,7 @@ Models take raw RGB in [0, 255]: the backbone's own scaling is a layer inside th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,15 +54,20 @@ def make_pipelines(
     batch_size: int,
     seed: int,
     augmentation: Augmentation | None = None,
+    train_rows: Sequence[int] | None = None,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Training and validation datasets of `(images float32 0-255, labels int32)` batches.
 
     Training batches are reshuffled every epoch (seeded, so a run is repeatable) and augmented when
     `augmentation` is active; validation batches are neither.
+    train_rows: the training images to use, as rows of `dataset.files("train")` (a run on part of
+        the data, `tlcore.datasets.stratified_rows`); None uses them all.
     """
     import tensorflow as tf
 
     train_paths, train_labels = dataset.files("train")
+    if train_rows is not None:
+        train_paths, train_labels = [train_paths[i] for i in train_rows], [train_labels[i] for i in train_rows]
     val_paths, val_labels = dataset.files("val")
     streamed = streams_from_disk(dataset, image_size)
 

@@ -84,6 +84,9 @@ class RunSpec:
     augmentation: random changes to training images.
     seed: seeds weights, shuffling and augmentation; the same spec on the same machine trains the same.
     name: a label for people; runs are identified by their folder's id, not by this.
+    train_fraction: the share of each class's training images the run trains on (above 0, at most 1),
+        a seeded stratified subset (`tlcore.datasets.stratified_rows`) with the same validation set.
+        A study's data-efficiency members use it; runs written before it existed read as 1.
     """
 
     dataset: str
@@ -98,6 +101,7 @@ class RunSpec:
     augmentation: Augmentation = field(default_factory=Augmentation)
     seed: int = 0
     name: str = ""
+    train_fraction: float = 1.0
 
     def validated(self) -> RunSpec:
         """Return the spec with defaults filled in, or raise `SpecError` naming the bad value."""
@@ -115,12 +119,16 @@ class RunSpec:
             _check_rate("finetune_learning_rate", self.finetune_learning_rate)
         if not isinstance(self.name, str) or len(self.name) > 200:
             raise SpecError("spec.bad_run_name")
+        fraction = self.train_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise SpecError("spec.bad_train_fraction", value=repr(fraction))
         return replace(
             self,
             model=model,
             augmentation=self.augmentation.validated(),
             learning_rate=float(self.learning_rate),
             finetune_learning_rate=float(self.finetune_learning_rate),
+            train_fraction=float(fraction),
         )
 
     def phases(self) -> list[Phase]:

@@ -32,7 +32,7 @@ import keras
 from tlcore import callbacks, runs
 from tlcore.acceleration import Acceleration, detect_acceleration, set_compute_policy
 from tlcore.callbacks import EpochRow, PhaseStart, run_folder_write
-from tlcore.datasets import Dataset, load_dataset
+from tlcore.datasets import Dataset, load_dataset, stratified_rows
 from tlcore.distribute import Distribution, prepare_for_fit, shard_by_data, without_starving_batch
 from tlcore.errors import RunError, TLCoreError
 from tlcore.features import Budget, feature_batches, shuffled_order
@@ -45,6 +45,7 @@ from tlcore.runs import Activity, RunState
 from tlcore.workspace import Workspace
 
 if TYPE_CHECKING:
+    import numpy as np
     import tensorflow as tf
 
     from tlcore.spec import Phase, RunSpec
@@ -181,7 +182,12 @@ def error_summary(exc: BaseException) -> str:
 
 
 class _RunData:
-    """A run's image files and labels, and its full-model pipelines, built at most once."""
+    """A run's image files and labels, and its full-model pipelines, built at most once.
+
+    `paths` are every image of both splits: a feature pass covers the whole dataset even for a run on
+    part of it (`RunSpec.train_fraction`), so that runs on every fraction share one cache entry and
+    take their `rows` from it. `labels` are those of the images the run trains and validates on.
+    """
 
     def __init__(self, dataset: Dataset, spec: RunSpec, batch_size: int) -> None:
         self.dataset = dataset
@@ -189,16 +195,28 @@ class _RunData:
         self.batch_size = batch_size  # the global batch
         self.paths = {split: dataset.files(split)[0] for split in ("train", "val")}
         self.labels = {split: dataset.files(split)[1] for split in ("train", "val")}
+        self.rows: list[int] | None = None
+        if spec.train_fraction < 1:
+            self.rows = stratified_rows(self.labels["train"], spec.train_fraction, spec.seed)
+            self.labels["train"] = [self.labels["train"][row] for row in self.rows]
         self._pipelines: tuple[tf.data.Dataset, tf.data.Dataset] | None = None
 
     def count(self, split: str) -> int:
         return len(self.labels[split])
 
+    def cached_count(self) -> int:
+        """The images a feature pass runs over: all of both splits."""
+        return len(self.paths["train"]) + len(self.paths["val"])
+
+    def training_rows(self, activations: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        """The cached training activations of the images this run trains on."""
+        return activations if self.rows is None else tuple(array[self.rows] for array in activations)
+
     def pipelines(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
         if self._pipelines is None:
             spec = self.spec
             self._pipelines = make_pipelines(
-                self.dataset, spec.model.image_size, self.batch_size, spec.seed, spec.augmentation
+                self.dataset, spec.model.image_size, self.batch_size, spec.seed, spec.augmentation, self.rows
             )
         return self._pipelines
 
@@ -283,8 +301,7 @@ def _train_phases(
     trained = False
     for phase in spec.phases():
         frozen = apply_strategy(model, phase.strategy, phase.frozen_layers)
-        image_count = data.count("train") + data.count("val")
-        path, note, cut = plan_path(spec, phase, model, image_count, budget)
+        path, note, cut = plan_path(spec, phase, model, data.cached_count(), budget)
         status(path=path, path_note=note)
         summary = msg(
             "distribute.phase_summary",
@@ -322,7 +339,7 @@ def _train_phases(
                 break
             view = cut.trainable_model()
             order = order if order is not None else shuffled_order(data.count("train"), spec.seed)
-            train_data = feature_batches(cached.train, data.labels["train"], data.batch_size, order)
+            train_data = feature_batches(data.training_rows(cached.train), data.labels["train"], data.batch_size, order)
             val_data = feature_batches(cached.val, data.labels["val"], data.batch_size)
             status(path=path, path_note=note)
         if starved:

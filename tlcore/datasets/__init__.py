@@ -19,7 +19,7 @@ Images themselves are converted and decoded by `tlcore.images`.
 """
 
 from tlcore.datasets.archive import FOLDER_LIMITS, UPLOAD_LIMITS, Limits, ZipSource
-from tlcore.datasets.dataset import MANIFEST_FORMAT, SPLITS, Dataset, Item, SkippedFile
+from tlcore.datasets.dataset import MANIFEST_FORMAT, SPLITS, Dataset, Item, SkippedFile, stratified_rows
 from tlcore.datasets.folders import allowed_data_dirs, ingest_folder, server_folders
 from tlcore.datasets.storage import delete_dataset, export_zip, list_datasets, load_dataset
 from tlcore.datasets.uploads import folder_name, ingest_files, ingest_zip
@@ -44,4 +44,5 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "server_folders",
+    "stratified_rows",
 ]

@@ -8,7 +8,10 @@ again.
 
 from __future__ import annotations
 
+import math
+import random
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,3 +207,21 @@ class Dataset:
         for item in self.items:
             table[self.classes[item.label]][item.split] += 1
         return table, splits
+
+
+def stratified_rows(labels: Sequence[int], fraction: float, seed: int) -> list[int]:
+    """The rows of `labels` that make `fraction` of each class (at least one image of a class that has any).
+
+    Each class's rows are shuffled with `seed` and the first share taken, so for one seed a smaller
+    fraction is always a subset of a larger one: a data-efficiency curve then adds images to what the
+    smaller runs saw, rather than drawing new ones. The rows come back in their original order.
+    """
+    by_class: dict[int, list[int]] = {}
+    for row, label in enumerate(labels):
+        by_class.setdefault(label, []).append(row)
+    kept = []
+    for label, rows in by_class.items():
+        order = list(rows)
+        random.Random(f"{seed}/{label}").shuffle(order)
+        kept += order[: max(1, math.floor(len(rows) * fraction + 0.5))]
+    return sorted(kept)
