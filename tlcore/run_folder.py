@@ -100,6 +100,8 @@ class RunStatus:
     features_done, features_total: images of the feature pass computed so far, of all (training +
         validation); features_cached: the pass found its outputs in the cache and computed nothing;
         features_seconds: the time the pass has taken, so far while it runs.
+    feature_passes, feature_pass_seconds: the feature passes this run computed (not those it found in
+        the cache), over all its phases, and their total time; `features_*` describe the latest only.
     setup_seconds: from the start of training to a built model.
     epoch, total_epochs, step, steps_per_epoch, global_step, total_steps: where training stands
         (epochs from 1, steps are batches).
@@ -129,6 +131,8 @@ class RunStatus:
     features_total: int | None = None
     features_cached: bool | None = None
     features_seconds: float | None = None
+    feature_passes: int | None = None
+    feature_pass_seconds: float | None = None
     setup_seconds: float | None = None
     epoch: int | None = None
     total_epochs: int | None = None

@@ -101,6 +101,8 @@ class RunInfo:
     features_done, features_total, features_cached, features_seconds: the feature pass of a fast path,
         in images (`features_cached` when the outputs came from the cache, not computed);
         `features_eta_seconds` is what is left of it while it runs.
+    feature_passes, feature_pass_seconds: the feature passes the run computed, over all its phases, and
+        their time (a pass found in the cache is not counted).
     """
 
     id: str
@@ -133,6 +135,8 @@ class RunInfo:
     features_cached: bool | None = None
     features_seconds: float | None = None
     features_eta_seconds: float | None = None
+    feature_passes: int | None = None
+    feature_pass_seconds: float | None = None
 
     @property
     def active(self) -> bool:
@@ -205,6 +209,8 @@ class RunInfo:
             features_cached=status.features_cached,
             features_seconds=status.features_seconds,
             features_eta_seconds=features_eta,
+            feature_passes=status.feature_passes,
+            feature_pass_seconds=status.feature_pass_seconds,
         )
 
     def to_dict(self, lang: str = DEFAULT_LANGUAGE) -> dict[str, Any]:

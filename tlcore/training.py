@@ -289,6 +289,8 @@ def _train_phases(
         total_steps=steps_per_epoch * spec.total_epochs,
         global_batch_size=data.batch_size,
         setup_seconds=round(time.monotonic() - started, 3),
+        feature_passes=0,
+        feature_pass_seconds=0.0,
     )
     job = _job_description(spec, data, acceleration) if distribution.kind == "multiworker" else ""
     order = None  # the fast paths' epoch order, made once so that reshuffling continues across phases
@@ -299,6 +301,7 @@ def _train_phases(
 
     first_epoch = 0
     trained = False
+    passes, pass_seconds = 0, 0.0
     for phase in spec.phases():
         frozen = apply_strategy(model, phase.strategy, phase.frozen_layers)
         path, note, cut = plan_path(spec, phase, model, data.cached_count(), budget)
@@ -333,6 +336,10 @@ def _train_phases(
             except FeaturePassStopped:
                 stop.stop_seen = True
                 break
+            latest = runs.RunStatus.read(run_dir) if run_dir is not None else None
+            if latest is not None and latest.features_cached is False:  # computed, not found in the cache
+                passes, pass_seconds = passes + 1, pass_seconds + (latest.features_seconds or 0.0)
+                status(feature_passes=passes, feature_pass_seconds=round(pass_seconds, 3))
             asked = distribution.kind == "multiworker" and run_dir is not None and runs.stop_requested(run_dir)
             if distribution.any_worker(asked):
                 stop.stop_seen = True
