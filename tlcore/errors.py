@@ -59,6 +59,10 @@ class RunError(TLCoreError):
     """A run does not exist, or cannot do what was asked in its current state."""
 
 
+class StudyError(TLCoreError):
+    """A study does not exist, or its options cannot make members."""
+
+
 class SettingError(TLCoreError):
     """A `TLCORE_*` environment variable holds a value that cannot be understood."""
 

@@ -6,6 +6,7 @@ Layout::
         datasets/<dataset-id>/   ingested datasets (content-addressed, see `tlcore.datasets`)
         runs/<run-id>/           one folder per training run (see `tlcore.runs`)
         drafts/<draft-id>/       datasets being built picture by picture (see `tlcore.datasets.drafts`)
+        studies/<study-id>/      one folder per study, naming its runs (see `tlcore.study`)
         cache/                   derived data that can always be recomputed (features, weights downloads)
         tmp/                     staging area; a half-finished write never lands anywhere else
 
@@ -60,6 +61,10 @@ class Workspace:
         return self._subdir("drafts")
 
     @property
+    def studies_dir(self) -> Path:
+        return self._subdir("studies")
+
+    @property
     def cache_dir(self) -> Path:
         return self._subdir("cache")
 
@@ -72,6 +77,9 @@ class Workspace:
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / check_id(run_id, "run")
+
+    def study_dir(self, study_id: str) -> Path:
+        return self.studies_dir / check_id(study_id, "study")
 
     def _subdir(self, name: str) -> Path:
         path = self.root / name
