@@ -288,10 +288,17 @@ def plan(
         them cached); None builds the base once to find them (`base_structure`).
     Raises `StudyError` (or the members' `SpecError`, `WeightsUnavailableError`) before anything is written.
     """
+    # Everything a user can get wrong is checked before TensorFlow starts (building the base does).
     dataset = load_dataset(workspace, dataset_id)
-    base_layers, boundaries = structure or base_structure(options.backbone, options.image_size)
+    backbone = get_backbone(options.backbone)
+    base_layers = structure[0] if structure is not None else backbone.base_layers
     options = options.validated(base_layers)
-    depths = list(options.depths) if options.depths is not None else auto_depths(boundaries, base_layers)
+    check_weights_available(backbone, options.weights, options.image_size or backbone.default_size, workspace)
+    if options.depths is not None:
+        depths = list(options.depths)
+    else:
+        boundaries = structure[1] if structure is not None else base_structure(options.backbone, options.image_size)[1]
+        depths = auto_depths(boundaries, base_layers)
     if not depths:
         raise StudyError("study.no_depths", backbone=options.backbone)
     arms: list[Member] = []
@@ -312,9 +319,6 @@ def plan(
     )
     for member in members:  # every member's spec is checked before anything exists
         member_spec(study, dataset, member).validated()
-    if any(rules(member.strategy).pretrained for member in members):
-        backbone = get_backbone(options.backbone)
-        check_weights_available(backbone, options.weights, options.image_size or backbone.default_size, workspace)
     return study
 
 

@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tlcore.cli import commands, train
+from tlcore.cli import commands, study, train
 from tlcore.cli.output import fail
 from tlcore.cli.parser import EXIT_BAD_INPUT, build_parser, language_in
 from tlcore.errors import TLCoreError
@@ -27,6 +27,8 @@ COMMANDS = {
     "predict": commands.cmd_predict,
     "export": commands.cmd_export,
     "code": commands.cmd_code,
+    "study": study.cmd_study,
+    "studies": study.cmd_studies,
 }
 
 

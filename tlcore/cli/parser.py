@@ -17,6 +17,7 @@ from tlcore.export import FORMATS as EXPORT_FORMATS
 from tlcore.i18n import LANGUAGES, Message, language_from_environment, msg, normalize_language
 from tlcore.models import POOLINGS, ModelSpec, Strategy
 from tlcore.spec import OPTIMIZERS, Augmentation, RunSpec, field_defaults
+from tlcore.study import DATA_EFFICIENCY_FRACTIONS, StudyOptions
 
 EXIT_BAD_INPUT = 2
 
@@ -131,7 +132,84 @@ def build_parser(lang: str = "en") -> argparse.ArgumentParser:
     p = sub.add_parser("code", parents=[common], help=h(msg("cli.help.code")))
     p.add_argument("run", metavar="RUN", help=h(msg("cli.help.run_id")))
     p.add_argument("--out", metavar="FILE", help=h(msg("cli.help.code_out")))
+    _study_parsers(sub, common, lang)
     return parser
+
+
+def _study_parsers(sub: Any, common: argparse.ArgumentParser, lang: str) -> None:
+    """`study` (members trained in the foreground, `tlcore.cli.study`) and `studies`."""
+
+    def h(message: Message) -> str:
+        return message.render(lang)
+
+    options = field_defaults(StudyOptions)
+    backbones = list_backbones()
+    p = sub.add_parser(
+        "study", parents=[common], help=h(msg("cli.help.study")), description=h(msg("cli.help.study_more"))
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", metavar="TRAIN.zip", help=h(msg("cli.help.data")))
+    source.add_argument("--data-dir", metavar="DIR", help=h(msg("cli.help.data_dir")))
+    source.add_argument("--dataset", metavar="ID", help=h(msg("cli.help.dataset")))
+    p.add_argument("--val", metavar="VAL.zip", help=h(msg("cli.help.val_with_data")))
+    _split_options(p, h)
+    p.add_argument(
+        "--backbone",
+        choices=backbones,
+        required=True,
+        metavar="NAME",
+        help=h(msg("cli.help.study_backbone", choices=", ".join(backbones))),
+    )
+    p.add_argument("--weights", default=options["weights"], help=h(msg("cli.help.study_weights")))
+    p.add_argument("--image-size", type=int, default=None, help=h(msg("cli.help.image_size")))
+    p.add_argument(
+        "--epochs",
+        type=_positive_int(lang),
+        default=options["epochs"],
+        help=h(msg("cli.help.study_epochs", default=options["epochs"])),
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int(lang), default=options["batch_size"], help=h(msg("cli.help.batch_size"))
+    )
+    p.add_argument("--depths", type=_depths(lang), default=None, metavar="auto|N,N,...", help=h(msg("cli.help.depths")))
+    p.add_argument(
+        "--fractions",
+        type=_fractions(lang),
+        nargs="?",
+        const=DATA_EFFICIENCY_FRACTIONS,
+        default=options["fractions"],
+        metavar="F,F,...",
+        help=h(msg("cli.help.fractions")),
+    )
+    p.add_argument("--no-scratch", action="store_true", help=h(msg("cli.help.no_scratch")))
+    p.add_argument("--no-two-phase", action="store_true", help=h(msg("cli.help.no_two_phase")))
+    sub.add_parser("studies", parents=[common], help=h(msg("cli.help.studies")))
+
+
+def _depths(lang: str) -> Any:
+    """`auto` (None) or frozen depths separated by commas."""
+
+    def parse(text: str) -> tuple[int, ...] | None:
+        if text.strip().lower() == "auto":
+            return None
+        try:
+            return tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(msg("cli.bad_depths", value=text).render(lang)) from None
+
+    return parse
+
+
+def _fractions(lang: str) -> Any:
+    """Shares of the training images separated by commas (checked for range by `StudyOptions`)."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            return tuple(float(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(msg("cli.bad_fractions", value=text).render(lang)) from None
+
+    return parse
 
 
 def _common(lang: str, defaults: bool) -> argparse.ArgumentParser:

@@ -97,7 +97,7 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
         print(line.render(lang), flush=True)
         if distribution.kind != "none":
             print(say(distribution.describe(), lang), flush=True)
-    report = None if args.json else _epoch_printer(lang)
+    report = None if args.json else epoch_printer(lang)
     info = training.train_run(workspace, info.id, report=report, distribution=distribution)
     lines = [msg("cli.train_ended", run=info.id, status=status_word(info.status)).render(lang)]
     if info.best_val_accuracy is not None:
@@ -129,7 +129,9 @@ def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def _epoch_printer(lang: str) -> Any:
+def epoch_printer(lang: str) -> Any:
+    """Prints each epoch's metrics row (`train`, `study`)."""
+
     def show(value: Any) -> str:
         return "-" if value is None else f"{value:.4f}"
 
@@ -150,7 +152,7 @@ def _epoch_printer(lang: str) -> Any:
 
 
 def _train_spec(args: argparse.Namespace, workspace: Workspace) -> RunSpec:
-    dataset = _train_dataset(args, workspace)
+    dataset = dataset_from_options(args, workspace)
     if args.spec:
         spec = read_spec_file(Path(args.spec))
         if args.name:
@@ -211,8 +213,9 @@ def _train_as_worker(workspace: Workspace, spec: RunSpec, distribution: distribu
         raise TLCoreError("cli.worker_stopped", worker=distribution.worker, cause=training.error_summary(exc)) from None
 
 
-def _train_dataset(args: argparse.Namespace, workspace: Workspace) -> Dataset | None:
-    """The dataset named by --data, --data-dir or --dataset (ingested or registered now), or None."""
+def dataset_from_options(args: argparse.Namespace, workspace: Workspace) -> Dataset | None:
+    """The dataset named by --data, --data-dir or --dataset (ingested or registered now, its report printed
+    unless --json), or None (`train`, `study`)."""
     if args.data:
         dataset = ingest_zip(
             Path(args.data),
