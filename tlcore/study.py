@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore import runs
 from tlcore.backbones import check_weights_available, get_backbone
-from tlcore.baseline import Baseline, majority_baseline
+from tlcore.baseline import ACCURACY_TOLERANCE, Baseline, majority_baseline
 from tlcore.datasets import Dataset, load_dataset
 from tlcore.errors import RunError, StudyError, TLCoreError
 from tlcore.i18n import Message, literal, msg
@@ -61,8 +61,6 @@ STUDY_FORMAT = 1
 STUDY_FILE = "study.json"
 AUTO_DEPTHS = 3
 DATA_EFFICIENCY_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
-TIE_TOLERANCE = 1e-9
-"""Validation accuracies closer than this are a tie (they count the same number of images right)."""
 SAME_TIME = 0.05
 """Times within 5 % of each other are "about the same"."""
 
@@ -701,7 +699,7 @@ def _lead(found: StudyResult) -> Message:
         )
     cost = _cost(winner.train_seconds, runner_up.train_seconds)
     others = _baseline_clause(found)
-    if abs(winner.best_val_accuracy - runner_up.best_val_accuracy) <= TIE_TOLERANCE:
+    if abs(winner.best_val_accuracy - runner_up.best_val_accuracy) <= ACCURACY_TOLERANCE:
         return msg(
             "study.verdict.tie",
             winner=winner.member.label(start=True),
