@@ -268,8 +268,8 @@ def test_a_real_run_trains_to_the_end_while_the_page_polls_it(app, workspace, da
     assert len(at.get("vega_lite_chart")) == 2
     assert info.best_val_accuracy is not None
     at.switch_page("app_pages/compare.py").run()
-    table = at.dataframe[0].value
-    assert table["id"].tolist() == [run_id]
+    table, details = (frame.value for frame in at.dataframe[:2])
+    assert details["id"].tolist() == [run_id]
     assert table["best_val_accuracy"].iloc[0] == pytest.approx(info.best_val_accuracy)
 
 

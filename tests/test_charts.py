@@ -202,3 +202,91 @@ def test_compare_legend_shortens_long_run_names_in_the_middle():
     chart = charts.compare_curve({"20261128-135308-429-mobilenet_0.25-finetune-e9ea": metrics()}, "loss")
     legend = layers_of(chart)[0]["encoding"]["color"]["legend"]
     assert legend["labelExpr"] == charts.LEGEND_NAME_EXPR
+
+
+# A study's charts
+
+
+def study_rows() -> pd.DataFrame:
+    """Rows as `ui.tables.study_rows` gives them: a data-efficiency study of three strategies on 50 and 100 %."""
+    arms = [
+        ("From scratch", "scratch", False, 0),
+        ("Transfer learning", "transfer", False, 154),
+        ("Fine-tuning with 116 frozen layers", "finetune", False, 116),
+        ("The two-phase recipe (116 frozen layers)", "finetune", True, 116),
+    ]
+    rows = []
+    for fraction, images, scale in ((1.0, 1000, 1.0), (0.5, 500, 0.9)):
+        for index, (arm, strategy, two_phase, frozen) in enumerate(arms):
+            rows.append(
+                {
+                    "member": arm if fraction == 1 else f"{arm} on 50 % of the images",
+                    "arm": arm,
+                    "strategy": strategy,
+                    "two_phase": two_phase,
+                    "frozen_layers": frozen,
+                    "fraction": fraction,
+                    "train_images": images,
+                    "best_val_accuracy": (0.5 + 0.1 * index) * scale if index != 3 or fraction == 1 else None,
+                    "train_seconds": 10.0 * (4 - index),
+                    "winner": fraction == 1 and index == 3,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_accuracy_by_frozen_layers_joins_the_single_phase_pretrained_members_and_rings_the_winner():
+    frame = charts.frozen_frame(study_rows())
+    assert frame[["member", "frozen_layers", "line"]].values.tolist() == [
+        ["From scratch", 0, False],
+        ["Fine-tuning with 116 frozen layers", 116, True],
+        ["The two-phase recipe (116 frozen layers)", 116, False],
+        ["Transfer learning", 154, True],
+    ]
+    layers = layers_of(charts.accuracy_by_frozen(study_rows(), 0.2))
+    assert layers[1]["mark"]["type"] == "point" and layers[1]["encoding"]["x"]["field"] == "frozen_layers"
+    assert layers[2]["transform"] == [{"filter": "datum.winner"}]
+    datasets = charts.accuracy_by_frozen(study_rows(), 0.2).to_dict()["datasets"].values()
+    assert [{"y": 0.2, "text": "majority-class baseline"}] in list(datasets)
+
+
+def test_accuracy_by_time_leaves_out_members_without_a_time_or_an_accuracy():
+    rows = study_rows()
+    rows.loc[1, "train_seconds"] = None
+    data = altair_data(charts.accuracy_by_time(rows, None))
+    assert sorted(data["member"]) == [
+        "Fine-tuning with 116 frozen layers",
+        "From scratch",
+        "The two-phase recipe (116 frozen layers)",
+    ]
+    spec = charts.accuracy_by_time(rows, None).to_dict()
+    assert spec["layer"][0]["encoding"]["x"]["scale"] == {"type": "log"}
+
+
+def test_study_curves_mark_where_the_second_phase_begins_against_epochs_and_against_time():
+    two_phase = pd.concat([metrics(2, 3, "transfer"), metrics(2, 3, "finetune")], ignore_index=True)
+    two_phase.loc[two_phase.index >= 8, "epoch"] += 2
+    two_phase.loc[two_phase.index >= 8, "elapsed"] += 8.0
+    curves = {"two-phase": two_phase, "transfer": metrics(2, 3)}
+    points, boundaries = charts.study_curve_frame(curves, "epoch")
+    assert points[points["member"] == "two-phase"]["x"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert boundaries.values.tolist() == [["two-phase", 2.0, "finetune"]]
+    points, boundaries = charts.study_curve_frame(curves, "time")
+    assert points[points["member"] == "two-phase"]["x"].tolist() == [3.0, 6.0, 11.0, 14.0]
+    assert boundaries.values.tolist() == [["two-phase", 6.0, "finetune"]]
+    labels = ChartLabels(phases={"finetune": "Fine-tuning"})
+    spec = charts.study_curves(curves, 0.25, "time", labels).to_dict()
+    assert [{"member": "two-phase", "x": 6.0, "phase": "Fine-tuning"}] in list(spec["datasets"].values())
+
+
+def test_accuracy_by_data_draws_one_line_per_strategy_over_the_training_set_size():
+    frame = charts.data_frame(study_rows())
+    assert frame.groupby("arm")["train_images"].apply(list).to_dict() == {
+        "Fine-tuning with 116 frozen layers": [500, 1000],
+        "From scratch": [500, 1000],
+        "The two-phase recipe (116 frozen layers)": [1000],
+        "Transfer learning": [500, 1000],
+    }
+    spec = charts.accuracy_by_data(study_rows(), 0.2).to_dict()
+    assert spec["layer"][0]["encoding"]["color"]["field"] == "arm"
+    assert spec["layer"][0]["encoding"]["x"]["field"] == "train_images"

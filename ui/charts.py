@@ -78,6 +78,18 @@ class ChartLabels:
     phase: str = "phase"
     phases: Mapping[str, str] | None = None
     """Phase names (the strategy of each phase, `"features"` for a feature pass) in words."""
+    member: str = "member"
+    baseline: str = "majority-class baseline"
+    best_accuracy: str = "best validation accuracy"
+    val_accuracy: str = "validation accuracy"
+    frozen_layers: str = "frozen layers"
+    seconds: str = "training time (s)"
+    wall_clock: str = "time since the start (s)"
+    training_images: str = "training images"
+    by_frozen_title: str = "Accuracy against frozen layers"
+    by_time_title: str = "Accuracy against training time"
+    curves_title: str = "Learning curves"
+    by_data_title: str = "Accuracy against training-set size"
 
     def split_label(self, split: str) -> str:
         return self.train if split == "train" else self.val
@@ -377,3 +389,211 @@ def layer_strip(table: pd.DataFrame, titles: Mapping[str, str] | None = None) ->
         )
         .properties(height=height)
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# A study's charts. Each takes `ui.tables.study_rows(...)` (one row per member: `member`, `arm`,
+# `strategy`, `two_phase`, `frozen_layers`, `fraction`, `train_images`, `best_val_accuracy`,
+# `train_seconds`, `winner`) or members' metrics, and the majority-class baseline, drawn as a
+# dashed line so every accuracy reads against it.
+
+BASELINE_COLOUR = "#6b7280"
+
+
+def headline_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The members on the most data that have an accuracy: what a plain study compares."""
+    if rows.empty:
+        return rows
+    done = rows[rows["best_val_accuracy"].notna()]
+    return done[done["fraction"] == rows["fraction"].max()]
+
+
+def frozen_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The points of `accuracy_by_frozen`: one per member on the most data, in frozen-layer order.
+
+    `line` is True for the single-phase pretrained members (fine-tuning and transfer), which the chart
+    joins: together they are the frozen-layers slider's effect. From scratch and the two-phase recipe
+    stand apart as points.
+    """
+    frame = headline_rows(rows).sort_values(["frozen_layers", "two_phase"]).copy()
+    frame["line"] = frame["strategy"].isin(["transfer", "finetune"]) & ~frame["two_phase"].astype(bool)
+    return frame.reset_index(drop=True)
+
+
+def _baseline_rule(baseline: float | None, labels: ChartLabels) -> alt.LayerChart:
+    frame = pd.DataFrame({"y": [] if baseline is None else [baseline], "text": labels.baseline})
+    base = alt.Chart(frame).encode(y="y:Q")
+    rule = base.mark_rule(color=BASELINE_COLOUR, strokeDash=[6, 4], strokeWidth=1.5)
+    text = base.mark_text(align="left", baseline="bottom", dx=4, dy=-2, color=BASELINE_COLOUR, fontSize=11).encode(
+        text="text:N", x=alt.value(0)
+    )
+    return alt.layer(rule, text)
+
+
+# Streamlit fits a chart's title, axes and legend into its `height`: a legend below would take the plot's
+# place, so the study's charts are drawn full width with their legend on the right, names whole.
+MEMBER_LEGEND = alt.Legend(orient="right", labelLimit=0)
+
+
+def _member_colour(rows: pd.DataFrame, field: str, labels: ChartLabels) -> alt.Color:
+    """One colour per member (or arm), the same in every chart: assigned in the members' order over all of
+    `rows` on the most data, whichever of them a chart draws."""
+    on_most_data = rows if field == "arm" else rows[rows["fraction"] == rows["fraction"].max()]
+    domain = list(dict.fromkeys(on_most_data[field]))
+    return alt.Color(
+        f"{field}:N", title=labels.member, scale=alt.Scale(domain=domain, range=RUN_COLOURS), legend=MEMBER_LEGEND
+    )
+
+
+def _member_tooltip(labels: ChartLabels) -> list[alt.Tooltip]:
+    return [
+        alt.Tooltip("member:N", title=labels.member),
+        alt.Tooltip("best_val_accuracy:Q", title=labels.best_accuracy, format=".1%"),
+        alt.Tooltip("frozen_layers:Q", title=labels.frozen_layers),
+        alt.Tooltip("train_seconds:Q", title=labels.seconds, format=".0f"),
+    ]
+
+
+def accuracy_by_frozen(
+    rows: pd.DataFrame, baseline: float | None, labels: ChartLabels = ChartLabels()
+) -> alt.LayerChart:
+    """Best validation accuracy against frozen layers: the effect of the frozen-layers slider in one picture.
+
+    From scratch sits at 0 frozen layers, transfer learning at all of them; the winner's point is ringed.
+    """
+    frame = frozen_frame(rows)
+    x = alt.X("frozen_layers:Q", title=labels.frozen_layers, scale=alt.Scale(domainMin=0))
+    y = alt.Y(
+        "best_val_accuracy:Q", title=labels.best_accuracy, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")
+    )
+    base = alt.Chart(frame)
+    line = base.transform_filter(alt.datum.line).mark_line(color="#9ca3af", strokeWidth=2).encode(x=x, y=y)
+    points = base.mark_point(filled=True, size=120).encode(
+        x=x, y=y, color=_member_colour(rows, "member", labels), tooltip=_member_tooltip(labels)
+    )
+    ring = base.transform_filter(alt.datum.winner).mark_point(size=420, strokeWidth=2, color="#111827").encode(x=x, y=y)
+    return alt.layer(line, points, ring, _baseline_rule(baseline, labels)).properties(
+        title=labels.by_frozen_title, height=300
+    )
+
+
+def accuracy_by_time(rows: pd.DataFrame, baseline: float | None, labels: ChartLabels = ChartLabels()) -> alt.LayerChart:
+    """Best validation accuracy against training time (log scale): the cost of each choice."""
+    frame = headline_rows(rows)
+    frame = frame[frame["train_seconds"].notna() & (frame["train_seconds"] > 0)].reset_index(drop=True)
+    x = alt.X("train_seconds:Q", title=labels.seconds, scale=alt.Scale(type="log"))
+    y = alt.Y(
+        "best_val_accuracy:Q", title=labels.best_accuracy, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")
+    )
+    base = alt.Chart(frame)
+    points = base.mark_point(filled=True, size=120).encode(
+        x=x, y=y, color=_member_colour(rows, "member", labels), tooltip=_member_tooltip(labels)
+    )
+    ring = base.transform_filter(alt.datum.winner).mark_point(size=420, strokeWidth=2, color="#111827").encode(x=x, y=y)
+    return alt.layer(points, ring, _baseline_rule(baseline, labels)).properties(title=labels.by_time_title, height=300)
+
+
+def study_curve_frame(curves: Mapping[str, pd.DataFrame], x: str = "epoch") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validation accuracy per epoch of each member, and where each two-phase member's second phase begins.
+
+    curves: member label -> its run's metrics (`tlcore.metrics_log.read_metrics`).
+    x: `"epoch"` (epochs, from 1) or `"time"` (seconds since the run started training, at each epoch's end).
+    Returns the points (`member`, `x`, `epoch`, `phase`, `value`) and the boundaries (`member`, `x`, `phase`):
+    against epochs a boundary sits after the first phase's last epoch; against time, at that epoch's end.
+    """
+    points, boundaries = [], []
+    for member, metrics in curves.items():
+        epochs = metrics[(metrics["kind"] == "epoch") & metrics["val_accuracy"].notna()]
+        if epochs.empty:
+            continue
+        xs = epochs["epoch"] if x == "epoch" else epochs["elapsed"]
+        points.append(
+            pd.DataFrame(
+                {
+                    "member": member,
+                    "x": xs.astype(float).to_numpy(),
+                    "epoch": epochs["epoch"].to_numpy(),
+                    "phase": epochs["phase"].to_numpy(),
+                    "value": epochs["val_accuracy"].astype(float).to_numpy(),
+                }
+            )
+        )
+        phases = list(dict.fromkeys(epochs["phase"]))
+        for previous, phase in zip(phases, phases[1:], strict=False):
+            last = epochs[epochs["phase"] == previous].iloc[-1]
+            at = float(last["epoch"]) if x == "epoch" else float(last["elapsed"])
+            boundaries.append({"member": member, "x": at, "phase": phase})
+    frame = (
+        pd.concat(points, ignore_index=True)
+        if points
+        else pd.DataFrame(columns=["member", "x", "epoch", "phase", "value"])
+    )
+    return frame, pd.DataFrame(boundaries, columns=["member", "x", "phase"])
+
+
+def study_curves(
+    curves: Mapping[str, pd.DataFrame],
+    baseline: float | None,
+    x: str = "epoch",
+    labels: ChartLabels = ChartLabels(),
+) -> alt.LayerChart:
+    """Validation accuracy of every member against epochs or wall-clock time, one colour a member, the
+    two-phase boundary as a dotted line named after the phase it starts, and the baseline."""
+    frame, boundaries = study_curve_frame(curves, x)
+    frame["phase_label"] = frame["phase"].map(labels.phase_label)
+    boundaries["phase"] = boundaries["phase"].map(labels.phase_label)
+    title = labels.epoch if x == "epoch" else labels.wall_clock
+    encoding = {
+        "x": alt.X("x:Q", title=title, axis=alt.Axis(tickMinStep=1) if x == "epoch" else alt.Axis()),
+        "y": alt.Y("value:Q", title=labels.val_accuracy, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        "color": alt.Color(
+            "member:N",
+            title=labels.member,
+            scale=alt.Scale(domain=list(curves), range=RUN_COLOURS),
+            legend=MEMBER_LEGEND,
+        ),
+    }
+    tooltip = [
+        alt.Tooltip("member:N", title=labels.member),
+        alt.Tooltip("epoch:Q", title=labels.epoch),
+        alt.Tooltip("phase_label:N", title=labels.phase),
+        alt.Tooltip("value:Q", title=labels.val_accuracy, format=".1%"),
+    ]
+    base = alt.Chart(frame)
+    lines = base.mark_line(strokeWidth=2).encode(**encoding)
+    points = base.mark_point(filled=True, size=40).encode(**encoding, tooltip=tooltip)
+    marks = alt.Chart(boundaries).encode(x="x:Q")
+    rule = marks.mark_rule(strokeDash=[2, 2], color=BASELINE_COLOUR)
+    text = marks.mark_text(align="left", baseline="top", dx=4, dy=4, color=BASELINE_COLOUR, fontSize=11).encode(
+        text="phase:N", y=alt.value(0)
+    )
+    return alt.layer(lines, points, rule, text, _baseline_rule(baseline, labels)).properties(
+        title=labels.curves_title, height=320
+    )
+
+
+def data_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The points of `accuracy_by_data`: every member with an accuracy, by arm, in training-set order."""
+    done = rows[rows["best_val_accuracy"].notna()]
+    return done.sort_values(["train_images"]).reset_index(drop=True)
+
+
+def accuracy_by_data(rows: pd.DataFrame, baseline: float | None, labels: ChartLabels = ChartLabels()) -> alt.LayerChart:
+    """For a data-efficiency study: best validation accuracy against training-set size, one line per strategy."""
+    frame = data_frame(rows)
+    encoding = {
+        "x": alt.X("train_images:Q", title=labels.training_images, scale=alt.Scale(type="log")),
+        "y": alt.Y(
+            "best_val_accuracy:Q", title=labels.best_accuracy, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")
+        ),
+        "color": _member_colour(rows, "arm", labels),
+    }
+    tooltip = [
+        alt.Tooltip("arm:N", title=labels.member),
+        alt.Tooltip("train_images:Q", title=labels.training_images),
+        alt.Tooltip("best_val_accuracy:Q", title=labels.best_accuracy, format=".1%"),
+    ]
+    base = alt.Chart(frame)
+    lines = base.mark_line(strokeWidth=2).encode(**encoding)
+    points = base.mark_point(filled=True, size=60).encode(**encoding, tooltip=tooltip)
+    return alt.layer(lines, points, _baseline_rule(baseline, labels)).properties(title=labels.by_data_title, height=320)

@@ -23,6 +23,7 @@ from tlcore.errors import TLCoreError
 from tlcore.i18n import Message, msg
 from tlcore.models import Strategy, rules
 from tlcore.runs import RunState
+from tlcore.study import CANCELLED, MISSING, PENDING
 from ui import names
 from ui.charts import ChartLabels
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from tlcore.models import ModelSpec
     from tlcore.runs import RunInfo
     from tlcore.spec import RunSpec
+    from tlcore.study import Study
 
 T = TypeVar("T")
 
@@ -129,6 +131,15 @@ def status_label(status: str) -> str:
     }[status]
 
 
+def member_status_label(status: str) -> str:
+    """A study member's status: its run's, or why it has none (`tlcore.study.CANCELLED`, `PENDING`, `MISSING`)."""
+    return {
+        CANCELLED: t("study.status_cancelled"),
+        PENDING: t("study.status_pending"),
+        MISSING: t("study.status_missing"),
+    }.get(status) or status_label(status)
+
+
 def status_badge(status: str) -> str:
     """The status as a coloured Markdown badge."""
     return f":{_STATUS_COLOURS.get(status, 'gray')}-badge[{status_label(status)}]"
@@ -158,6 +169,7 @@ def count(kind: str, n: int) -> str:
         "images": msg("count.images", n=n),
         "classes": msg("count.classes", n=n),
         "files": msg("count.files", n=n),
+        "runs": msg("count.runs", n=n),
     }
     return units[kind].render(language())
 
@@ -305,6 +317,19 @@ def features_progress_text(info: RunInfo) -> str:
     return text
 
 
+def study_option(found: Study, dataset_name: str | None) -> str:
+    """A study in a selector: when it started, its backbone, its dataset and how many runs it has."""
+    from tlcore.backbones import get_backbone
+
+    return t(
+        "study.option",
+        created=found.created.replace("T", " ")[:16],
+        backbone=get_backbone(found.options.backbone).label,
+        dataset=names.plain(dataset_name) if dataset_name is not None else found.dataset,
+        runs=count("runs", len(found.members)),
+    )
+
+
 def run_option(info: RunInfo) -> str:
     """A run in a selector: its name, status and start time."""
     created = (info.created or "").replace("T", " ")[:16]
@@ -348,4 +373,16 @@ def chart_labels() -> ChartLabels:
             Strategy.FINETUNE: strategy_label(Strategy.FINETUNE),
             "features": t("chart.phase_features"),
         },
+        member=t("chart.member"),
+        baseline=t("chart.baseline"),
+        best_accuracy=t("chart.best_accuracy"),
+        val_accuracy=t("chart.val_accuracy"),
+        frozen_layers=t("chart.frozen_layers"),
+        seconds=t("chart.seconds"),
+        wall_clock=t("chart.wall_clock"),
+        training_images=t("chart.training_images"),
+        by_frozen_title=t("chart.by_frozen_title"),
+        by_time_title=t("chart.by_time_title"),
+        curves_title=t("chart.curves_title"),
+        by_data_title=t("chart.by_data_title"),
     )

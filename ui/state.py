@@ -30,9 +30,14 @@ created with `persist_state="session"`, so coming back to a page finds it as it 
   `train.ended_here` (not a widget: the id of a run that ended while the Train page showed it, which keeps
   the New run form closed so the finished run does not jump down the page; the Model page and Start clear it),
   `train.refused` (not a widget: why the last Start was refused, shown once).
-- Compare page: `compare.runs` (multiselect), `compare.target` (run to rename or delete),
-  `compare.new_name`, `compare.pending_delete` (run id awaiting confirmation), `compare.flash`
-  (a (kind, text) message from a button callback, shown once).
+- Compare page: `compare.by` ("study" or "dataset": what to compare), `compare.study` (study selector),
+  `compare.dataset` (dataset selector), `compare.runs` (multiselect of that dataset's runs),
+  `compare.curve_x` ("epoch" or "time": a study's learning curves), `compare.target` (run to rename or
+  delete), `compare.new_name`, `compare.pending_delete` (run id awaiting confirmation), `compare.flash`
+  (a (kind, text) message from a button callback, shown once). A new study's options: `study.epochs`,
+  `study.depths` (frozen layers of the fine-tuning members; `study.depths_for`, not a widget, the backbone
+  they were chosen for), `study.scratch`, `study.two_phase`, `study.data_efficiency`; `study.refused` (not a
+  widget: why the last Start was refused, shown once).
 """
 
 from __future__ import annotations
@@ -96,11 +101,23 @@ TRAIN_RUN = "train.run"
 TRAIN_ENDED_HERE = "train.ended_here"
 TRAIN_REFUSED = "train.refused"
 
+COMPARE_BY = "compare.by"
+COMPARE_STUDY = "compare.study"
+COMPARE_DATASET = "compare.dataset"
+COMPARE_CURVE_X = "compare.curve_x"
 COMPARE_RUNS = "compare.runs"
 COMPARE_TARGET = "compare.target"
 COMPARE_NEW_NAME = "compare.new_name"
 COMPARE_PENDING_DELETE = "compare.pending_delete"
 COMPARE_FLASH = "compare.flash"
+
+STUDY_EPOCHS = "study.epochs"
+STUDY_DEPTHS = "study.depths"
+STUDY_DEPTHS_FOR = "study.depths_for"
+STUDY_SCRATCH = "study.scratch"
+STUDY_TWO_PHASE = "study.two_phase"
+STUDY_DATA_EFFICIENCY = "study.data_efficiency"
+STUDY_REFUSED = "study.refused"
 
 EVALUATE_RUN = "evaluate.run"
 
@@ -117,6 +134,10 @@ WORDED_CHOICES = (
     MODEL_WEIGHTS,
     MODEL_STRATEGY,
     TRAIN_RUN,
+    COMPARE_BY,
+    COMPARE_STUDY,
+    COMPARE_DATASET,
+    COMPARE_CURVE_X,
     COMPARE_TARGET,
     EVALUATE_RUN,
 )

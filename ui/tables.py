@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 from pandas.io.formats.style import Styler
 
+from tlcore.datasets import stratified_rows
 from tlcore.runs import RunInfo
-from ui import i18n
+from tlcore.study import StudyResult
+from ui import i18n, names
 from ui.i18n import t
 
 TRAINABLE_BACKGROUND = "#dcfce7"
@@ -66,64 +70,195 @@ def layer_columns() -> dict[str, Any]:
 
 
 def run_table(infos: list[RunInfo]) -> pd.DataFrame:
-    """One row per run for the Compare page, in the units people read (seconds, fractions)."""
-    rows = []
-    for info in infos:
-        spec = info.spec
-        if spec is None:
-            strategy = None
-        elif spec.two_phase:
-            strategy = f"{i18n.strategy_label('transfer')} → {i18n.strategy_label('finetune')}"
-        else:
-            strategy = i18n.strategy_label(spec.model.strategy)
-        rows.append(
-            {
-                "name": info.name,
-                "backbone": spec.model.backbone if spec else None,
-                "strategy": strategy,
-                "path": i18n.path_label(info.path) if info.path else None,
-                "frozen_layers": info.frozen_layers,
-                "trainable_params": info.trainable_params,
-                "best_val_accuracy": info.best_val_accuracy,
-                "best_epoch": info.best_epoch,
-                "seconds_per_epoch": info.seconds_per_epoch,
-                "total_seconds": info.elapsed_seconds,
-                "status": i18n.status_label(info.status),
-                "id": info.id,
-            }
-        )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "name",
-            "backbone",
-            "strategy",
-            "path",
-            "frozen_layers",
-            "trainable_params",
-            "best_val_accuracy",
-            "best_epoch",
-            "seconds_per_epoch",
-            "total_seconds",
-            "status",
-            "id",
-        ],
+    """One row per run for the Compare page: its name, then its best validation accuracy, what it trained
+    and what it cost; few columns, so none is cut off (the rest is in `run_details`)."""
+    rows = [
+        {
+            "name": info.name,
+            "best_val_accuracy": info.best_val_accuracy,
+            "strategy": _strategy_words(info),
+            "frozen_layers": info.frozen_layers,
+            "total_seconds": info.elapsed_seconds,
+            "status": i18n.status_label(info.status),
+        }
+        for info in infos
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["name", "best_val_accuracy", "strategy", "frozen_layers", "total_seconds", "status"]
     )
+    frame["frozen_layers"] = frame["frozen_layers"].astype("Int64")
+    return frame
+
+
+def run_details(infos: list[RunInfo]) -> pd.DataFrame:
+    """The runs' details, for a second table: backbone, path, parameters that learned, best epoch, time per
+    epoch, id."""
+    rows = [
+        {
+            "name": info.name,
+            "backbone": info.spec.model.backbone if info.spec else None,
+            "path": i18n.path_label(info.path) if info.path else None,
+            "trainable_params": info.trainable_params,
+            "best_epoch": info.best_epoch,
+            "seconds_per_epoch": info.seconds_per_epoch,
+            "id": info.id,
+        }
+        for info in infos
+    ]
+    frame = pd.DataFrame(
+        rows,
+        columns=["name", "backbone", "path", "trainable_params", "best_epoch", "seconds_per_epoch", "id"],
+    )
+    for column in ("trainable_params", "best_epoch"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _strategy_words(info: RunInfo) -> str | None:
+    spec = info.spec
+    if spec is None:
+        return None
+    if spec.two_phase:
+        return f"{i18n.strategy_label('transfer')} → {i18n.strategy_label('finetune')}"
+    return i18n.strategy_label(spec.model.strategy)
 
 
 def run_columns() -> dict[str, Any]:
     """Column labels and formats for the run table."""
     return {
-        "name": st.column_config.TextColumn(t("runs.name")),
-        "backbone": st.column_config.TextColumn(t("runs.backbone")),
-        "strategy": st.column_config.TextColumn(t("runs.strategy")),
-        "path": st.column_config.TextColumn(t("runs.path"), help=t("runs.path_help")),
-        "frozen_layers": st.column_config.NumberColumn(t("runs.frozen_layers")),
-        "trainable_params": st.column_config.NumberColumn(t("runs.trainable_params"), format="localized"),
+        "name": st.column_config.TextColumn(t("runs.name"), width="large"),
         "best_val_accuracy": st.column_config.NumberColumn(t("runs.best_val_accuracy"), format="percent"),
-        "best_epoch": st.column_config.NumberColumn(t("runs.best_epoch")),
-        "seconds_per_epoch": st.column_config.NumberColumn(t("runs.seconds_per_epoch"), format="%.1f s"),
+        "strategy": st.column_config.TextColumn(t("runs.strategy")),
+        "frozen_layers": st.column_config.NumberColumn(t("runs.frozen_layers")),
         "total_seconds": st.column_config.NumberColumn(t("runs.total_seconds"), format="%.0f s"),
         "status": st.column_config.TextColumn(t("runs.status")),
+    }
+
+
+def run_detail_columns() -> dict[str, Any]:
+    """Column labels and formats for the runs' details."""
+    return {
+        "name": st.column_config.TextColumn(t("runs.name")),
+        "backbone": st.column_config.TextColumn(t("runs.backbone")),
+        "path": st.column_config.TextColumn(t("runs.path"), help=t("runs.path_help")),
+        "trainable_params": st.column_config.NumberColumn(t("runs.trainable_params"), format="localized"),
+        "best_epoch": st.column_config.NumberColumn(t("runs.best_epoch")),
+        "seconds_per_epoch": st.column_config.NumberColumn(t("runs.seconds_per_epoch"), format="%.1f s"),
         "id": st.column_config.TextColumn(t("runs.id")),
+    }
+
+
+WINNER_BACKGROUND = "#fef3c7"
+
+STUDY_COLUMNS = ["member", "best_val_accuracy", "frozen_layers", "train_seconds", "train_images", "status"]
+"""The study table's columns, few and narrow so that none is cut off at 1400 px in any language; the
+details are in `study_details`."""
+
+
+def study_rows(found: StudyResult, train_labels: Sequence[int] | None = None) -> pd.DataFrame:
+    """One row per member of a study, in the session's language: what its table and charts show.
+
+    Columns: `member` (its name), `arm` (its name without the share of data: one line of the
+    data-efficiency chart), `strategy`, `two_phase`, `frozen_layers`, `fraction`, `train_images`,
+    `best_val_accuracy`, `train_seconds`, `status` (in words), `winner`, and for the details `run`,
+    `best_epoch`, `epochs`, `seconds_per_epoch`, `feature_passes`, `path`.
+    train_labels: the labels of the dataset's training images, to count each member's (None: unknown).
+    """
+    rows = []
+    for result in found.members:
+        member, info = result.member, result.info
+        rows.append(
+            {
+                "member": names.plain(i18n.say(member.label(start=True)), 80),
+                "arm": names.plain(i18n.say(replace(member, fraction=1.0).label(start=True)), 80),
+                "strategy": str(member.strategy),
+                "two_phase": member.two_phase,
+                "frozen_layers": member.frozen_layers,
+                "fraction": member.fraction,
+                "train_images": len(stratified_rows(train_labels, member.fraction, found.study.options.seed))
+                if train_labels is not None
+                else None,
+                "best_val_accuracy": result.best_val_accuracy,
+                "train_seconds": result.train_seconds,
+                "status": i18n.member_status_label(result.status),
+                "winner": result is found.winner,
+                "run": member.run,
+                "best_epoch": info.best_epoch if info is not None else None,
+                "epochs": info.total_epochs if info is not None else None,
+                "seconds_per_epoch": info.seconds_per_epoch if info is not None else None,
+                "feature_passes": result.feature_passes if info is not None else None,
+                "path": i18n.path_label(info.path) if info is not None and info.path else None,
+            }
+        )
+    columns = [
+        "member",
+        "arm",
+        "strategy",
+        "two_phase",
+        "frozen_layers",
+        "fraction",
+        "train_images",
+        "best_val_accuracy",
+        "train_seconds",
+        "status",
+        "winner",
+        "run",
+        "best_epoch",
+        "epochs",
+        "seconds_per_epoch",
+        "feature_passes",
+        "path",
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in ("frozen_layers", "train_images", "best_epoch", "epochs", "feature_passes"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def study_table(rows: pd.DataFrame, data_efficiency: bool) -> Styler:
+    """The study's table (`STUDY_COLUMNS`; training images only for a data-efficiency study), the winner's
+    row highlighted."""
+    shown = rows[[column for column in STUDY_COLUMNS if data_efficiency or column != "train_images"]]
+
+    def row_style(row: pd.Series) -> list[str]:
+        css = f"background-color: {WINNER_BACKGROUND}; font-weight: bold" if rows.loc[row.name, "winner"] else ""
+        return [css] * len(row)
+
+    return shown.style.apply(row_style, axis=1)
+
+
+def study_columns() -> dict[str, Any]:
+    """Labels, formats and tooltips of the study table."""
+    return {
+        "member": st.column_config.TextColumn(t("study.col_member"), width="large"),
+        "best_val_accuracy": st.column_config.NumberColumn(
+            t("study.col_accuracy"), help=t("study.col_accuracy_help"), format="percent", width="small"
+        ),
+        "frozen_layers": st.column_config.NumberColumn(
+            t("study.col_frozen"), help=t("study.col_frozen_help"), width="small"
+        ),
+        "train_seconds": st.column_config.NumberColumn(
+            t("study.col_seconds"), help=t("study.col_seconds_help"), format="%.0f s", width="small"
+        ),
+        "train_images": st.column_config.NumberColumn(t("study.col_images"), width="small"),
+        "status": st.column_config.TextColumn(t("study.col_status"), width="small"),
+    }
+
+
+def study_details(rows: pd.DataFrame) -> pd.DataFrame:
+    """The members' details, for a second table: run id, epochs, time per epoch, feature passes, path."""
+    return rows[["member", "best_epoch", "epochs", "seconds_per_epoch", "feature_passes", "path", "run"]]
+
+
+def study_detail_columns() -> dict[str, Any]:
+    return {
+        "member": st.column_config.TextColumn(t("study.col_member")),
+        "best_epoch": st.column_config.NumberColumn(t("runs.best_epoch")),
+        "epochs": st.column_config.NumberColumn(t("study.col_epochs")),
+        "seconds_per_epoch": st.column_config.NumberColumn(t("runs.seconds_per_epoch"), format="%.1f s"),
+        "feature_passes": st.column_config.NumberColumn(
+            t("study.col_feature_passes"), help=t("study.col_feature_passes_help")
+        ),
+        "path": st.column_config.TextColumn(t("runs.path"), help=t("runs.path_help")),
+        "run": st.column_config.TextColumn(t("runs.id")),
     }
