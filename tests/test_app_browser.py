@@ -5,7 +5,8 @@ the server starts with this repository's config, every page opens straight from 
 server (inside app.py's navigation, with the shared sidebar), the language switch redraws the app,
 a click on the demo dataset ends in a drawn chart, and the whole path a newcomer takes: upload a zip,
 choose fine-tuning, move the frozen-layers slider and watch the layer table's colours follow it,
-start a run, watch its live chart gain points, stop it and find it on Compare.
+start a run, watch its live chart gain points, stop it and find it on Compare; and a study on Compare, its
+verdict, table and charts whole in a 1400-pixel window in English and Japanese.
 
 The full-path test keeps a screenshot of every step in `test-artifacts/browser/` (numbered, at the
 repository root) and the time each page rerun took while the run trained (`flow-rerun-times.json`).
@@ -31,6 +32,11 @@ from pathlib import Path
 
 import pytest
 from helpers import wait_for
+from test_app_study import CLEAR_WIN, made_study
+
+from tlcore.datasets import ingest_zip
+from tlcore.demo import demo_zip
+from tlcore.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -588,7 +594,7 @@ def test_upload_fine_tune_train_stop_and_compare(server, browser, tmp_path):
         main.get_by_test_id("stMultiSelect").get_by_text(RUN_NAME).wait_for()
         # The table is a canvas; its cells are also in an accessible <table> inside it.
         cells = main.get_by_test_id("stDataFrame").locator("td[role=gridcell]")
-        cells.filter(has_text=RUN_NAME).wait_for(state="attached")
+        cells.filter(has_text=RUN_NAME).first.wait_for(state="attached")  # the table and its details
         assert main.get_by_test_id("stVegaLiteChart").count() == 2
         no_exception(page)
         steps.shot("compare")
@@ -611,3 +617,55 @@ def test_upload_fine_tune_train_stop_and_compare(server, browser, tmp_path):
         )
         assert len(fragment_runs) >= 3
         assert statistics.median(fragment_runs) < 1.0, fragment_runs
+
+
+# --- a study on the Compare page ----------------------------------------------------------------------
+# Last in this file: its study in the server's workspace makes Compare open on studies.
+
+# A grid whose content is wider than its box scrolls sideways: its last columns would be cut off.
+OVERFLOW = """grid => {
+    const scroller = grid.querySelector('.dvn-scroller') || grid;
+    return scroller.scrollWidth - scroller.clientWidth;
+}"""
+
+
+def shoot_charts(page, steps: Steps, lang: str) -> None:
+    """Screenshots of the study's charts: the two accuracy charts, then the learning curves."""
+    charts = page.get_by_test_id("stMain").get_by_test_id("stVegaLiteChart")
+    for index, name in ((1, "accuracy"), (2, "curves")):
+        charts.nth(index).evaluate("chart => chart.scrollIntoView({block: 'end'})")
+        wait_until_idle(page)
+        steps.shot(f"{lang}-{name}")
+
+
+def test_the_compare_page_shows_a_studys_verdict_table_and_charts_whole_in_both_languages(server, page):
+    workspace = Workspace(server.workspace)
+    dataset = ingest_zip(demo_zip(classes=3, per_class=8, size=32, seed=0), workspace=workspace, name="demo.zip")
+    made_study(workspace, dataset, CLEAR_WIN)
+    with Steps(page, "study") as steps:
+        page.goto(f"{server.url}/compare")
+        wait_for_title(page, "Compare runs")
+        main = page.get_by_test_id("stMain")
+        main.get_by_text("Fine-tuning with 67 frozen layers won: 83.3 %").wait_for(timeout=60_000)
+        main.get_by_test_id("stVegaLiteChart").nth(2).wait_for()
+        wait_until_idle(page)
+        no_exception(page)
+        table = main.get_by_test_id("stDataFrame").first
+        assert table.evaluate(OVERFLOW) <= 1, "the study table is wider than its place on the page"
+        cells = table.locator("td[role=gridcell]")
+        cells.filter(has_text="Fine-tuning with 67 frozen layers").first.wait_for(state="attached")
+        assert main.get_by_test_id("stVegaLiteChart").count() == 3
+        steps.shot("en")
+        shoot_charts(page, steps, "en")
+
+        page.get_by_test_id("stSidebar").get_by_text("日本語").click()
+        wait_for_title(page, "実行の比較")
+        main.get_by_text("67 層を凍結したファインチューニングが最も良い結果でした").wait_for(timeout=60_000)
+        wait_until_idle(page)
+        no_exception(page)
+        table = main.get_by_test_id("stDataFrame").first
+        assert table.evaluate(OVERFLOW) <= 1, "the study table is wider than its place on the page in Japanese"
+        page.get_by_test_id("stMain").evaluate("main => main.scrollTo(0, 0)")
+        wait_until_idle(page)
+        steps.shot("ja")
+        shoot_charts(page, steps, "ja")
