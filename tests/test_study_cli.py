@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from tlcore.datasets import ingest_zip
 from tlcore.workspace import Workspace
 
 TINY = ("--backbone", "mobilenet_0.25", "--image-size", "32", "--epochs", "1", "--batch-size", "8")
+ROOT = Path(__file__).resolve().parents[1]
 MEMBER_KEYS = {
     "run",
     "strategy",
@@ -137,3 +141,19 @@ def test_options_that_make_no_member_exit_2_before_anything_trains(demo_zip_byte
 def test_no_studies_yet(tmp_path):
     ran = run_tlcore("studies", workspace=tmp_path)
     assert (ran.returncode, ran.stdout.strip()) == (0, "No studies yet.")
+
+
+def test_the_study_benchmark_runs_in_smoke_mode():
+    ran = subprocess.run(
+        [sys.executable, "bench/study.py", "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, "TLCORE_OFFLINE": "1"},
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    lines = ran.stdout.splitlines()
+    assert any(line.startswith("study: ") and "2 feature passes" in line for line in lines)
+    assert any(line.startswith("queue: ") and "2 feature passes" in line for line in lines)
+    assert any(line.startswith("cold: ") and "2 feature passes" in line for line in lines)
