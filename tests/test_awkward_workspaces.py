@@ -3,9 +3,10 @@
 One workspace gathers what real ones accumulate: runs in every status (one queued without a trainer
 yet, one running and one stopping with a live trainer, stopped, completed, failed, interrupted), a run
 renamed with markup and a very long name, damaged run folders, a damaged dataset, a dataset whose
-folder was removed while runs still point at it, and a session that still has a deleted run and the
-removed dataset selected. Every page opens on every run, in English and in Japanese; every
-subcommand of the command line answers, or says what is wrong in one line with exit status 2.
+folder was removed while runs still point at it, studies over all of these (and a damaged one), and a
+session that still has a deleted run and the removed dataset selected. Every page opens on every run, in
+English and in Japanese; every subcommand of the command line answers, or says what is wrong in one line
+with exit status 2.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import pytest
 from helpers import ROOT, run_tlcore, tiny_spec
 from streamlit.testing.v1 import AppTest
 
-from tlcore import runs
+from tlcore import runs, study
 from tlcore.datasets import Dataset, ingest_zip
 from tlcore.demo import demo_zip
+from tlcore.models import Strategy
 from tlcore.workspace import Workspace, write_json_atomic
 
 PAGES = ("home", "data", "model", "train", "compare", "evaluate")
@@ -50,6 +52,26 @@ def made(workspace: Workspace, dataset: Dataset, name: str, status: str | None, 
         info.dir, status=status, pid=999_999, started=runs.now_iso(), epoch=1, step=2, steps_per_epoch=2, **fields
     )
     return info
+
+
+def make_studies(workspace: Workspace, dataset: Dataset, gone: Dataset, made_runs: dict, deleted: str) -> None:
+    """A study whose members are runs in every state (one deleted, one not started yet), a study on the
+    removed dataset, and a study folder whose file is damaged."""
+    options = study.StudyOptions(backbone="mobilenet_0.25", weights="none", image_size=32)
+    members = (
+        study.Member(Strategy.SCRATCH, 0, run=made_runs["queued"].id),
+        study.Member(Strategy.TRANSFER, 86, run=made_runs["running"].id),
+        study.Member(Strategy.FINETUNE, 49, run=made_runs["completed"].id),
+        study.Member(Strategy.FINETUNE, 67, run=made_runs["failed"].id),
+        study.Member(Strategy.FINETUNE, 80, run=deleted),
+        study.Member(Strategy.FINETUNE, 67, two_phase=True),
+    )
+    every_state = study.Study("20000101-000000-every-state", dataset.id, options, 86, members, runs.now_iso())
+    every_state.write(workspace)
+    on_gone = (study.Member(Strategy.TRANSFER, 86, run=made_runs["on a removed dataset"].id),)
+    study.Study("20000101-000001-on-gone", gone.id, options, 86, on_gone, runs.now_iso()).write(workspace)
+    (workspace.studies_dir / "20000101-000002-damaged").mkdir()
+    (workspace.studies_dir / "20000101-000002-damaged" / study.STUDY_FILE).write_text('{"format": 1, "members": [')
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +101,7 @@ def awkward(tmp_path_factory):
         folder.mkdir()
         if content is not None:
             (folder / runs.SPEC_FILE).write_text(content)
+    make_studies(workspace, dataset, gone, made_runs, deleted.id)
     write_json_atomic(workspace.dataset_dir(damaged.id) / "manifest.json", {"format": 1, "id": damaged.id})
     shutil.rmtree(workspace.dataset_dir(gone.id))
     holder = subprocess.Popen(
@@ -175,6 +198,10 @@ def test_a_name_with_markup_is_shown_as_text_on_every_page(awkward):
         ("export", "{interrupted}", "--out", "{tmp}"),
         ("train", "--dataset", "{damaged}"),
         ("train", "--dataset", "{gone}"),
+        ("studies",),
+        ("studies", "--json"),
+        ("study", "--dataset", "{damaged}", "--backbone", "mobilenet_0.25"),
+        ("study", "--dataset", "{gone}", "--backbone", "mobilenet_0.25", "--json"),
     ],
 )
 def test_every_command_answers_or_says_what_is_wrong_in_one_line(awkward, args, tmp_path):
