@@ -238,6 +238,14 @@ def choose(page, label: str, option: str) -> None:
     sync_api.expect(combobox).to_have_value(re.compile(f"^{re.escape(option)}"))
 
 
+def open_advanced(page, title: str = "Advanced") -> None:
+    """Open the page's section whose title starts with `title` (the advanced settings), as a person would."""
+    summary = page.get_by_test_id("stExpander").locator("summary").filter(has_text=title)
+    if summary.locator("xpath=..").get_attribute("open") is None:
+        summary.click()
+    summary.locator("xpath=..").get_by_test_id("stExpanderDetails").wait_for()
+
+
 def set_number(page, label: str, value: int) -> None:
     field = page.get_by_role("spinbutton", name=label, exact=True)
     field.fill(str(value))
@@ -423,6 +431,7 @@ def test_choices_keep_their_value_after_a_language_switch(server, page):
     wait_until_idle(page)
     choose(page, "Backbone", "MobileNet ×0.25")
     wait_until_idle(page)
+    open_advanced(page)
     page.get_by_test_id("stRadio").get_by_text("Random", exact=True).click()
     wait_until_idle(page)
     page.get_by_test_id("stSidebar").get_by_text("日本語").click()
@@ -430,6 +439,7 @@ def test_choices_keep_their_value_after_a_language_switch(server, page):
     wait_until_idle(page)
     backbone = page.get_by_role("combobox", name="バックボーン", exact=True)
     sync_api.expect(backbone).to_have_value(re.compile(r"^MobileNet ×0\.25 · パラメータ"))
+    open_advanced(page, "詳細設定")
     dropout = page.get_by_role("slider", name=re.compile("ドロップアウト"))
     dropout.focus()
     clock.recording = True
@@ -491,6 +501,7 @@ def test_upload_fine_tune_train_stop_and_compare(server, browser, tmp_path):
         go_to(page, "Model", "Model")
         choose(page, "Backbone", "MobileNet ×0.25")
         wait_until_idle(page)
+        open_advanced(page)
         set_number(page, "Input size (pixels)", 32)
         wait_until_idle(page)
         page.get_by_test_id("stRadio").get_by_text("Random", exact=True).click()
@@ -545,6 +556,7 @@ def test_upload_fine_tune_train_stop_and_compare(server, browser, tmp_path):
         ).wait_for()
         set_number(page, "Epochs", 1000)
         wait_until_idle(page)
+        open_advanced(page)
         choose(page, "Batch size", "8")
         wait_until_idle(page)
         name = page.get_by_role("textbox", name="Run name (optional)")

@@ -149,6 +149,17 @@ def test_a_picture_with_no_class_chosen_is_refused_and_nothing_is_kept(app, work
     assert draft.shots == ()
 
 
+def test_the_same_picture_twice_is_kept_once_and_the_page_says_why_the_count_did_not_grow(app, workspace):
+    start_draft(app)
+    add_class(app, "mug")
+    take(app, 1)
+    app.camera_input(key="camera.shot").set_value(None).run()  # "Clear photo"
+    take(app, 1)
+    assert not app.exception and not app.error
+    assert app.radio(key="camera.class").options == ["mug (1)"]
+    assert any("already in mug" in notice.value for notice in app.info)
+
+
 def test_a_refresh_keeps_the_pictures_taken(app, workspace, monkeypatch):
     start_draft(app)
     add_class(app, "mug")

@@ -110,11 +110,18 @@ def test_pictures_from_the_camera_build_a_dataset_class_by_class(server, page): 
             page.get_by_text(f"{class_name} (0)").wait_for()
             wait_until_idle(page)
             page.get_by_role("button", name="Take Photo").wait_for(timeout=30_000)
-            for _ in range(3):
-                take_picture(page)
+            for count in range(1, 4):
+                # A busy machine can hand the fake camera's same frame over twice: the page says the
+                # picture is kept once, and a person takes another.
+                for _ in range(5):
+                    take_picture(page)
+                    if not page.get_by_text("the same picture is kept once").count():
+                        break
+                    page.get_by_role("button", name="Clear photo").click()
+                    page.wait_for_timeout(500)
+                page.get_by_text(f"{class_name} ({count})").wait_for()
                 page.get_by_role("button", name="Clear photo").click()
                 wait_until_idle(page)
-            page.get_by_text(f"{class_name} (3)").wait_for()
         steps.shot("taken")
         (draft,) = drafts.list_drafts(workspace)
         assert draft.counts() == {"left": 3, "right": 3}

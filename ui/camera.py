@@ -41,7 +41,7 @@ def show_flash() -> None:
     message = st.session_state.pop(state.CAMERA_FLASH, None)
     if message is not None:
         kind, text = message
-        (st.error if kind == "error" else st.success)(text)
+        {"error": st.error, "info": st.info}.get(kind, st.success)(text)
 
 
 def open_draft(workspace: Workspace) -> drafts.Draft | None:
@@ -129,15 +129,20 @@ def draft_panel(
 
 
 def take_picture(workspace: Workspace, draft_id: str) -> None:
-    """The camera's on_change: add the new picture to the chosen class (a cleared picture adds nothing)."""
+    """The camera's on_change: add the new picture to the chosen class (a cleared picture adds nothing;
+    the same picture again is said to be kept once, so a count that did not grow is explained)."""
     picture = st.session_state.get(state.CAMERA_SHOT)
     if picture is None:
         return
+    class_name = st.session_state.get(state.CAMERA_CLASS)
     try:
         draft = drafts.load_draft(workspace, draft_id)
-        drafts.add_shot(draft, st.session_state.get(state.CAMERA_CLASS), picture.getvalue(), picture.name)
+        grown = drafts.add_shot(draft, class_name, picture.getvalue(), picture.name)
     except TLCoreError as exc:
         flash("error", i18n.error_text(exc))
+        return
+    if len(grown.shots) == len(draft.shots):
+        flash("info", t("camera.same_picture", name=names.md(class_name)))
 
 
 def remove_picture(workspace: Workspace, draft_id: str, shot: drafts.Shot) -> None:
