@@ -16,7 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore import codegen, datasets, evaluation, export, runs
+from tlcore import codegen, datasets, evaluation, export, runs, study
 from tlcore.errors import ImageError, TLCoreError
 from tlcore.images import IMAGE_SUFFIXES, convert_image, load_image
 from tlcore.predict import Predictor, model_file, model_stamp
@@ -351,12 +351,18 @@ def code_tab(info: runs.RunInfo) -> None:
 
 
 def tensorboard_section(info: runs.RunInfo) -> None:
-    """The commands that open this run's curves, or every run's on its dataset, in TensorBoard."""
+    """The commands that open this run's curves in TensorBoard, beside its study's and its dataset's runs."""
     st.subheader(t("evaluate.tensorboard_title"))
     st.caption(t("evaluate.tensorboard_intro"))
     st.markdown(t("evaluate.tensorboard_run"))
     st.code(runs.tensorboard_command([info]), language="bash", wrap_lines=True)
-    siblings = [other for other in runs.list_runs(workspace) if other.spec and other.spec.dataset == info.spec.dataset]
+    every_run = runs.list_runs(workspace)
+    member_of = study.study_of(workspace, info.id)
+    if member_of is not None:
+        members = [other for other in every_run if other.id in member_of.run_ids]
+        st.markdown(t("evaluate.tensorboard_study", count=len(members)))
+        st.code(runs.tensorboard_command(members), language="bash", wrap_lines=True)
+    siblings = [other for other in every_run if other.spec and other.spec.dataset == info.spec.dataset]
     if len(siblings) > 1:
         st.markdown(t("evaluate.tensorboard_dataset", count=len(siblings)))
         st.code(runs.tensorboard_command(siblings), language="bash", wrap_lines=True)

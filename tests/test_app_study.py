@@ -261,3 +261,14 @@ def test_the_suggested_depths_follow_the_backbone(app, dataset):
     at.run()
     assert not at.exception
     assert at.multiselect(key="study.depths").value == [90, 116, 143]
+
+
+def test_a_members_evaluate_page_opens_the_whole_study_in_tensorboard(app, workspace, dataset):
+    made = made_study(workspace, dataset, CLEAR_WIN)
+    app.run()
+    app.session_state["run_id"] = made.members[3].run
+    at = app.switch_page("app_pages/evaluate.py").run()
+    assert not at.exception
+    assert "All 6 runs of this run's study, side by side:" in [block.value for block in at.markdown]
+    commands = [block.value for block in at.code if block.value.startswith("tensorboard --logdir_spec")]
+    assert commands and all(f"{member.run}:" in commands[0] for member in made.members)

@@ -67,6 +67,11 @@ def test_a_study_trains_every_member_and_prints_exactly_the_result_object(demo_z
     assert [(s["study"], s["winner"], s["backbone"]) for s in listed] == [
         (found["study"], found["winner"], "mobilenet_0.25")
     ]
+    tensorboard = json.loads(
+        run_tlcore("runs", "--study", found["study"], "--tensorboard", "--json", workspace=tmp_path).stdout
+    )
+    assert sorted(tensorboard["runs"]) == sorted(m["run"] for m in members)
+    assert tensorboard["command"].startswith("tensorboard --logdir_spec ")
 
 
 def test_a_study_says_each_member_as_it_goes_then_the_verdict(demo_zip_bytes, tmp_path):

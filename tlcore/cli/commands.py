@@ -22,6 +22,7 @@ from tlcore.i18n import msg
 from tlcore.images import convert_image
 from tlcore.models import build_model, get_base, layer_table, parameter_counts
 from tlcore.predict import Predictor
+from tlcore.study import load_study
 from tlcore.workspace import Workspace, write_bytes_atomic
 
 
@@ -118,6 +119,9 @@ def cmd_runs(args: argparse.Namespace, workspace: Workspace) -> None:
     found = runs.list_runs(workspace)
     if args.dataset:
         found = [info for info in found if info.spec is not None and info.spec.dataset == args.dataset]
+    if args.study:
+        members = load_study(workspace, args.study).run_ids
+        found = [info for info in found if info.id in members]
     if args.tensorboard:
         readable = [info for info in found if info.spec is not None]
         if not readable:

@@ -110,6 +110,7 @@ def build_parser(lang: str = "en") -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", parents=[common], help=h(msg("cli.help.runs")))
     p.add_argument("--dataset", metavar="ID", help=h(msg("cli.help.runs_dataset")))
+    p.add_argument("--study", metavar="ID", help=h(msg("cli.help.runs_study")))
     p.add_argument("--tensorboard", action="store_true", help=h(msg("cli.help.runs_tensorboard")))
 
     p = sub.add_parser("stop", parents=[common], help=h(msg("cli.help.stop")))

@@ -28,7 +28,7 @@ learning's, its fine-tuning phase the middle depth's), and a member on part of t
 from the whole dataset's entry. A study makes one pass per distinct cut.
 """
 
-from tlcore.study.lifecycle import list_studies, load_study, start, stop, train_in_foreground
+from tlcore.study.lifecycle import list_studies, load_study, start, stop, study_of, train_in_foreground
 from tlcore.study.members import (
     AUTO_DEPTHS,
     DATA_EFFICIENCY_FRACTIONS,
@@ -72,6 +72,7 @@ __all__ = [
     "share",
     "start",
     "stop",
+    "study_of",
     "train_in_foreground",
     "verdict",
 ]

@@ -162,3 +162,8 @@ def list_studies(workspace: Workspace) -> list[Study]:
         with contextlib.suppress(TLCoreError):
             found.append(load_study(workspace, folder.name))
     return found
+
+
+def study_of(workspace: Workspace, run_id: str) -> Study | None:
+    """The study that has the run `run_id` as a member, or None when it was trained on its own."""
+    return next((study for study in list_studies(workspace) if run_id in study.run_ids), None)

@@ -167,6 +167,11 @@ class Study:
     stopped: str | None = None
 
     @property
+    def run_ids(self) -> list[str]:
+        """The runs of the members started so far, in the members' order."""
+        return [member.run for member in self.members if member.run is not None]
+
+    @property
     def data_efficiency(self) -> bool:
         return len(self.options.fractions) > 1
 
