@@ -113,7 +113,10 @@ def test_pictures_from_the_camera_build_a_dataset_class_by_class(server, page): 
             for count in range(1, 4):
                 # A busy machine can hand the fake camera's same frame over twice: the page says the
                 # picture is kept once, and a person takes another.
-                for _ in range(5):
+                for attempt in range(5):
+                    # The fake stream restarts with each new picture, so the same delay gives the same
+                    # frame: wait a different time before each shot.
+                    page.wait_for_timeout(300 * count + 700 * attempt)
                     take_picture(page)
                     if not page.get_by_text("the same picture is kept once").count():
                         break
