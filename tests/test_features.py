@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -339,15 +340,15 @@ def test_the_disk_cache_evicts_the_least_recently_used_entries_beyond_its_budget
     cache = FeatureCache(workspace, Budget(memory=0, disk=int(2.5 * one)))
     counts, shapes = {"train": 8, "val": 2}, [(256,)]
     for key in ("a", "b"):
-        assert cache.store(key, _entry(8))
+        assert cache.store(key, _entry(8)) is None
     past = os.stat(cache.root / "a" / "meta.json").st_mtime - 60
     os.utime(cache.root / "b" / "meta.json", (past, past))  # b was used longest ago...
     os.utime(cache.root / "a" / "meta.json", (past - 60, past - 60))
     assert cache.load("a", counts, shapes) is not None  # ...until a is used now
-    assert cache.store("c", _entry(8))
+    assert cache.store("c", _entry(8)) is None
     assert sorted(p.name for p in cache.root.iterdir()) == ["a", "c"]
     assert cache.disk_usage() <= cache.budget.disk
-    assert not cache.store("big", _entry(32)), "an entry larger than the whole budget is not written"
+    assert cache.store("big", _entry(32)).over_budget, "an entry larger than the whole budget is not written"
 
 
 def test_a_damaged_or_mismatched_cache_entry_is_dropped_and_recomputed(workspace):
@@ -421,6 +422,29 @@ def test_a_run_over_budget_trains_the_full_model_and_its_status_says_why(demo, m
     assert info.status == "completed"
     assert status.path == "full" and "memory budget" in info.path_note.render("en")
     assert status.features_total is None
+
+
+def test_features_a_full_disk_cannot_hold_are_said_to_be_unwritten_not_over_budget(
+    tmp_path, demo_zip_bytes, monkeypatch
+):
+    # Issue 17: on a full disk the Train page said "They take 360 KiB, more than the 4.0 GiB disk budget".
+    workspace = Workspace(tmp_path / "ws")
+    dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
+    monkeypatch.setenv("TLCORE_FAST_PATH", "1")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "save", full_disk)
+    info = train_run(workspace, runs.create_run(tiny_run(dataset.id, epochs=1), workspace).id)
+    assert info.status == "completed" and info.path == "features"
+    note = info.path_note.render("en")
+    assert note.endswith(
+        "They could not be written to the disk (No space left on device), so they are not kept for the next run."
+    )
+    assert "budget" not in note
+    assert "ディスクに書き込めなかった" in info.path_note.render("ja")
+    assert list((workspace.cache_dir / "features").iterdir()) == [], "nothing half written is left"
 
 
 # Progress and stop during the feature pass

@@ -183,9 +183,11 @@ def cached_features(
         "frozen_layers": cut.frozen_layers,
         "cut": list(cut.names),
     }
-    on_disk = cache.store(key, entry, meta=meta)
+    not_kept = cache.store(key, entry, meta=meta)
     status(features_done=total, features_seconds=round(seconds, 3))
     note = path_note(path, cut.frozen_layers, cut.suffix_layers, "computed", total, seconds)
-    if not on_disk:
+    if not_kept is not None and not_kept.over_budget:
         note = msg("path.not_kept", note=note, size=format_bytes(entry.nbytes), budget=format_bytes(budget.disk))
+    elif not_kept is not None:
+        note = msg("path.not_kept_unwritable", note=note, error=not_kept.error)
     return entry, note
