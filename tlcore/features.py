@@ -50,7 +50,7 @@ import keras
 import numpy as np
 
 from tlcore import cache_folders, settings
-from tlcore.images import decode_file
+from tlcore.images import decode_files
 from tlcore.models import get_base, get_head, preprocessing_layers
 
 if TYPE_CHECKING:
@@ -165,12 +165,13 @@ class Cut:
     ) -> tuple[np.ndarray, ...]:
         """Run the frozen part over `images` and return the cut's activations, one float32 array per cut tensor.
 
-        images: decoded images (uint8, `(n, size, size, 3)`), or image files, decoded and resized
-            on the way by `tlcore.images.decode_file` exactly as the full path decodes them.
+        images: decoded images (uint8, `(n, size, size, 3)`, such as the decoded-image cache's memory-mapped
+            arrays), or image files, decoded on the way by `tlcore.images.decode_files` exactly as every
+            other reader decodes them.
         progress: called after every batch with the number of images done so far.
         jit_compile: compile the frozen part with XLA (helps on GPUs, hurts on CPUs).
 
-        Files are decoded by a parallel, prefetching `tf.data` pipeline while the current batch runs;
+        Files are decoded in parallel on every core, ahead of the batch the model is computing;
         results go straight into preallocated arrays.
         """
         import tensorflow as tf
@@ -204,20 +205,19 @@ class Cut:
 
     def _batches(self, images: np.ndarray | Sequence[str | os.PathLike[str]], batch_size: int) -> Iterator[Any]:
         """uint8 batches: slices of decoded images, or files decoded in parallel ahead of the model."""
-        import tensorflow as tf
-
         if isinstance(images, np.ndarray):
             for start in range(0, len(images), batch_size):
                 yield images[start : start + batch_size]
             return
         size = self.image_size
-
-        def decode(path: tf.Tensor) -> tf.Tensor:
-            return decode_file(path, size)
-
-        files = tf.data.Dataset.from_tensor_slices([str(path) for path in images])
-        decoded = files.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        yield from decoded.batch(batch_size).prefetch(2)
+        batch: list[np.ndarray] = []
+        for pixels in decode_files(images, size):
+            batch.append(pixels)
+            if len(batch) == batch_size:
+                yield np.stack(batch)
+                batch = []
+        if batch:
+            yield np.stack(batch)
 
     def _forward_pixels(self, pixels: tf.Tensor) -> tuple[tf.Tensor, ...]:
         import tensorflow as tf
