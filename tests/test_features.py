@@ -6,6 +6,7 @@ import errno
 import os
 import subprocess
 import sys
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -269,6 +270,37 @@ def test_a_fault_during_fit_still_leaves_the_best_model_the_status_names(tmp_pat
     np.testing.assert_array_equal(_saved_kernel(tmp_path), best)
     status = runs.RunStatus.read(tmp_path)
     assert (status.best_epoch, status.best_val_accuracy) == (1, 0.9)
+
+
+def test_best_keras_is_written_in_the_background_while_the_next_epoch_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr(callbacks, "BEST_SAVE_INTERVAL_SECONDS", 0.0)
+    writing, release = threading.Event(), threading.Event()
+    write = callbacks.write_model
+
+    def held_write(*args):
+        writing.set()
+        assert release.wait(timeout=120)
+        write(*args)
+
+    monkeypatch.setattr(callbacks, "write_model", held_write)
+    model = built(tiny_model())
+    events = keras.callbacks.CallbackList(callbacks.for_run(tmp_path, model, 0.0, Distribution()), model=model)
+    dense = model.get_layer("head").get_layer("predictions")
+    events.on_train_begin()
+    events.on_epoch_begin(0)
+    events.on_epoch_end(0, {"val_accuracy": 0.9})  # returns at once: the write waits in the background
+    best = dense.kernel.numpy().copy()
+    assert writing.wait(timeout=120)
+    events.on_epoch_begin(1)
+    dense.kernel.assign(best + 1.0)  # the next epoch trains meanwhile
+    events.on_train_batch_end(0, {"loss": 1.0})
+    assert runs.RunStatus.read(tmp_path).best_epoch is None, "the status names only a model on disk"
+    release.set()
+    events.on_epoch_end(1, {"val_accuracy": 0.5})
+    events.on_train_end()
+    np.testing.assert_array_equal(_saved_kernel(tmp_path), best)
+    assert runs.RunStatus.read(tmp_path).best_epoch == 1
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
 
 # The cache
