@@ -538,3 +538,16 @@ def test_the_benchmark_runs_in_smoke_mode():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "transfer-mobilenet_0.25" in result.stdout and "feature pass mobilenet_0.25" in result.stdout
+
+
+def test_the_end_to_end_benchmark_runs_in_smoke_mode():
+    result = subprocess.run(
+        [sys.executable, "bench/end_to_end.py", "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, "TLCORE_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "phone (36 images): ours" in result.stdout and "of raw" in result.stdout
