@@ -77,8 +77,10 @@ def calibrated_weights(tmp_path_factory, demo_zip_bytes):
     workspace = Workspace(tmp_path_factory.mktemp("calibration-ws"))
     dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
     images = load_images(dataset.files("train")[0], 32)
-    # Unseeded, about one random base in ten gave a model predicting one class after two epochs.
-    keras.utils.set_random_seed(1)
+    # Unseeded, about one random base in ten gives a model predicting one class after two epochs. Seed 3
+    # gives one that predicts all three after two epochs and after ten, with the default head (dropout 0.2);
+    # the seed that does depends on the pixels and the head, so it changes when the decoder or the head does.
+    keras.utils.set_random_seed(3)
     base = get_backbone("mobilenet_0.25").create_base(32, None)
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -270,6 +272,37 @@ def test_a_fault_during_fit_still_leaves_the_best_model_the_status_names(tmp_pat
     assert (status.best_epoch, status.best_val_accuracy) == (1, 0.9)
 
 
+def test_best_keras_is_written_in_the_background_while_the_next_epoch_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr(callbacks, "BEST_SAVE_INTERVAL_SECONDS", 0.0)
+    writing, release = threading.Event(), threading.Event()
+    write = callbacks.write_model
+
+    def held_write(*args):
+        writing.set()
+        assert release.wait(timeout=120)
+        write(*args)
+
+    monkeypatch.setattr(callbacks, "write_model", held_write)
+    model = built(tiny_model())
+    events = keras.callbacks.CallbackList(callbacks.for_run(tmp_path, model, 0.0, Distribution()), model=model)
+    dense = model.get_layer("head").get_layer("predictions")
+    events.on_train_begin()
+    events.on_epoch_begin(0)
+    events.on_epoch_end(0, {"val_accuracy": 0.9})  # returns at once: the write waits in the background
+    best = dense.kernel.numpy().copy()
+    assert writing.wait(timeout=120)
+    events.on_epoch_begin(1)
+    dense.kernel.assign(best + 1.0)  # the next epoch trains meanwhile
+    events.on_train_batch_end(0, {"loss": 1.0})
+    assert runs.RunStatus.read(tmp_path).best_epoch is None, "the status names only a model on disk"
+    release.set()
+    events.on_epoch_end(1, {"val_accuracy": 0.5})
+    events.on_train_end()
+    np.testing.assert_array_equal(_saved_kernel(tmp_path), best)
+    assert runs.RunStatus.read(tmp_path).best_epoch == 1
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
 # The cache
 
 
@@ -339,15 +372,15 @@ def test_the_disk_cache_evicts_the_least_recently_used_entries_beyond_its_budget
     cache = FeatureCache(workspace, Budget(memory=0, disk=int(2.5 * one)))
     counts, shapes = {"train": 8, "val": 2}, [(256,)]
     for key in ("a", "b"):
-        assert cache.store(key, _entry(8))
+        assert cache.store(key, _entry(8)) is None
     past = os.stat(cache.root / "a" / "meta.json").st_mtime - 60
     os.utime(cache.root / "b" / "meta.json", (past, past))  # b was used longest ago...
     os.utime(cache.root / "a" / "meta.json", (past - 60, past - 60))
     assert cache.load("a", counts, shapes) is not None  # ...until a is used now
-    assert cache.store("c", _entry(8))
+    assert cache.store("c", _entry(8)) is None
     assert sorted(p.name for p in cache.root.iterdir()) == ["a", "c"]
     assert cache.disk_usage() <= cache.budget.disk
-    assert not cache.store("big", _entry(32)), "an entry larger than the whole budget is not written"
+    assert cache.store("big", _entry(32)).over_budget, "an entry larger than the whole budget is not written"
 
 
 def test_a_damaged_or_mismatched_cache_entry_is_dropped_and_recomputed(workspace):
@@ -423,6 +456,29 @@ def test_a_run_over_budget_trains_the_full_model_and_its_status_says_why(demo, m
     assert status.features_total is None
 
 
+def test_features_a_full_disk_cannot_hold_are_said_to_be_unwritten_not_over_budget(
+    tmp_path, demo_zip_bytes, monkeypatch
+):
+    # Issue 17: on a full disk the Train page said "They take 360 KiB, more than the 4.0 GiB disk budget".
+    workspace = Workspace(tmp_path / "ws")
+    dataset = ingest_zip(demo_zip_bytes, workspace=workspace, name="demo.zip")
+    monkeypatch.setenv("TLCORE_FAST_PATH", "1")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "save", full_disk)
+    info = train_run(workspace, runs.create_run(tiny_run(dataset.id, epochs=1), workspace).id)
+    assert info.status == "completed" and info.path == "features"
+    note = info.path_note.render("en")
+    assert note.endswith(
+        "They could not be written to the disk (No space left on device), so they are not kept for the next run."
+    )
+    assert "budget" not in note
+    assert "ディスクに書き込めなかった" in info.path_note.render("ja")
+    assert list((workspace.cache_dir / "features").iterdir()) == [], "nothing half written is left"
+
+
 # Progress and stop during the feature pass
 
 
@@ -482,3 +538,16 @@ def test_the_benchmark_runs_in_smoke_mode():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "transfer-mobilenet_0.25" in result.stdout and "feature pass mobilenet_0.25" in result.stdout
+
+
+def test_the_end_to_end_benchmark_runs_in_smoke_mode():
+    result = subprocess.run(
+        [sys.executable, "bench/end_to_end.py", "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, "TLCORE_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "phone (36 images): ours" in result.stdout and "of raw" in result.stdout

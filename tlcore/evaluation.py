@@ -1,8 +1,9 @@
 """Evaluation of a finished run: accuracy, per-class precision / recall / F1, the confusion matrix, the mistakes.
 
 A run is evaluated on the validation split of the dataset it trained on, or on an extra test zip of
-class folders that the user gives. The model sees the images exactly as in training
-(`tlcore.images.load_images`, see `tlcore.predict`).
+class folders that the user gives. The model sees the images exactly as in training: read from the
+decoded-image cache when it holds the dataset at the model's input size (`tlcore.decoded`), else
+decoded now by the same function (`tlcore.images.load_images`, see `tlcore.predict`).
 
 Results are kept in the run folder, so evaluating twice costs nothing and the app, the CLI and the
 tests read the same numbers:
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlcore import runs
+from tlcore.decoded import DecodedCache, DecodedImages
 from tlcore.errors import EvaluationError, TLCoreError
 from tlcore.i18n import language_from_environment, msg
 from tlcore.predict import Predictor, model_file, model_stamp
@@ -250,7 +252,10 @@ def evaluate(
     if not items:
         raise EvaluationError("evaluation.no_images", name=dataset.name)
     dataset.check_source()
-    probabilities = _predict_items(predictor, dataset, items, progress)
+    decoded = DecodedCache(workspace if kind == "val" else held_out_workspace(workspace)).load(
+        dataset, predictor.image_size
+    )
+    probabilities = _predict_items(predictor, dataset, items, decoded, progress)
     labels = [label_map[item.label] for item in items]
     evaluation = _build(info.id, predictor.classes, dataset, kind, stamp, items, labels, probabilities, result_path)
     write_json_atomic(result_path, evaluation.to_dict())
@@ -335,8 +340,14 @@ def _label_map(dataset: Dataset, classes: Sequence[str], kind: str, run_name: st
 
 
 def _predict_items(
-    predictor: Predictor, dataset: Dataset, items: Sequence[Any], progress: Progress | None
+    predictor: Predictor,
+    dataset: Dataset,
+    items: Sequence[Any],
+    decoded: DecodedImages | None,
+    progress: Progress | None,
 ) -> np.ndarray:
+    """Probabilities for `items`, a chunk at a time: their pixels from the decoded-image cache when it holds
+    them (`decoded`), else decoded now, the same way."""
     import numpy as np
 
     from tlcore.images import load_images
@@ -346,7 +357,10 @@ def _predict_items(
         if progress is not None:
             progress(start, len(items))
         chunk = items[start : start + CHUNK]
-        images = load_images([dataset.path(item) for item in chunk], predictor.image_size)
+        if decoded is not None:
+            images = decoded.of_items(chunk)
+        else:
+            images = load_images([dataset.path(item) for item in chunk], predictor.image_size)
         parts.append(predictor.probabilities(images))
     if progress is not None:
         progress(len(items), len(items))

@@ -39,20 +39,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
-from tlcore import settings
-from tlcore.images import decode_file
+from tlcore import cache_folders, settings
+from tlcore.images import decode_files
 from tlcore.models import get_base, get_head, preprocessing_layers
 
 if TYPE_CHECKING:
@@ -62,12 +60,10 @@ if TYPE_CHECKING:
 
 FEATURES_FORMAT = 1
 CACHE_FOLDER = "features"
-META_FILE = "meta.json"
 FEATURE_BATCH_SIZE = 32
 
 
 SPLITS = ("train", "val")
-_LEFTOVER_SECONDS = 3600.0
 
 # Head layers without weights or randomness that may join the frozen part: they shrink what is cached.
 _FOLDABLE_HEAD_LAYERS = (keras.layers.GlobalAveragePooling2D,)
@@ -169,12 +165,13 @@ class Cut:
     ) -> tuple[np.ndarray, ...]:
         """Run the frozen part over `images` and return the cut's activations, one float32 array per cut tensor.
 
-        images: decoded images (uint8, `(n, size, size, 3)`), or image files, decoded and resized
-            on the way by `tlcore.images.decode_file` exactly as the full path decodes them.
+        images: decoded images (uint8, `(n, size, size, 3)`, such as the decoded-image cache's memory-mapped
+            arrays), or image files, decoded on the way by `tlcore.images.decode_files` exactly as every
+            other reader decodes them.
         progress: called after every batch with the number of images done so far.
         jit_compile: compile the frozen part with XLA (helps on GPUs, hurts on CPUs).
 
-        Files are decoded by a parallel, prefetching `tf.data` pipeline while the current batch runs;
+        Files are decoded in parallel on every core, ahead of the batch the model is computing;
         results go straight into preallocated arrays.
         """
         import tensorflow as tf
@@ -208,20 +205,19 @@ class Cut:
 
     def _batches(self, images: np.ndarray | Sequence[str | os.PathLike[str]], batch_size: int) -> Iterator[Any]:
         """uint8 batches: slices of decoded images, or files decoded in parallel ahead of the model."""
-        import tensorflow as tf
-
         if isinstance(images, np.ndarray):
             for start in range(0, len(images), batch_size):
                 yield images[start : start + batch_size]
             return
         size = self.image_size
-
-        def decode(path: tf.Tensor) -> tf.Tensor:
-            return decode_file(path, size)
-
-        files = tf.data.Dataset.from_tensor_slices([str(path) for path in images])
-        decoded = files.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        yield from decoded.batch(batch_size).prefetch(2)
+        batch: list[np.ndarray] = []
+        for pixels in decode_files(images, size):
+            batch.append(pixels)
+            if len(batch) == batch_size:
+                yield np.stack(batch)
+                batch = []
+        if batch:
+            yield np.stack(batch)
 
     def _forward_pixels(self, pixels: tf.Tensor) -> tuple[tf.Tensor, ...]:
         import tensorflow as tf
@@ -334,6 +330,15 @@ def cache_key(dataset_id: str, backbone: str, cut: Cut) -> str:
 
 
 @dataclass(frozen=True)
+class NotKept:
+    """Why `FeatureCache.store` left an entry off the disk: it is larger than the whole disk budget, or
+    writing it failed (`error`: the system's own words, such as "No space left on device")."""
+
+    over_budget: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class CachedFeatures:
     """The cut's activations for both splits: `train[i]` and `val[i]` hold the i-th cut tensor."""
 
@@ -358,9 +363,8 @@ class FeatureCache:
     """Cached activations in this process's memory and under `workspace/cache/features/<key>/`.
 
     An entry on disk is a folder of `.npy` files (`train-0.npy`, `val-0.npy`, … one per cut
-    tensor) and `meta.json`, whose modification time records the last use. Entries are written to a
-    temporary folder and renamed into place, so readers never see half an entry; an entry that
-    cannot be read is deleted and recomputed.
+    tensor) and `meta.json`, kept as `tlcore.cache_folders` keeps every cache entry (written whole,
+    least recently used evicted first); an entry that cannot be read is deleted and recomputed.
     """
 
     def __init__(self, workspace: Workspace, budget: Budget | None = None) -> None:
@@ -379,19 +383,20 @@ class FeatureCache:
             self._remember(key, entry)
         return entry
 
-    def store(self, key: str, entry: CachedFeatures, meta: dict[str, Any] | None = None) -> bool:
-        """Keep `entry` in memory and on disk, within the budget. Returns True if it was written to disk."""
+    def store(self, key: str, entry: CachedFeatures, meta: dict[str, Any] | None = None) -> NotKept | None:
+        """Keep `entry` in memory and on disk, within the budget. Returns None once it is on disk, else why not."""
         self._remember(key, entry)
         if entry.nbytes > self.budget.disk:
-            return False
-        self.root.mkdir(parents=True, exist_ok=True)
+            return NotKept(over_budget=True)
         target = self.root / key
-        if (target / META_FILE).is_file():
-            _touch(target / META_FILE)
-            return True
-        self._evict_disk(self.budget.disk - entry.nbytes)
-        staging = self.root / f".partial-{key}-{secrets.token_hex(4)}"
-        staging.mkdir()
+        if cache_folders.is_complete(target):
+            cache_folders.touch(target)
+            return None
+        try:
+            cache_folders.make_room(self.root, self.budget.disk - entry.nbytes)
+            staging = cache_folders.staging(self.root, key)
+        except OSError as error:
+            return NotKept(error=error.strerror or str(error))
         try:
             for split in SPLITS:
                 for index, array in enumerate(entry.split(split)):
@@ -403,17 +408,16 @@ class FeatureCache:
                 "created": time.time(),
                 **(meta or {}),
             }
-            (staging / META_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
-            os.replace(staging, target)
-        except OSError:
-            # Another process stored the same entry first, or the disk is full: the cache is optional.
+            (staging / cache_folders.META_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
+            cache_folders.publish(staging, target)
+        except OSError as error:  # a full disk, a read-only workspace: the cache is optional
             shutil.rmtree(staging, ignore_errors=True)
-            return (target / META_FILE).is_file()
-        return True
+            return NotKept(error=error.strerror or str(error))
+        return None
 
     def disk_usage(self) -> int:
         """Bytes the cache folder holds in complete entries."""
-        return sum(size for _, size, _ in self._disk_entries())
+        return sum(size for _, size, _ in cache_folders.entries(self.root))
 
     def _remember(self, key: str, entry: CachedFeatures) -> None:
         _memory.pop(key, None)
@@ -425,7 +429,7 @@ class FeatureCache:
 
     def _load_disk(self, key: str, counts: dict[str, int], shapes: Sequence[tuple[int, ...]]) -> CachedFeatures | None:
         folder = self.root / key
-        if not (folder / META_FILE).is_file():
+        if not cache_folders.is_complete(folder):
             return None
         try:
             loaded = {
@@ -435,46 +439,14 @@ class FeatureCache:
                 for split in SPLITS
             }
         except (OSError, ValueError):
-            _remove(folder)
+            cache_folders.remove(folder)
             return None
         entry = CachedFeatures(train=loaded["train"], val=loaded["val"])
         if not _fits(entry, counts, shapes):
-            _remove(folder)
+            cache_folders.remove(folder)
             return None
-        _touch(folder / META_FILE)
+        cache_folders.touch(folder)
         return entry
-
-    def _disk_entries(self) -> list[tuple[float, int, Path]]:
-        """(last used, bytes, folder) of every complete entry, least recently used first."""
-        if not self.root.is_dir():
-            return []
-        entries = []
-        for folder in self.root.iterdir():
-            if folder.name.startswith(".") or not folder.is_dir():
-                continue
-            try:
-                last_used = (folder / META_FILE).stat().st_mtime
-                size = sum(f.stat().st_size for f in folder.iterdir())
-            except OSError:
-                continue
-            entries.append((last_used, size, folder))
-        return sorted(entries)
-
-    def _evict_disk(self, allowed: int) -> None:
-        for folder in self.root.iterdir():  # what a killed process left half written or half deleted
-            try:
-                stale = folder.name.startswith(".") and time.time() - folder.stat().st_mtime > _LEFTOVER_SECONDS
-            except OSError:
-                continue
-            if stale:
-                shutil.rmtree(folder, ignore_errors=True)
-        entries = self._disk_entries()
-        total = sum(size for _, size, _ in entries)
-        for _, size, folder in entries:
-            if total <= allowed:
-                break
-            _remove(folder)
-            total -= size
 
 
 def _fits(entry: CachedFeatures, counts: dict[str, int], shapes: Sequence[tuple[int, ...]]) -> bool:
@@ -486,23 +458,6 @@ def _fits(entry: CachedFeatures, counts: dict[str, int], shapes: Sequence[tuple[
             if array.dtype != np.float32 or array.shape != (counts[split], *shape):
                 return False
     return True
-
-
-def _touch(path: Path) -> None:
-    try:
-        os.utime(path)
-    except OSError:
-        pass
-
-
-def _remove(folder: Path) -> None:
-    """Delete a cache entry: renamed first, so no reader ever sees it half deleted."""
-    trash = folder.with_name(f".deleted-{folder.name}-{secrets.token_hex(4)}")
-    try:
-        os.replace(folder, trash)
-    except OSError:
-        return
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def shuffled_order(count: int, seed: int) -> tf.data.Dataset:

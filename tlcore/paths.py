@@ -32,6 +32,7 @@ from tlcore.wording import format_bytes
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
     from tlcore.spec import Phase, RunSpec
     from tlcore.workspace import Workspace
@@ -136,7 +137,8 @@ def cached_features(
     workspace: Workspace,
     spec: RunSpec,
     cut: Cut,
-    paths: dict[str, Sequence[Path]],
+    counts: dict[str, int],
+    images: Callable[[str], np.ndarray | Sequence[Path]],
     budget: Budget,
     path: TrainingPath,
     jit_compile: bool,
@@ -146,12 +148,13 @@ def cached_features(
 ) -> tuple[CachedFeatures, Message]:
     """The cut's activations over both splits, from the cache or computed now, and the path note saying which.
 
-    paths: the image files of the `"train"` and `"val"` splits.
+    counts: the number of images of the `"train"` and `"val"` splits.
+    images: what the frozen part runs over for a split (its decoded images, or its image files), asked
+        for only when the activations are not cached.
     status: writes fields of the run's status. While computing, it shows `phase: "features"` with
         `features_done` / `features_total` (images) and `features_seconds` so far (the rate the ETA uses).
     stop_requested: asked after every batch; True ends the pass with `FeaturePassStopped`.
     """
-    counts = {split: len(paths[split]) for split in ("train", "val")}
     total = counts["train"] + counts["val"]
     cache = FeatureCache(workspace, budget)
     key = cache_key(spec.dataset, spec.model.backbone, cut)
@@ -173,8 +176,8 @@ def cached_features(
             last_write = now
             status(features_done=done, features_seconds=round(now - began, 3), elapsed_seconds=round(now - started, 3))
 
-    train = cut.compute(paths["train"], progress, jit_compile=jit_compile)
-    val = cut.compute(paths["val"], lambda done: progress(counts["train"] + done), jit_compile=jit_compile)
+    train = cut.compute(images("train"), progress, jit_compile=jit_compile)
+    val = cut.compute(images("val"), lambda done: progress(counts["train"] + done), jit_compile=jit_compile)
     entry = CachedFeatures(train=train, val=val)
     seconds = time.monotonic() - began
     meta = {
@@ -183,9 +186,11 @@ def cached_features(
         "frozen_layers": cut.frozen_layers,
         "cut": list(cut.names),
     }
-    on_disk = cache.store(key, entry, meta=meta)
+    not_kept = cache.store(key, entry, meta=meta)
     status(features_done=total, features_seconds=round(seconds, 3))
     note = path_note(path, cut.frozen_layers, cut.suffix_layers, "computed", total, seconds)
-    if not on_disk:
+    if not_kept is not None and not_kept.over_budget:
         note = msg("path.not_kept", note=note, size=format_bytes(entry.nbytes), budget=format_bytes(budget.disk))
+    elif not_kept is not None:
+        note = msg("path.not_kept_unwritable", note=note, error=not_kept.error)
     return entry, note

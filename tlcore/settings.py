@@ -41,9 +41,18 @@ SETTINGS = (
     Setting("TLCORE_OFFLINE", "false", "true: never try to download ImageNet weights (no network check either)"),
     Setting("TLCORE_FAST_PATH", "true", "false: every phase trains the full model (no cached features)"),
     Setting("TLCORE_MAX_CONCURRENT", "1", "runs that train at the same time on this machine; the others queue"),
-    Setting("TLCORE_PIPELINE_MEMORY", "4G", "decoded images a run keeps in memory; a larger dataset streams from disk"),
+    Setting(
+        "TLCORE_PIPELINE_MEMORY",
+        "4G",
+        "decoded images a run keeps in memory when the decoded-image cache cannot hold them; a larger dataset streams",
+    ),
     Setting("TLCORE_FEATURES_MEMORY_BUDGET", "2G", "cached activations a run may hold in memory to train on"),
     Setting("TLCORE_FEATURES_DISK_BUDGET", "4G", "the most the feature cache folder may hold on disk"),
+    Setting(
+        "TLCORE_DECODED_CACHE_BUDGET",
+        "4G",
+        "the most the decoded-image cache may hold on disk; a larger dataset is decoded as it streams from disk",
+    ),
     Setting("TLCORE_DATA_DIRS", "", "folders on the server the app may register datasets from (os.pathsep-separated)"),
 )
 
@@ -128,6 +137,10 @@ def features_memory_budget() -> int:
 
 def features_disk_budget() -> int:
     return _read("TLCORE_FEATURES_DISK_BUDGET", parse_size, 4 * 2**30)
+
+
+def decoded_cache_budget() -> int:
+    return _read("TLCORE_DECODED_CACHE_BUDGET", parse_size, 4 * 2**30)
 
 
 def data_dirs() -> list[Path]:

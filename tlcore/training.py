@@ -33,6 +33,7 @@ from tlcore import callbacks, runs
 from tlcore.acceleration import Acceleration, detect_acceleration, set_compute_policy
 from tlcore.callbacks import EpochRow, PhaseStart, run_folder_write
 from tlcore.datasets import Dataset, load_dataset, stratified_rows
+from tlcore.decoded import DecodedCache, DecodedImages
 from tlcore.distribute import Distribution, prepare_for_fit, shard_by_data, without_starving_batch
 from tlcore.errors import RunError, TLCoreError
 from tlcore.features import Budget, feature_batches, shuffled_order
@@ -182,14 +183,16 @@ def error_summary(exc: BaseException) -> str:
 
 
 class _RunData:
-    """A run's image files and labels, and its full-model pipelines, built at most once.
+    """A run's images and labels, its decoded images (from the decoded-image cache) and its full-model
+    pipelines, each made at most once and only when a phase needs them.
 
     `paths` are every image of both splits: a feature pass covers the whole dataset even for a run on
     part of it (`RunSpec.train_fraction`), so that runs on every fraction share one cache entry and
     take their `rows` from it. `labels` are those of the images the run trains and validates on.
     """
 
-    def __init__(self, dataset: Dataset, spec: RunSpec, batch_size: int) -> None:
+    def __init__(self, workspace: Workspace, dataset: Dataset, spec: RunSpec, batch_size: int) -> None:
+        self.workspace = workspace
         self.dataset = dataset
         self.spec = spec
         self.batch_size = batch_size  # the global batch
@@ -199,6 +202,8 @@ class _RunData:
         if spec.train_fraction < 1:
             self.rows = stratified_rows(self.labels["train"], spec.train_fraction, spec.seed)
             self.labels["train"] = [self.labels["train"][row] for row in self.rows]
+        self._decoded: DecodedImages | None = None
+        self._looked_up = False
         self._pipelines: tuple[tf.data.Dataset, tf.data.Dataset] | None = None
 
     def count(self, split: str) -> int:
@@ -212,11 +217,29 @@ class _RunData:
         """The cached training activations of the images this run trains on."""
         return activations if self.rows is None else tuple(array[self.rows] for array in activations)
 
+    def decoded(self) -> DecodedImages | None:
+        """The dataset's decoded images at the run's input size; None when the cache cannot hold them."""
+        if not self._looked_up:
+            self._decoded = DecodedCache(self.workspace).ensure(self.dataset, self.spec.model.image_size)
+            self._looked_up = True
+        return self._decoded
+
+    def images(self, split: str) -> np.ndarray | list[Path]:
+        """What the feature pass reads for `split`: its decoded images, else its image files."""
+        decoded = self.decoded()
+        return decoded.split(split) if decoded is not None else self.paths[split]
+
     def pipelines(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
         if self._pipelines is None:
             spec = self.spec
             self._pipelines = make_pipelines(
-                self.dataset, spec.model.image_size, self.batch_size, spec.seed, spec.augmentation, self.rows
+                self.dataset,
+                spec.model.image_size,
+                self.batch_size,
+                spec.seed,
+                spec.augmentation,
+                self.rows,
+                self.decoded(),
             )
         return self._pipelines
 
@@ -243,7 +266,7 @@ def _train(
     acceleration = detect_acceleration()
     dataset = load_dataset(workspace, spec.dataset)
     dataset.check_source()
-    data = _RunData(dataset, spec, spec.batch_size * distribution.batch_factor)
+    data = _RunData(workspace, dataset, spec, spec.batch_size * distribution.batch_factor)
     status(activity=Activity.BUILDING)
     with distribution.scope():
         model = build_model(spec.model, workspace)
@@ -325,7 +348,8 @@ def _train_phases(
                     workspace,
                     spec,
                     cut,
-                    data.paths,
+                    {split: len(data.paths[split]) for split in ("train", "val")},
+                    data.images,
                     budget,
                     path,
                     acceleration.jit_compile,

@@ -324,9 +324,8 @@ def _check_in_place(
     converted = convert(data, entry.path, usage.limits.max_image_pixels)
     if isinstance(converted, Message):
         return SkippedFile(entry.path, converted)
-    encoded, suffix, _ = converted
-    if encoded is data and not copy:
+    if converted.data is data and not copy:
         return None
-    relative = f"files/{index:06d}{suffix}"
-    (staging / relative).write_bytes(encoded)
+    relative = f"files/{index:06d}{converted.suffix}"
+    (staging / relative).write_bytes(converted.data)
     return relative

@@ -10,6 +10,11 @@ folder, too many pixels) are skipped and listed in the report with their reason.
 A dataset's id is a hash of what it holds: each image's class, split, name inside its class folder
 and bytes, with the split settings. The same images give the same dataset however they came (one zip
 or another of the same folder, or the folder itself), and a different image gives a new dataset.
+
+Images are converted in parallel on every core, a few entries ahead of the one being stored. The
+decode that checks each image also gives its pixels at the default input size, which go into the
+decoded-image cache (`tlcore.decoded`) once the dataset is published: training at that size then
+decodes nothing again.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import shutil
 import tempfile
 import unicodedata
 import zipfile
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -44,9 +50,10 @@ from tlcore.datasets.archive import (
 from tlcore.datasets.dataset import Dataset, SkippedFile
 from tlcore.datasets.layout import StoredImage, Target, is_junk, plan_layout
 from tlcore.datasets.storage import build_manifest, load_or_none, publish
+from tlcore.decoded import DecodedCache, StagedRows
 from tlcore.errors import DatasetError
 from tlcore.i18n import Message, msg
-from tlcore.images import convert
+from tlcore.images import Converted, convert, decode_workers
 from tlcore.wording import size_text
 from tlcore.workspace import Workspace
 
@@ -218,14 +225,18 @@ def _ingest_zip(
         if existing is not None:
             return existing
         staging = Path(tempfile.mkdtemp(prefix=f"ingest-{dataset_id}-", dir=workspace.tmp_dir))
+        cache = DecodedCache(workspace)
+        decoded = stack.enter_context(cache.stage())
         try:
-            stored, skipped, given = _stage(archives, uploads, scans, plans, usage, staging, progress)
+            stored, skipped, given = _stage(archives, uploads, scans, plans, usage, staging, progress, decoded)
             manifest = build_manifest(
                 stored, skipped, given, dataset_id, name, name, float(val_fraction), int(seed), limits
             )
-            return publish(staging, manifest, workspace)
+            dataset = publish(staging, manifest, workspace)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        cache.store_staged(dataset, decoded)
+        return dataset
 
 
 @dataclass
@@ -275,9 +286,13 @@ def _stage(
     usage: Usage,
     staging: Path,
     progress: Callable[[int, int], None] | None,
+    decoded: StagedRows,
 ) -> tuple[list[StoredImage], list[SkippedFile], bool]:
-    """Store the images of scanned uploads; return them, the skipped files and whether the split is given."""
+    """Store the images of scanned uploads (and their pixels in `decoded`); return them, the skipped files
+    and whether the split is given."""
     total = sum(1 for entries, _ in scans for entry in entries if not entry.is_dir)
+    # Decoding for the cache costs nothing extra, but holding the pixels of more than it may keep would.
+    image_size = decoded.image_size if decoded.fits(total) else None
     (staging / "files").mkdir()
     stored: list[StoredImage] = []
     skipped: list[SkippedFile] = []
@@ -285,44 +300,82 @@ def _stage(
     done = 0
     if progress is not None:
         progress(0, total)
-    for archive, upload, (entries, junk), plan in zip(archives, uploads, scans, plans, strict=True):
-        given = given or plan.given
-        skipped += junk + plan.skipped
-        found: Counter[str] = Counter()
-        for entry in entries:
-            if entry.is_dir:
-                continue
-            target = plan.targets.get(id(entry))
-            if target is not None:
-                outcome = _store(archive, entry, upload, usage, staging, len(stored))
-                if isinstance(outcome, SkippedFile):
-                    skipped.append(outcome)
-                else:
-                    stored.append(StoredImage(target.class_name, target.split, outcome, entry.path))
-                    found[target.folder] += 1
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        skipped += [
-            SkippedFile(f"{folder}/", msg("skip.empty_class_folder"))
-            for folder in plan.class_folders
-            if not found[folder]
-        ]
+    with ThreadPoolExecutor(decode_workers(), thread_name_prefix="tlcore-ingest") as pool:
+        for archive, upload, (entries, junk), plan in zip(archives, uploads, scans, plans, strict=True):
+            given = given or plan.given
+            skipped += junk + plan.skipped
+            found: Counter[str] = Counter()
+            files = [entry for entry in entries if not entry.is_dir]
+            for entry, converted in _converted(pool, archive, upload, usage, files, plan.targets, image_size):
+                target = plan.targets.get(id(entry))
+                if target is not None:
+                    outcome = _store(entry, converted, upload, usage, staging, len(stored), decoded)
+                    if isinstance(outcome, SkippedFile):
+                        skipped.append(outcome)
+                    else:
+                        stored.append(StoredImage(target.class_name, target.split, outcome, entry.path))
+                        found[target.folder] += 1
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            skipped += [
+                SkippedFile(f"{folder}/", msg("skip.empty_class_folder"))
+                for folder in plan.class_folders
+                if not found[folder]
+            ]
     return stored, skipped, given
 
 
+def _converted(
+    pool: ThreadPoolExecutor,
+    archive: zipfile.ZipFile,
+    upload: Upload,
+    usage: Usage,
+    entries: list[Entry],
+    targets: dict[int, Target],
+    image_size: int | None,
+) -> Iterator[tuple[Entry, Converted | Message | None]]:
+    """Every entry with its image converted (None for an entry that is not an image of a class), in order.
+
+    Entries are read here, one after another (the zip defence counts what is read), and converted by
+    `pool`, a few entries ahead of the caller.
+    """
+    pending: deque[tuple[Entry, Future[Converted | Message] | None]] = deque()
+    ahead = 2 * decode_workers()
+
+    def oldest() -> tuple[Entry, Converted | Message | None]:
+        entry, job = pending.popleft()
+        return entry, None if job is None else job.result()
+
+    for entry in entries:
+        job = None
+        if id(entry) in targets:
+            data = read_entry(archive, entry, upload.name, usage)
+            job = pool.submit(convert, data, entry.path, usage.limits.max_image_pixels, image_size)
+        pending.append((entry, job))
+        if len(pending) > ahead:
+            yield oldest()
+    while pending:
+        yield oldest()
+
+
 def _store(
-    archive: zipfile.ZipFile, entry: Entry, upload: Upload, usage: Usage, staging: Path, index: int
+    entry: Entry,
+    converted: Converted | Message | None,
+    upload: Upload,
+    usage: Usage,
+    staging: Path,
+    index: int,
+    decoded: StagedRows,
 ) -> str | SkippedFile:
-    """Write the entry's image to `staging/files/` and return its relative path, or why it is skipped."""
-    data = read_entry(archive, entry, upload.name, usage)
-    converted = convert(data, entry.path, usage.limits.max_image_pixels)
+    """Write the entry's converted image to `staging/files/` and return its relative path, or why it is skipped."""
     if isinstance(converted, Message):
         return SkippedFile(entry.path, converted)
-    encoded, suffix, pixels = converted
-    usage.pixels += pixels
+    usage.pixels += converted.pixel_count
     if usage.pixels > usage.limits.max_total_pixels:
         raise DatasetError("dataset.too_many_pixels", name=upload.name, limit=f"{usage.limits.max_total_pixels:,}")
-    relative = f"files/{index:06d}{suffix}"
-    (staging / relative).write_bytes(encoded)
+    relative = f"files/{index:06d}{converted.suffix}"
+    (staging / relative).write_bytes(converted.data)
+    if converted.decoded is not None:
+        decoded.add(relative, converted.decoded)
     return relative
