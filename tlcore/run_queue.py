@@ -4,7 +4,7 @@ A queued run costs its folder and nothing more. A run the app starts (`runs.star
 process of its own (`RunStatus.awaiting_trainer`) until the workspace's warm trainer (`tlcore.spare`,
 started by `ensure_spare`) claims it; a run trained in the foreground (`python -m tlcore train`) waits
 in its own process. Both kinds wait in one line, oldest first (`waiting_line`), and only the first in
-line may take a slot. At most `TLCORE_MAX_QUEUED` runs wait (`check_room`).
+line may take a slot. At most `TLCORE_MAX_QUEUED` runs wait (`joining`).
 
 Everything is held by `flock`s, which the kernel lets go of the moment a process dies:
 - `runs/<id>/run.lock`, held by the process that trains the run: claiming a run is taking its lock, and

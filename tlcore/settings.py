@@ -41,7 +41,7 @@ SETTINGS = (
     Setting("TLCORE_OFFLINE", "false", "true: never try to download ImageNet weights (no network check either)"),
     Setting("TLCORE_FAST_PATH", "true", "false: every phase trains the full model (no cached features)"),
     Setting("TLCORE_MAX_CONCURRENT", "1", "runs that train at the same time on this machine; the others queue"),
-    Setting("TLCORE_MAX_QUEUED", "20", "runs that may wait in a workspace's queue; Start is refused beyond"),
+    Setting("TLCORE_MAX_QUEUED", "100", "runs that may wait in a workspace's queue; Start is refused beyond"),
     Setting("TLCORE_PIPELINE_MEMORY", "4G", "decoded images a run keeps in memory; a larger dataset streams from disk"),
     Setting("TLCORE_FEATURES_MEMORY_BUDGET", "2G", "cached activations a run may hold in memory to train on"),
     Setting("TLCORE_FEATURES_DISK_BUDGET", "4G", "the most the feature cache folder may hold on disk"),
@@ -120,7 +120,7 @@ def max_concurrent() -> int:
 
 
 def max_queued() -> int:
-    return _read("TLCORE_MAX_QUEUED", parse_positive_int, 20)
+    return _read("TLCORE_MAX_QUEUED", parse_positive_int, 100)
 
 
 def pipeline_memory() -> int:
