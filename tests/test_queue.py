@@ -135,12 +135,13 @@ def test_a_spare_that_dies_loses_nothing_and_the_train_page_starts_another(queue
     assert ended.status == "completed", ended.error
 
 
-def test_the_command_line_trains_in_its_own_process_behind_the_runs_queued_before(queue_workspace):
+def test_the_command_line_trains_in_its_own_process_behind_the_runs_queued_before_and_alike(queue_workspace):
     workspace, dataset_id = queue_workspace
     with slot_taken(workspace):
         ahead = runs.start(short_run(dataset_id, name="queued first"), workspace)
         command = [sys.executable, "-m", "tlcore", "train", "--dataset", dataset_id, "--backbone", "mobilenet_0.25"]
-        command += ["--weights", "none", "--image-size", "32", "--epochs", "1", "--workspace", str(workspace.root)]
+        command += ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8"]
+        command += ["--workspace", str(workspace.root)]
         env = {**os.environ, "TLCORE_OFFLINE": "1", "PYTHONPATH": str(ROOT), "TLCORE_LANG": "en"}
         foreground = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         cli_run = wait_for(
@@ -154,6 +155,9 @@ def test_the_command_line_trains_in_its_own_process_behind_the_runs_queued_befor
     assert first.status == second.status == "completed", output
     assert first.ended <= second.started  # the run queued before it trained first
     assert runs.RunStatus.read(second.dir).pid == foreground.pid  # in the command line's own process
+    # The same spec, trained by a spare that warmed up before its claim and in a fresh process: the same run.
+    curves = [metrics_log.read_metrics(workspace, info.id).drop(columns="elapsed") for info in (first, second)]
+    assert curves[0].equals(curves[1])
 
 
 def test_the_queue_takes_at_most_its_cap_and_says_so(workspace, dataset, monkeypatch):

@@ -63,23 +63,42 @@ def serve(workspace: Workspace, lock_fd: int | None = None, poll_seconds: float 
 
 
 def _load_trainer() -> ModuleType | BaseException:
-    """`tlcore.training`, with Keras and TensorFlow, imported now, and TensorFlow's devices listed (the
-    runtime starts up on the first call); or why that failed.
+    """`tlcore.training`, with Keras and TensorFlow, imported now and warmed up (`_warm_up`); or why
+    that failed.
 
     A spare that cannot load them still claims the next run and fails it with the reason: crashing
     instead would leave the queue waiting for a trainer that never comes.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the command line's own import
     try:
-        import tensorflow as tf
-
         from tlcore import training
 
-        tf.config.list_physical_devices()
+        _warm_up()
     except Exception as exc:
         traceback.print_exc()
         return exc
     return training
+
+
+def _warm_up() -> None:
+    """Build, fit and run a tiny model once, then forget it.
+
+    The first model a process builds and the first `fit` it traces pay one-off costs (TensorFlow's
+    runtime and kernels starting up, Keras's lazy set-up, autograph converting Keras's training step)
+    that would otherwise land on the claimed run's first epoch. `clear_session` then resets Keras's
+    global state (layer names, the graph); the run seeds everything itself (`training.seed_everything`).
+    """
+    import keras
+    import numpy as np
+
+    from tlcore.models import ModelSpec, build_model
+
+    model = build_model(ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=2))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    images, labels = np.zeros((4, 32, 32, 3), np.uint8), np.array([0, 1, 0, 1])
+    model.fit(images, labels, batch_size=2, epochs=1, validation_data=(images, labels), verbose=0)
+    model.predict(images, verbose=0)
+    keras.backend.clear_session()
 
 
 def _wait_for_turn(workspace: Workspace, poll_seconds: float) -> run_queue.Claim | None:
