@@ -58,7 +58,10 @@ def serve(workspace: Workspace, lock_fd: int | None = None, poll_seconds: float 
         traceback.print_exc()
     if isinstance(trainer, BaseException):
         return _fail(workspace, claim, trainer)
-    info = trainer.train_run(workspace, claim.run_id, lock_fd=claim.lock_fd, slot_fd=claim.slot_fd)
+    try:
+        info = trainer.train_run(workspace, claim.run_id, lock_fd=claim.lock_fd, slot=claim.slot_fd)
+    finally:
+        os.close(claim.lock_fd)
     return 1 if info.status == runs.RunState.FAILED else 0
 
 
