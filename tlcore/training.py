@@ -130,7 +130,10 @@ def train_run(
     info = runs.load_run(workspace, run_id)
     # The status as written, not as listed: a queued run with a stop request is listed as stopping, and
     # must still end as stopped here rather than be refused (which would leave it interrupted).
-    if runs.RunStatus.read(run_dir).status != RunState.QUEUED:
+    written = runs.RunStatus.read(run_dir)
+    if written.status == RunState.STOPPED and written.started is None and runs.stop_requested(run_dir):
+        return info  # `runs.stop` ended it already: no process held it
+    if written.status != RunState.QUEUED:
         raise RunError("run.not_queued", id=run_id, status=RunState(info.status).message)
     lock = _acquire_run_lock(run_dir, lock_fd)
     try:
