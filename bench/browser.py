@@ -8,8 +8,10 @@ Chromium is Debian's (`apt-get install chromium`), driven by Playwright; the ser
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -177,3 +179,26 @@ def wait_for_quiet(max_load: float, timeout: float = 600) -> float:
     while os.getloadavg()[0] > max_load and time.monotonic() < deadline:
         time.sleep(5)
     return os.getloadavg()[0]
+
+
+def end_spare(workspace: Any, timeout: float = 30) -> None:
+    """Kill the spare waiting for `workspace`'s next run (`tlcore.spare`), if any, and wait until it is gone.
+
+    A spare outlives the server that started it: a benchmark ends its own before removing the workspace.
+    """
+    lock = workspace.runs_dir / ".spare.lock"
+    if not lock.exists():
+        return
+    words = lock.read_text().split()
+    if words and words[0].isdigit():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(words[0]), signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(lock, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(0.1)
+    raise TimeoutError(f"the spare of {workspace.root} did not end")

@@ -30,7 +30,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.browser import ROOT, RerunClock, chromium, machine, memory_of, streamlit_server, wait_until_idle
+from bench.browser import (
+    ROOT,
+    RerunClock,
+    chromium,
+    end_spare,
+    machine,
+    memory_of,
+    streamlit_server,
+    wait_until_idle,
+)
 
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "datasets"
@@ -74,7 +83,7 @@ def main() -> int:
         print(f"dataset: {len(dataset.items)} images; training the run the history is made of ...", flush=True)
         subprocess.run(
             [sys.executable, "-m", "tlcore", "train", "--dataset", dataset.id, "--backbone", BACKBONE]
-            + ["--weights", "imagenet", "--strategy", "transfer", "--epochs", "5", "--workspace", str(workspace.root)],
+            + ["--weights", "imagenet", "--strategy", "transfer", "--epochs", "2", "--workspace", str(workspace.root)],
             check=True,
             stdout=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -91,6 +100,10 @@ def main() -> int:
                 result = _measure(url, query, args, workspace, runs, (training.id, first.id), server_pid)
             finally:
                 runs.stop(workspace, training.id)
+                deadline = time.monotonic() + 300
+                while runs.lock_is_held(training.dir) and time.monotonic() < deadline:
+                    time.sleep(0.5)  # its trainer saves what it learned, then exits
+                end_spare(workspace)
     summary = {"machine": machine(), "when": datetime.now().isoformat(timespec="seconds"), **result}
     summary["finished_runs"] = args.runs
     _print_table(summary)
@@ -105,9 +118,9 @@ def _measure(url: str, query: str, args: Any, workspace: Any, runs: Any, shown: 
     shown: the run training, which the Train page shows, and the finished run the other pages show."""
     run_id, finished = shown
     deadline = time.monotonic() + 600
-    while runs.load_run(workspace, run_id).epoch < 1:  # the run is in its epochs, not loading or tracing
+    while runs.load_run(workspace, run_id).status != "running":  # a spare has claimed it and works on it
         if time.monotonic() > deadline:
-            raise TimeoutError("the training run did not reach its first epoch in 10 minutes")
+            raise TimeoutError("the training run did not start in 10 minutes")
         time.sleep(1)
     with chromium() as browser:
         pages, clocks = {}, {}
@@ -117,7 +130,10 @@ def _measure(url: str, query: str, args: Any, workspace: Any, runs: Any, shown: 
             clocks[name] = RerunClock(page)
             page.goto(f"{url}/{name}" + query.format(run=run_id if name == "train" else finished))
             page.get_by_role("heading", name=TITLES[name], exact=True).first.wait_for()
-            wait_until_idle(page)
+            if name == "train":  # it polls the run every second: never idle for long
+                page.get_by_role("button", name="Stop").wait_for()
+            else:
+                wait_until_idle(page)
             pages[name] = page
         for clock in clocks.values():
             clock.recording = True

@@ -20,11 +20,8 @@ the first epoch), written → drawn (the page's poll, once a second, and drawing
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +37,7 @@ from bench.browser import (
     COUNT_POINTS,
     ROOT,
     chromium,
+    end_spare,
     machine,
     memory_of,
     streamlit_server,
@@ -93,7 +91,7 @@ def main() -> int:
             for attempt in range(args.repeat):
                 for mode in ("cold", "warm"):
                     if mode == "cold":
-                        _end_waiting_spare(workspace, run_queue)
+                        end_spare(workspace)
                     else:
                         run_queue.ensure_spare(workspace)
                         pid = _wait(lambda: run_queue.warm_spare(workspace), 180)
@@ -103,7 +101,7 @@ def main() -> int:
                     result.update(mode=mode, attempt=attempt + 1, load_average_before=round(load, 2))
                     results.append(result)
                     print(json.dumps(result), flush=True)
-            _end_waiting_spare(workspace, run_queue)
+            end_spare(workspace)
     summary = {
         "machine": machine(),
         "when": datetime.now().isoformat(timespec="seconds"),
@@ -163,27 +161,6 @@ def _measure(page: Any, address: str, workspace: Any, runs: Any, name: str) -> d
         "path": str(info.path),
         "features_cached": info.features_cached,
     }
-
-
-def _end_waiting_spare(workspace: Any, run_queue: Any) -> None:
-    """Kill the spare waiting for `workspace`, if any, and wait until it is gone."""
-    lock = workspace.runs_dir / run_queue.SPARE_LOCK
-    if not lock.exists():
-        return
-    words = lock.read_text().split()
-    if words and words[0].isdigit():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(words[0]), signal.SIGKILL)
-    _wait(lambda: _lock_free(lock), 30)
-
-
-def _lock_free(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-    return True
 
 
 def _wait(predicate: Any, timeout: float) -> Any:
