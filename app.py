@@ -12,10 +12,11 @@ first visit after a server start (and every `AppTest` run) would run a page with
 import streamlit as st
 
 from tlcore.errors import TLCoreError
-from ui import i18n, links, sidebar, state
+from ui import cached, i18n, links, sidebar, state
 from ui.i18n import t
 
 st.set_page_config(page_title="Transfer Learning Studio", page_icon=":material/neurology:", layout="wide")
+cached.leave_keras_alone()
 state.init_state()
 
 navigation = st.navigation(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from tlcore import backbones, runs
+from tlcore import backbones, run_queue, runs
 from tlcore.baseline import majority_baseline
 from tlcore.datasets import Dataset
 from tlcore.errors import TLCoreError
@@ -223,6 +223,8 @@ workspace = state.workspace()
 dataset = state.current_dataset(workspace)
 model_spec = st.session_state.get(state.MODEL_SPEC)
 all_runs = runs.list_runs(workspace)
+if any(info.status == RunState.QUEUED for info in all_runs):
+    run_queue.keep_moving(workspace)  # runs wait for a spare that died, or from before a restart
 
 st.title(t("train.title"))
 # Open unless a run is training, or one just ended in front of the user (opening it then would push the

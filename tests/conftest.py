@@ -30,6 +30,16 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def no_spare_left_waiting(tmp_path_factory):
+    """A test that starts runs (`runs.start`) leaves a spare waiting for its workspace's next run: it ends
+    with the test."""
+    from helpers import end_spares
+
+    yield
+    end_spares(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(scope="session")
 def demo_zip_bytes() -> bytes:
     """The demo shapes dataset, small: 3 classes × 8 images of 32×32 pixels."""

@@ -6,9 +6,12 @@ uploads (images, zips, the refused-zip table) lives in `corpus.py`; fixtures liv
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -82,6 +85,39 @@ def wait_for(
             return value
         sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Spares
+
+
+def end_spares(folder: Path) -> list[int]:
+    """End every spare (`tlcore.spare`) still waiting for a workspace somewhere under `folder` (two levels
+    down at most), and return their pids once they are gone. A spare outlives the test that started it:
+    each holds a few hundred megabytes, and a whole test session would pile them up."""
+    ended = []
+    for lock in [*folder.glob("*/runs/.spare.lock"), *folder.glob("*/*/runs/.spare.lock")]:
+        if not flock_held(lock):
+            continue
+        written = lock.read_text(encoding="ascii").split()
+        if written and written[0].isdigit():  # the pid, written right after the spare was started
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(written[0]), signal.SIGKILL)
+            ended.append(int(written[0]))
+        # The kernel lets go of a killed process's locks a moment later: a test that starts the next run
+        # before then would find the dying spare still "waiting".
+        wait_for(lambda lock=lock: not flock_held(lock), timeout=30, interval=0.05, what=f"the spare of {lock} to end")
+    return ended
+
+
+def flock_held(lock: Path) -> bool:
+    """True while some process holds an exclusive `flock` on the file `lock`."""
+    with open(lock, "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -388,3 +388,16 @@ def test_a_status_with_damaged_feature_fields_still_renders(app, workspace, data
         (epochs,) = (bar.proto for bar in at.get("progress"))
         assert "Epoch 1 / 2" in epochs.text and "left" not in epochs.text
         assert not any("badge[" in caption for caption in captions(at))
+
+
+def test_reruns_leave_keras_alone(app, workspace, dataset, monkeypatch):
+    """Streamlit resets Keras after every script run once it is imported, with a full garbage collection
+    (0.25 to 0.7 s holding the GIL on a server that has Keras loaded) that stalls every other session's
+    page: the app's reruns and polls must not pay it (`ui.cached.leave_keras_alone`)."""
+    import keras
+
+    resets = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *args, **kwargs: resets.append(args))
+    at = open_train_page(app, dataset)
+    at.run()
+    assert not at.exception and resets == []

@@ -94,6 +94,8 @@ class RunStatus:
 
     status: a `RunState` (never `DAMAGED`).
     created, started, ended: ISO times. error: the sentence that ended a run early. pid: the trainer process.
+    awaiting_trainer: the run was started (`runs.start`) and waits in the queue without a process of its
+        own, for the workspace's warm trainer (`tlcore.spare`) to claim it; the claim writes `pid`.
     phase: the spec's phase in training (its strategy), or `FEATURE_PASS_PHASE` during a feature pass.
     activity: what the trainer does between steps (`Activity`), None while it trains.
     path, path_note: the current phase's `TrainingPath` and why, a sentence for users.
@@ -123,6 +125,7 @@ class RunStatus:
     ended: str | None = None
     error: Message | None = None
     pid: int | None = None
+    awaiting_trainer: bool | None = None
     phase: str | None = None
     activity: Activity | None = None
     path: TrainingPath | None = None

@@ -4,11 +4,13 @@ A run is data on disk (see `docs/architecture.md`): `spec.json` says what to tra
 where it stands, `metrics.jsonl` how it went, `best.keras` what it learned. The app, the CLI and the
 tests all read the same files, so a browser refresh or a server restart loses nothing.
 
-Training happens in its own process (`python -m tlcore train --run DIR`), started by `start`. That
-process holds an exclusive `flock` on the run's `run.lock` for its whole life, so anyone can tell a
-live run from one whose process died (the lock is free): such runs are listed as `interrupted`.
-Only the trainer writes `status.json` while it lives; `stop` drops a `STOP` file that the trainer
-honours at its next batch.
+Training happens in a process of its own, never in the app's. `start` queues a run for the
+workspace's warm trainer (`tlcore.spare`, see `tlcore.run_queue`), a process that has TensorFlow loaded
+already; `python -m tlcore train` trains in the foreground. The process that trains a run holds an
+exclusive `flock` on its `run.lock` for its whole life, so anyone can tell a live run from one whose
+process died (the lock is free): such runs are listed as `interrupted`. Only the trainer writes
+`status.json` while it lives; `stop` drops a `STOP` file that the trainer honours at its next batch,
+and ends a queued run that no process holds at once.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ import os
 import secrets
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -252,7 +252,13 @@ def library_versions() -> dict[str, str]:
 
 
 def create_run(spec: RunSpec, workspace: Workspace) -> RunInfo:
-    """Validate `spec` and write a new run folder in state `queued`. No process is started."""
+    """Validate `spec` and write a new run folder in state `queued`. No process is started, and no
+    trainer takes it but the caller's (`tlcore.training.train_run`)."""
+    return _create_run(spec, workspace, RunStatus())
+
+
+def _create_run(spec: RunSpec, workspace: Workspace, status: RunStatus) -> RunInfo:
+    """`create_run`, the new run's status starting from `status`."""
     from tlcore.backbones import check_weights_available, get_backbone
     from tlcore.datasets import load_dataset
 
@@ -273,7 +279,7 @@ def create_run(spec: RunSpec, workspace: Workspace) -> RunInfo:
         staging = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-", dir=workspace.tmp_dir))
         write_json_atomic(staging / SPEC_FILE, {**spec.to_dict(), "versions": library_versions()})
         write_bytes_atomic(staging / LABELS_FILE, ("\n".join(dataset.classes) + "\n").encode("utf-8"))
-        RunStatus(status=RunState.QUEUED, created=now_iso(), total_epochs=spec.total_epochs).write(staging)
+        status.updated(status=RunState.QUEUED, created=now_iso(), total_epochs=spec.total_epochs).write(staging)
         (staging / METRICS_FILE).touch()
         (staging / LOCK_FILE).touch()
         run_id = _publish_run(staging, run_id, workspace)
@@ -305,46 +311,21 @@ def _publish_run(staging: Path, run_id: str, workspace: Workspace) -> str:
 
 
 def start(spec: RunSpec, workspace: Workspace) -> RunInfo:
-    """Create a run and start its trainer process; it queues behind any run already training.
+    """Create a run and queue it: the workspace's warm trainer takes it when its turn comes.
 
-    The run's lock is taken here and handed to the child, so there is no moment at which a started
-    run looks dead to `list_runs`.
+    The run waits as a folder, without a process (at most `TLCORE_MAX_QUEUED` runs wait: beyond that,
+    `RunError`). If no spare is waiting for the workspace's queue (the first start, after a restart,
+    after a spare died), one is started now, and this run starts cold.
     """
-    info = create_run(spec, workspace)
-    lock_fd = os.open(info.dir / LOCK_FILE, os.O_RDWR)
+    from tlcore import run_queue  # the queue builds on this module
+
+    with run_queue.joining(workspace):
+        info = _create_run(spec, workspace, RunStatus(awaiting_trainer=True))
     try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with open(info.dir / LOG_FILE, "ab") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tlcore",
-                    "--workspace",
-                    str(workspace.root),
-                    "train",
-                    "--run",
-                    info.id,
-                    "--lock-fd",
-                    str(lock_fd),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=(lock_fd,),
-                start_new_session=True,
-                cwd=workspace.root,
-            )
-        update_status(info.dir, pid=process.pid)
+        run_queue.ensure_spare(workspace)
     except OSError as exc:
-        update_status(
-            info.dir,
-            status=RunState.FAILED,
-            ended=now_iso(),
-            error=msg("run.cannot_start", error=str(exc)),
-        )
-    finally:
-        os.close(lock_fd)
+        # Nothing would ever take the run: end it with the reason (unless a trainer took it meanwhile).
+        _end_unclaimed(info.dir, status=RunState.FAILED, error=msg("run.cannot_start", error=str(exc)))
     return load_run(workspace, info.id)
 
 
@@ -392,6 +373,8 @@ def load_run(workspace: Workspace, run_id: str) -> RunInfo:
             status = _mark_interrupted(run_dir, status)
     if status.status not in ACTIVE_STATUSES | FINISHED_STATUSES:
         return _damaged(run_id, run_dir, name, spec, msg("run.status_unreadable"))
+    if status.status == RunState.QUEUED and status.pid is None and (run_dir / STOP_FILE).exists():
+        status = end_stopped_while_queued(run_dir) or status
     state = status.status
     if state in (RunState.QUEUED, RunState.RUNNING) and (run_dir / STOP_FILE).exists():
         state = RunState.STOPPING
@@ -403,10 +386,43 @@ def _damaged(run_id: str, run_dir: Path, name: str, spec: RunSpec | None, reason
 
 
 def _process_died(run_dir: Path, status: RunStatus) -> bool:
-    # A run created without a process (no pid yet) is waiting to be started, not dead.
+    # A queued run that no process has claimed yet (no pid) is waiting, not dead.
     if status.status == RunState.QUEUED and status.pid is None:
         return False
     return not lock_is_held(run_dir)
+
+
+def end_stopped_while_queued(run_dir: Path) -> RunStatus | None:
+    """End a queued run that no process has claimed, and whose stop was asked for, as `stopped`.
+
+    No trainer holds such a run to see its `STOP` file, so whoever finds it ends it: `stop` itself, a
+    listing, a spare looking at the queue. Returns the new status, or None when a process holds the
+    run (its trainer honours the stop) or the run is not one of those.
+    """
+    if not (run_dir / STOP_FILE).exists():
+        return None
+    return _end_unclaimed(run_dir, status=RunState.STOPPED, error=msg("run.stopped_before_training"))
+
+
+def _end_unclaimed(run_dir: Path, **changes: Any) -> RunStatus | None:
+    """Write `changes` (an end: stopped, failed) to a queued run that no process has claimed, holding its
+    lock meanwhile so that no trainer claims it halfway; None when it is claimed or not queued."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        status = RunStatus.read(run_dir)
+        if status.status != RunState.QUEUED or status.pid is not None:
+            return None
+        ended = status.updated(ended=now_iso(), **changes)
+        ended.write(run_dir)
+        return ended
+    except OSError:  # held by a trainer, or the workspace cannot be written: the status stays as it is
+        return None
+    finally:
+        os.close(fd)
 
 
 def _mark_interrupted(run_dir: Path, status: RunStatus) -> RunStatus:
@@ -478,7 +494,12 @@ def tensorboard_command(infos: list[RunInfo]) -> str:
 
 
 def stop(workspace: Workspace, run_id: str) -> RunInfo:
-    """Ask a queued or running run to stop; it keeps the best model learned so far."""
+    """Ask a queued or running run to stop; it keeps the best model learned so far.
+
+    A running run stops at its trainer's next batch. A queued run that no process holds yet ends
+    `stopped` here and now, so it never starts; one that a trainer has just claimed ends `stopped`
+    before it trains.
+    """
     info = load_run(workspace, run_id)
     if not info.active:
         raise RunError("run.not_running", id=run_id, status=RunState(info.status).message)

@@ -41,6 +41,7 @@ SETTINGS = (
     Setting("TLCORE_OFFLINE", "false", "true: never try to download ImageNet weights (no network check either)"),
     Setting("TLCORE_FAST_PATH", "true", "false: every phase trains the full model (no cached features)"),
     Setting("TLCORE_MAX_CONCURRENT", "1", "runs that train at the same time on this machine; the others queue"),
+    Setting("TLCORE_MAX_QUEUED", "100", "runs that may wait in a workspace's queue; Start is refused beyond"),
     Setting(
         "TLCORE_PIPELINE_MEMORY",
         "4G",
@@ -125,6 +126,10 @@ def fast_path() -> bool:
 
 def max_concurrent() -> int:
     return _read("TLCORE_MAX_CONCURRENT", parse_positive_int, 1)
+
+
+def max_queued() -> int:
+    return _read("TLCORE_MAX_QUEUED", parse_positive_int, 100)
 
 
 def pipeline_memory() -> int:

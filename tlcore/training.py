@@ -116,27 +116,32 @@ def train_run(
 ) -> runs.RunInfo:
     """Train the queued run `run_id` to the end (or to a stop) and return its final state.
 
-    lock_fd: the run's lock, already held (handed over by `runs.start`); None takes it here.
-    slot: a training slot the caller already holds (`tlcore.run_queue.wait_for_turn`, which
-        `python -m tlcore train --run` calls before importing TensorFlow); None waits for one here.
+    lock_fd: the run's lock, already held by the caller, who lets go of it (a spare that claimed the
+        run, `tlcore.spare`; a foreground study); None takes it here, and lets go of it when the run ends.
+    slot: a training slot already held (the spare's claim took one); None waits in the queue for one
+        here (`tlcore.run_queue.wait_for_turn`). Closed when the run ends.
     report: called with each epoch's metrics row, for a command line that prints progress.
     distribution: where to train (`tlcore.distribute`); None is one device. In a multi-worker job
         only the chief calls this; the other workers call `train_worker`.
-    A write into the run folder that fails (full disk, read-only workspace) fails the run with "Could
-    not write to the run folder: …" (`run.cannot_write`); when not even that can be written, `RunError` is raised.
+    A stop asked for before training began ends the run `stopped`, never refused. A write into the run
+    folder that fails (full disk, read-only workspace) fails the run with "Could not write to the run
+    folder: …" (`run.cannot_write`); when not even that can be written, `RunError` is raised.
     """
     run_dir = workspace.run_dir(run_id)
     info = runs.load_run(workspace, run_id)
     # The status as written, not as listed: a queued run with a stop request is listed as stopping, and
     # must still end as stopped here rather than be refused (which would leave it interrupted).
-    if runs.RunStatus.read(run_dir).status != RunState.QUEUED:
+    written = runs.RunStatus.read(run_dir)
+    if written.status == RunState.STOPPED and written.started is None and runs.stop_requested(run_dir):
+        return info  # `runs.stop` ended it already: no process held it
+    if written.status != RunState.QUEUED:
         raise RunError("run.not_queued", id=run_id, status=RunState(info.status).message)
     lock = _acquire_run_lock(run_dir, lock_fd)
     try:
         with run_folder_write(run_dir, runs.STATUS_FILE):
             if slot is None:
                 slot = wait_for_turn(workspace, run_dir)
-            elif runs.stop_requested(run_dir):  # asked for while this process got ready
+            elif runs.stop_requested(run_dir):  # asked for between the spare's claim and now
                 end_before_training(run_dir)
                 return runs.load_run(workspace, run_id)
         if slot is not None:

@@ -7,18 +7,20 @@
   list of them is read again only when the datasets folder changes.
 - Metrics are re-read only when the run's metrics file has changed size or time.
 
-Keras is imported into this process only to build those layer-table models. After every script run
-(every click, and every poll of a training run) Streamlit calls `keras.backend.clear_session()` and
-`gc.collect()`, and a full collection walks every object Keras and TensorFlow created on import
-(~400,000): a quarter of a second of CPU, holding the GIL, per rerun. `_model` therefore moves what
-exists right after the first Keras import out of the collector's sight (`gc.freeze()`, once): those are
-module-level objects that live as long as the process anyway.
+Keras is imported into this process to build those layer-table models and to predict (Evaluate). After
+every script run (every click, and every poll of a training run) Streamlit calls
+`keras.backend.clear_session()`, which ends with a full `gc.collect()`: it walks every object Keras and
+TensorFlow created (~400,000), 0.25 to 0.7 s of CPU holding the GIL, per rerun of every session.
+`leave_keras_alone` stops that (the server keeps no Keras state worth resetting), and `_model` moves what
+exists right after the first Keras import out of the collector's sight for its automatic collections
+(`gc.freeze()`, once): those are module-level objects that live as long as the process anyway.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
+import sys
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,6 +57,26 @@ class Structure:
 def _structure_key(spec: ModelSpec) -> ModelSpec:
     """The spec with everything that does not change the architecture set to one value."""
     return replace(spec, weights="none", strategy=Strategy.SCRATCH, frozen_layers=None).validated()
+
+
+@functools.cache
+def leave_keras_alone() -> None:
+    """Stop Streamlit from resetting Keras after every script run (once per process).
+
+    Streamlit's script runner calls `keras.backend.clear_session()` after each script run once Keras is
+    imported (`script_runner._clean_problem_modules`); its full garbage collection stalled every other
+    session's rerun on a busy server. The server's Keras models live in bounded caches (`_model`, the
+    Evaluate page's predictors), so there is nothing to reset. Matplotlib's figures are still closed,
+    as Streamlit does.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    def close_figures_only() -> None:
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close("all")
+
+    script_runner._clean_problem_modules = close_figures_only
 
 
 @functools.cache

@@ -8,7 +8,8 @@ imported only by the subcommands that need it.
 
 - `parser`: the arguments, their help in the chosen language;
 - `output`: printing results as text or JSON, and failures as one line;
-- `commands`: one function per subcommand; `train`: the `train` subcommand; `study`: `study` and `studies`.
+- `commands`: one function per subcommand; `train`: the `train` and `spare` subcommands; `study`: `study` and
+  `studies`.
 """
 
 from tlcore.cli.main import main

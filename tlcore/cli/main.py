@@ -21,6 +21,7 @@ COMMANDS = {
     "backbones": commands.cmd_backbones,
     "layers": commands.cmd_layers,
     "train": train.cmd_train,
+    "spare": train.cmd_spare,
     "runs": commands.cmd_runs,
     "stop": commands.cmd_stop,
     "evaluate": commands.cmd_evaluate,
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = build_parser(lang).parse_args(argv)
     args.lang = args.lang or lang
-    if args.command in NEEDS_TENSORFLOW and not train.waits_in_queue(args):
+    if args.command in NEEDS_TENSORFLOW:
         import_tensorflow_quietly()
     try:
         result = COMMANDS[args.command](args, Workspace(args.workspace))

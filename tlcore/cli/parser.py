@@ -106,7 +106,9 @@ def build_parser(lang: str = "en") -> argparse.ArgumentParser:
     p.add_argument("--zoom", type=float, default=augmentation["zoom"], help=h(msg("cli.help.zoom")))
     p.add_argument("--contrast", type=float, default=augmentation["contrast"], help=h(msg("cli.help.contrast")))
     p.add_argument("--name", default=run["name"], help=h(msg("cli.help.name")))
-    p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
+
+    p = sub.add_parser("spare", parents=[common], help=h(msg("cli.help.spare")))
+    p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the spare lock, from `run_queue.ensure_spare`
 
     p = sub.add_parser("runs", parents=[common], help=h(msg("cli.help.runs")))
     p.add_argument("--dataset", metavar="ID", help=h(msg("cli.help.runs_dataset")))

@@ -1,6 +1,5 @@
-"""`python -m tlcore train`: a dataset and model options, or a run's spec, trained in the foreground.
-
-The app starts the same command with `--run ID` to train a run it has queued (`tlcore.runs.start`).
+"""`python -m tlcore train`: a dataset and model options, or a run's spec, trained in the foreground;
+and `python -m tlcore spare`, the warm trainer that takes the runs the app queues (`tlcore.spare`).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from tlcore.datasets import Dataset, ingest_folder, ingest_zip, load_dataset
 from tlcore.errors import TLCoreError
 from tlcore.i18n import msg
 from tlcore.models import ModelSpec, rules
-from tlcore.run_queue import wait_for_turn
 from tlcore.spec import Augmentation, RunSpec, read_spec_file
 from tlcore.workspace import Workspace
 
@@ -47,25 +45,8 @@ SPEC_FLAGS = (
 )
 
 
-def waits_in_queue(args: argparse.Namespace) -> bool:
-    """Whether this is a trainer started by `runs.start` (a queued run, its lock handed over), which waits
-    for its turn before importing TensorFlow (`tlcore.run_queue.wait_for_turn`)."""
-    return args.command == "train" and bool(args.run) and args.lock_fd is not None and args.distribute == "none"
-
-
 def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
     _check_sources(args)
-    if waits_in_queue(args):
-        slot = wait_for_turn(workspace, workspace.run_dir(args.run))
-        if slot is None:  # stopped while it waited
-            return 0
-        from tlcore.cli.main import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
-        from tlcore import training
-
-        info = training.train_run(workspace, args.run, lock_fd=args.lock_fd, slot=slot)
-        return EXIT_RUN_FAILED if info.status == runs.RunState.FAILED else 0
     from tlcore import training  # imports TensorFlow, seconds that only this command should pay
 
     # Before anything else runs in TensorFlow: a multi-worker strategy configures its runtime.
@@ -73,7 +54,7 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
     if args.run and not distribution.is_chief:
         raise TLCoreError("cli.run_on_a_worker", worker=distribution.worker)
     if args.run:
-        info = training.train_run(workspace, args.run, lock_fd=args.lock_fd, distribution=distribution)
+        info = training.train_run(workspace, args.run, distribution=distribution)
         return EXIT_RUN_FAILED if info.status == runs.RunState.FAILED else 0
     spec = _train_spec(args, workspace)
     lang = args.lang
@@ -107,6 +88,13 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
         lines.append(say(info.error, lang))
     emit(args, info.to_dict(lang), "\n".join(lines))
     return EXIT_RUN_FAILED if info.status == runs.RunState.FAILED else 0
+
+
+def cmd_spare(args: argparse.Namespace, workspace: Workspace) -> int:
+    """Wait for the workspace's next queued run with TensorFlow loaded, train it, exit (`tlcore.spare`)."""
+    from tlcore import spare  # TensorFlow comes once the spare lock is held: a second spare leaves at once
+
+    return spare.serve(workspace, args.lock_fd)
 
 
 def _check_sources(args: argparse.Namespace) -> None:

@@ -1,0 +1,137 @@
+"""The warm trainer: a spare process that has TensorFlow loaded before the run it will train exists.
+
+Starting Python and importing TensorFlow takes seconds (about 5 s on a 2-core machine, more with a
+GPU), which a run started in a fresh process pays before its first batch. So the app keeps one spare
+waiting per workspace (`run_queue.ensure_spare`, called by `runs.start`): `python -m tlcore spare`
+imports the trainer ahead of time, waits for the next queued run whose turn has come
+(`run_queue.claim_next`: creation order, a free slot), claims it, starts the next spare behind it,
+trains exactly that run with `tlcore.training` and exits.
+
+One run per process keeps every run as it was in a process of its own: no Keras or TensorFlow state
+lives from one run to the next (seeds, graphs, memory), and the memory a run took is returned when it
+ends. A spare that dies before its claim loses nothing (the runs stay queued; the next `runs.start`
+starts a new spare, and that run starts cold); one that dies after it leaves its run `interrupted`,
+as any trainer that dies does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from tlcore import run_queue, runs
+from tlcore.errors import TLCoreError
+from tlcore.i18n import msg
+from tlcore.workspace import Workspace
+
+# How often a waiting spare looks at the queue: a run waits at most this long for it.
+POLL_SECONDS = 0.2
+
+
+def serve(workspace: Workspace, lock_fd: int | None = None, poll_seconds: float = POLL_SECONDS) -> int:
+    """Wait for the next run of `workspace`'s queue, train it, and return the exit status (1: it failed).
+
+    lock_fd: the spare lock, already held (handed over by `run_queue.ensure_spare`); None takes it
+        here, and a spare started by hand while another waits is refused (`TLCoreError`).
+    Returns 0 without training when the workspace's runs folder is removed while it waits.
+    """
+    spare_lock = lock_fd if lock_fd is not None else run_queue.take_spare_lock(workspace)
+    if spare_lock is None:
+        raise TLCoreError("spare.already_waiting", workspace=str(workspace.root))
+    try:
+        trainer = _load_trainer()
+        run_queue.describe_spare(spare_lock, os.getpid(), ready=True)
+        claim = _wait_for_turn(workspace, poll_seconds)
+        if claim is None:
+            return 0
+        # Before the next spare starts: it takes over the spare's log.
+        _send_output_to(workspace.run_dir(claim.run_id) / runs.LOG_FILE)
+    finally:
+        os.close(spare_lock)
+    try:
+        run_queue.ensure_spare(workspace)
+    except OSError:  # no process could be started: the next `runs.start` tries again
+        traceback.print_exc()
+    if isinstance(trainer, BaseException):
+        return _fail(workspace, claim, trainer)
+    try:
+        info = trainer.train_run(workspace, claim.run_id, lock_fd=claim.lock_fd, slot=claim.slot_fd)
+    finally:
+        os.close(claim.lock_fd)
+    return 1 if info.status == runs.RunState.FAILED else 0
+
+
+def _load_trainer() -> ModuleType | BaseException:
+    """`tlcore.training`, with Keras and TensorFlow, imported now and warmed up (`_warm_up`); or why
+    that failed.
+
+    A spare that cannot load them still claims the next run and fails it with the reason: crashing
+    instead would leave the queue waiting for a trainer that never comes.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the command line's own import
+    try:
+        from tlcore import training
+
+        _warm_up()
+    except Exception as exc:
+        traceback.print_exc()
+        return exc
+    return training
+
+
+def _warm_up() -> None:
+    """Build, fit and run a tiny model once, then forget it.
+
+    The first model a process builds and the first `fit` it traces pay one-off costs (TensorFlow's
+    runtime and kernels starting up, Keras's lazy set-up, autograph converting Keras's training step)
+    that would otherwise land on the claimed run's first epoch. `clear_session` then resets Keras's
+    global state (layer names, the graph); the run seeds everything itself (`training.seed_everything`).
+    """
+    import keras
+    import numpy as np
+
+    from tlcore.models import ModelSpec, build_model
+
+    model = build_model(ModelSpec(backbone="mobilenet_0.25", weights="none", image_size=32, num_classes=2))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    images, labels = np.zeros((4, 32, 32, 3), np.uint8), np.array([0, 1, 0, 1])
+    model.fit(images, labels, batch_size=2, epochs=1, validation_data=(images, labels), verbose=0)
+    model.predict(images, verbose=0)
+    keras.backend.clear_session()
+
+
+def _wait_for_turn(workspace: Workspace, poll_seconds: float) -> run_queue.Claim | None:
+    """Claim the next run when its turn comes; None when the workspace's runs folder is gone."""
+    finished: set[str] = set()
+    while (workspace.root / "runs").is_dir():  # not `runs_dir`, which would make it again
+        claim = run_queue.claim_next(workspace, finished)
+        if claim is not None:
+            return claim
+        time.sleep(poll_seconds)
+    return None
+
+
+def _send_output_to(log_path: Path) -> None:
+    """Write this process's stdout and stderr, from now on, at the end of `log_path`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _fail(workspace: Workspace, claim: run_queue.Claim, exc: BaseException) -> int:
+    """End the claimed run `failed` with why the trainer could not be loaded, and let go of it."""
+    run_dir = workspace.run_dir(claim.run_id)
+    try:
+        error = msg("run.training_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        runs.update_status(run_dir, status=runs.RunState.FAILED, ended=runs.now_iso(), error=error)
+    finally:
+        os.close(claim.slot_fd)
+        os.close(claim.lock_fd)
+    return 1
