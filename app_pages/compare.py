@@ -211,7 +211,7 @@ def study_view(study_id: str, active_shown: bool) -> None:
 
 def verdict_box(found: study.StudyResult) -> None:
     """The verdict: a success when the winner beat the baseline, a warning when nothing did."""
-    text = i18n.say(found.verdict)
+    text = i18n.say_md(found.verdict)
     if found.winner is None:
         st.info(text, icon=":material/hourglass_top:")
     elif found.baseline is not None and not found.baseline.beaten_by(found.winner.best_val_accuracy):

@@ -260,7 +260,7 @@ def export_tab(info: runs.RunInfo) -> None:
     if result is None:
         return
     for reason in result.failed.values():
-        st.warning(i18n.say(reason), icon=":material/warning:")
+        st.warning(i18n.say_md(reason), icon=":material/warning:")
     format_names = {
         "keras": t("evaluate.format_keras"),
         "savedmodel": t("evaluate.format_savedmodel"),

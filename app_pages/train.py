@@ -166,7 +166,7 @@ def run_monitor(run_id: str, status_shown: str) -> None:
             st.error(i18n.error_text(exc))
     heading_col.markdown(
         f"### {names.md(info.name)}  \n{i18n.status_badge(info.status)}",
-        help=names.full(info.name) if names.is_shortened(info.name) else None,
+        help=names.tooltip(info.name),
     )
     if info.spec is not None:
         heading_col.caption(i18n.run_settings(info.spec))
@@ -177,7 +177,7 @@ def run_monitor(run_id: str, status_shown: str) -> None:
     st.progress(info.progress, text=i18n.progress_text(info, datetime.now(UTC)))
     if info.error:
         notice = st.warning if info.status in (RunState.STOPPED, RunState.INTERRUPTED) else st.error
-        notice(f"{t('train.run_error')} {i18n.say(info.error)}")
+        notice(f"{t('train.run_error')} {i18n.say_md(info.error)}")
     if info.best_val_accuracy is not None:
         accuracy(info)
     metrics = cached.metrics(workspace, run_id)
@@ -210,7 +210,7 @@ def accuracy(info: runs.RunInfo) -> None:
     baseline_col.metric(
         t("train.baseline"),
         f"{baseline.accuracy:.1%}",
-        help=t("train.baseline_help", name=names.plain(baseline.class_name)),
+        help=t("train.baseline_help", name=names.md(baseline.class_name)),
     )
     if not baseline.beaten_by(info.best_val_accuracy):
         st.warning(

@@ -78,9 +78,20 @@ def say(message: Message | str | None) -> str:
     return message
 
 
+def say_md(message: Message | str | None) -> str:
+    """`say` for a place that renders Markdown: the names and other values the sentence quotes are text."""
+    if isinstance(message, Message):
+        return say(names.md_message(message))
+    return names.md(message, limit=1000) if message else ""
+
+
 def error_text(exc: Exception) -> str:
-    """A tlcore error for `st.error`: a label, then tlcore's sentence, both in the session's language."""
-    sentence = exc.render(language()) if isinstance(exc, TLCoreError) else str(exc)
+    """A tlcore error for `st.error` (Markdown): a label, then tlcore's sentence, both in the session's
+    language, with the names it quotes shown as text."""
+    if isinstance(exc, TLCoreError):
+        sentence = type(exc).from_message(names.md_message(exc.message)).render(language())
+    else:
+        sentence = names.md(str(exc), limit=1000)
     return f"{t('error.prefix')} {sentence}"
 
 
@@ -301,7 +312,7 @@ def path_text(info: RunInfo) -> str:
     if info.path is not None:
         parts.append(f":{'gray' if info.path == 'full' else 'green'}-badge[{path_label(info.path)}]")
     if info.path_note:
-        parts.append(say(info.path_note))
+        parts.append(say_md(info.path_note))
     return " ".join(parts)
 
 

@@ -74,7 +74,7 @@ def run_table(infos: list[RunInfo]) -> pd.DataFrame:
     and what it cost; few columns, so none is cut off (the rest is in `run_details`)."""
     rows = [
         {
-            "name": info.name,
+            "name": names.plain(info.name),
             "best_val_accuracy": info.best_val_accuracy,
             "strategy": _strategy_words(info),
             "frozen_layers": info.frozen_layers,
@@ -95,7 +95,7 @@ def run_details(infos: list[RunInfo]) -> pd.DataFrame:
     epoch, id."""
     rows = [
         {
-            "name": info.name,
+            "name": names.plain(info.name),
             "backbone": info.spec.model.backbone if info.spec else None,
             "path": i18n.path_label(info.path) if info.path else None,
             "trainable_params": info.trainable_params,
