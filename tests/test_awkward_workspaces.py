@@ -238,6 +238,7 @@ CLASS_PAYLOADS = {
 MARKUP = re.compile(
     r"(?<!\\)!\[|(?<!\\)\]\(|(?<!\\):red\[|(?<!\\):blue-background\[|(?<!\\)\$x|(?<!\\)\$\$y"
     r"|(?<!\\):material/bug_report|(?<!\\):smile:|(?<!\\)<(img|script)|line one\n|\u202e"
+    r"|(?i:https?|www)\\?[:.]"  # an address Markdown would make a live link, escaped or not
 )
 MARKDOWN_FIELDS = {"body", "label", "text", "caption"}
 """Proto fields Streamlit renders as Markdown (element bodies, widget labels, progress texts); `help`

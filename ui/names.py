@@ -31,11 +31,14 @@ NAME_PARAMETERS = frozenset({"name", "run_name"})
 """tlcore's sentences quote people's names under these parameters: shortened as any shown name is."""
 
 # Characters that can start inline Markdown, HTML, a link or image, a table cell, a Streamlit directive
-# (`:red[...]`, `:material/x:`, `:smile:`), LaTeX (`$`) or an autolinked address (`http://`, `a@b`),
-# escaped with a backslash (CommonMark lets any ASCII punctuation be escaped; it shows the character).
+# (`:red[...]`, `:material/x:`, `:smile:`) or LaTeX (`$`), escaped with a backslash (CommonMark lets any
+# ASCII punctuation be escaped; it shows the character).
 _MARKDOWN = re.compile(r"([\\`*_\[\]()!<>&#|~:$@])")
-# A bare "www." is autolinked too.
-_WWW = re.compile(r"(?i)\b(www)\.")
+# Escapes do not stop GitHub-flavoured Markdown's autolinks ("http\://host" is still a live link, and so
+# are "www.host" and "a\@b.c"): a word joiner (U+2060, invisible) after the scheme or "www" and before "@"
+# breaks them.
+_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|www)(?=\\:|\.)")
+_JOINER = "\u2060"
 # Line and paragraph breaks, and the characters that reorder text (a right-to-left override can make
 # "gpj.exe" read as "exe.jpg").
 _BREAKS = re.compile("[\r\n\t\v\f\u2028\u2029\u0085]+")
@@ -60,7 +63,8 @@ def plain(name: object, limit: int = SHOWN_CHARACTERS) -> str:
 
 def md(name: object, limit: int = SHOWN_CHARACTERS) -> str:
     """The name for a place that renders Markdown: shown exactly as `plain` shows it, nothing rendered."""
-    return _WWW.sub(r"\1\\.", _MARKDOWN.sub(r"\\\1", plain(name, limit)))
+    escaped = _MARKDOWN.sub(r"\\\1", plain(name, limit)).replace("\\@", _JOINER + "\\@")
+    return _AUTOLINK.sub(r"\1" + _JOINER, escaped)
 
 
 def is_shortened(name: object, limit: int = SHOWN_CHARACTERS) -> bool:
