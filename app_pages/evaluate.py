@@ -195,7 +195,11 @@ def try_tab(info: runs.RunInfo) -> None:
         i18n.widget_words_note("camera")
     val_images = validation_images(info)
     picked = st.multiselect(
-        t("evaluate.try_val"), list(val_images), format_func=lambda p: names.plain(val_images[p][0]), key=TRY_VAL
+        t("evaluate.try_val"),
+        list(val_images),
+        format_func=lambda p: names.plain(val_images[p][0]),
+        key=TRY_VAL,
+        placeholder=t("widget.choose"),
     )
     classes = len(predictor.classes)
     state.default(TOP_K, min(5, classes))
@@ -396,7 +400,7 @@ def reproduce_section(info: runs.RunInfo) -> None:
         )
     else:
         data_col.caption(t("evaluate.reproduce_folder", folder=str(dataset.source_dir)))
-    st.code(codegen.reproduce_commands(dataset, zip_name), language="bash")
+    st.code(codegen.reproduce_commands(dataset, zip_name, lang=i18n.language()), language="bash")
 
 
 def default_run(infos: list[runs.RunInfo]) -> str:

@@ -66,7 +66,9 @@ def settings_form(dataset: Dataset, model_spec: ModelSpec) -> RunSpec:
         basics, augment = st.columns(2)
         with basics:
             batch_size = st.selectbox(t("train.batch_size"), BATCH_SIZES, key=state.TRAIN_BATCH, **KEEP)
-            optimizer = st.selectbox(t("train.optimizer"), OPTIMIZERS, key=state.TRAIN_OPTIMIZER, **KEEP)
+            optimizer = st.selectbox(
+                t("train.optimizer"), OPTIMIZERS, format_func=i18n.optimizer_label, key=state.TRAIN_OPTIMIZER, **KEEP
+            )
             learning_rate = st.select_slider(
                 t("train.learning_rate"), LEARNING_RATES, format_func=i18n.rate, key=state.TRAIN_LR, **KEEP
             )

@@ -125,6 +125,14 @@ def weights_label(source: str) -> str:
     return {"imagenet": t("weights.imagenet"), "none": t("weights.none"), "file": t("weights.file")}[source]
 
 
+OPTIMIZER_NAMES = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adamw": "AdamW"}
+"""Keras's optimizers as their papers and the Keras docs write them (a spec keeps Keras's lowercase id)."""
+
+
+def optimizer_label(optimizer: str) -> str:
+    return OPTIMIZER_NAMES.get(optimizer, optimizer)
+
+
 def speed_label(speed: str) -> str:
     return {"fast": t("speed.fast"), "medium": t("speed.medium"), "slow": t("speed.slow")}[speed]
 
@@ -194,7 +202,7 @@ def run_settings(spec: RunSpec) -> str:
             epochs=count("epochs", spec.epochs),
             batch=spec.batch_size,
             rate=rate(spec.learning_rate),
-            optimizer=spec.optimizer,
+            optimizer=optimizer_label(spec.optimizer),
             finetune_epochs=count("epochs", spec.finetune_epochs),
             finetune_rate=rate(spec.finetune_learning_rate),
             total=count("epochs", spec.total_epochs),
@@ -205,7 +213,7 @@ def run_settings(spec: RunSpec) -> str:
         epochs=count("epochs", spec.epochs),
         batch=spec.batch_size,
         rate=rate(spec.learning_rate),
-        optimizer=spec.optimizer,
+        optimizer=optimizer_label(spec.optimizer),
     )
 
 
