@@ -288,7 +288,6 @@ def export_tab(info: runs.RunInfo) -> None:
                 "difference": f"{check.max_abs_diff:.1e}",
                 "agreement": check.top1_agreement,
                 "required": required,
-                "file": result.files[fmt].name,
             }
         )
     if rows:
@@ -297,13 +296,12 @@ def export_tab(info: runs.RunInfo) -> None:
             hide_index=True,
             column_config={
                 "format": st.column_config.TextColumn(t("evaluate.export_format")),
-                "passed": st.column_config.TextColumn(t("evaluate.export_check"), width="medium"),
-                "difference": st.column_config.TextColumn(t("evaluate.export_difference"), width="medium"),
-                "agreement": st.column_config.NumberColumn(
-                    t("evaluate.export_agreement"), format="percent", width="medium"
-                ),
+                # Narrow where the values are short, so the conditions fit whole in a 1400-pixel window;
+                # each file is named by its download button below.
+                "passed": st.column_config.TextColumn(t("evaluate.export_check"), width="small"),
+                "difference": st.column_config.TextColumn(t("evaluate.export_difference")),
+                "agreement": st.column_config.NumberColumn(t("evaluate.export_agreement"), format="percent"),
                 "required": st.column_config.TextColumn(t("evaluate.export_tolerance")),
-                "file": st.column_config.TextColumn(t("evaluate.export_file")),
             },
         )
         st.caption(t("evaluate.export_check_note", images=next(iter(result.checks.values())).images))
