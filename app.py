@@ -9,13 +9,18 @@ the entry script as its legacy multipage app until some session has called `st.n
 first visit after a server start (and every `AppTest` run) would run a page without this script.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 from tlcore.errors import TLCoreError
 from ui import cached, i18n, links, sidebar, state
 from ui.i18n import t
 
-st.set_page_config(page_title="Transfer Learning Studio", page_icon=":material/neurology:", layout="wide")
+# The tab's icon is a file of our own: a Material icon name here makes every browser fetch its picture
+# from fonts.gstatic.com.
+ICON = str(Path(__file__).parent / "ui" / "icon.png")
+st.set_page_config(page_title="Transfer Learning Studio", page_icon=ICON, layout="wide")
 cached.leave_keras_alone()
 state.init_state()
 

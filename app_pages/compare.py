@@ -106,6 +106,7 @@ def study_form(dataset: Dataset | None, model_spec: ModelSpec | None, expanded: 
             [b for b in structure.boundaries if b < layers],
             key=state.STUDY_DEPTHS,
             help=t("study.depths_help", layers=layers),
+            placeholder=t("widget.choose"),
             **KEEP,
         )
         scratch_col, two_phase_col, data_col = st.columns(3)
@@ -211,7 +212,7 @@ def study_view(study_id: str, active_shown: bool) -> None:
 
 def verdict_box(found: study.StudyResult) -> None:
     """The verdict: a success when the winner beat the baseline, a warning when nothing did."""
-    text = i18n.say(found.verdict)
+    text = i18n.say_md(found.verdict)
     if found.winner is None:
         st.info(text, icon=":material/hourglass_top:")
     elif found.baseline is not None and not found.baseline.beaten_by(found.winner.best_val_accuracy):
@@ -302,7 +303,12 @@ def side_by_side(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
     kept = [run_id for run_id in st.session_state[state.COMPARE_RUNS] if run_id in by_id]
     st.session_state[state.COMPARE_RUNS] = kept or list(by_id)[:3]
     chosen = st.multiselect(
-        t("compare.runs"), list(by_id), format_func=labels.get, key=state.COMPARE_RUNS, persist_state="session"
+        t("compare.runs"),
+        list(by_id),
+        format_func=labels.get,
+        key=state.COMPARE_RUNS,
+        persist_state="session",
+        placeholder=t("widget.choose"),
     )
     if not chosen:
         return

@@ -132,7 +132,11 @@ def show_dataset(dataset: datasets.Dataset) -> None:
 
     st.subheader(t("data.samples"))
     shown = st.multiselect(
-        t("data.samples_classes"), dataset.classes, default=dataset.classes[:CLASSES_SHOWN], format_func=names.plain
+        t("data.samples_classes"),
+        dataset.classes,
+        default=dataset.classes[:CLASSES_SHOWN],
+        format_func=names.plain,
+        placeholder=t("widget.choose"),
     )
     for class_name in shown:
         present = [path for path in dataset.sample_files(class_name, SAMPLES_PER_CLASS) if path.is_file()]

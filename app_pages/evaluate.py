@@ -195,7 +195,11 @@ def try_tab(info: runs.RunInfo) -> None:
         i18n.widget_words_note("camera")
     val_images = validation_images(info)
     picked = st.multiselect(
-        t("evaluate.try_val"), list(val_images), format_func=lambda p: names.plain(val_images[p][0]), key=TRY_VAL
+        t("evaluate.try_val"),
+        list(val_images),
+        format_func=lambda p: names.plain(val_images[p][0]),
+        key=TRY_VAL,
+        placeholder=t("widget.choose"),
     )
     classes = len(predictor.classes)
     state.default(TOP_K, min(5, classes))
@@ -260,7 +264,7 @@ def export_tab(info: runs.RunInfo) -> None:
     if result is None:
         return
     for reason in result.failed.values():
-        st.warning(i18n.say(reason), icon=":material/warning:")
+        st.warning(i18n.say_md(reason), icon=":material/warning:")
     format_names = {
         "keras": t("evaluate.format_keras"),
         "savedmodel": t("evaluate.format_savedmodel"),
@@ -284,7 +288,6 @@ def export_tab(info: runs.RunInfo) -> None:
                 "difference": f"{check.max_abs_diff:.1e}",
                 "agreement": check.top1_agreement,
                 "required": required,
-                "file": result.files[fmt].name,
             }
         )
     if rows:
@@ -293,13 +296,12 @@ def export_tab(info: runs.RunInfo) -> None:
             hide_index=True,
             column_config={
                 "format": st.column_config.TextColumn(t("evaluate.export_format")),
-                "passed": st.column_config.TextColumn(t("evaluate.export_check"), width="medium"),
-                "difference": st.column_config.TextColumn(t("evaluate.export_difference"), width="medium"),
-                "agreement": st.column_config.NumberColumn(
-                    t("evaluate.export_agreement"), format="percent", width="medium"
-                ),
+                # Narrow where the values are short, so the conditions fit whole in a 1400-pixel window;
+                # each file is named by its download button below.
+                "passed": st.column_config.TextColumn(t("evaluate.export_check"), width="small"),
+                "difference": st.column_config.TextColumn(t("evaluate.export_difference")),
+                "agreement": st.column_config.NumberColumn(t("evaluate.export_agreement"), format="percent"),
                 "required": st.column_config.TextColumn(t("evaluate.export_tolerance")),
-                "file": st.column_config.TextColumn(t("evaluate.export_file")),
             },
         )
         st.caption(t("evaluate.export_check_note", images=next(iter(result.checks.values())).images))
@@ -396,7 +398,7 @@ def reproduce_section(info: runs.RunInfo) -> None:
         )
     else:
         data_col.caption(t("evaluate.reproduce_folder", folder=str(dataset.source_dir)))
-    st.code(codegen.reproduce_commands(dataset, zip_name), language="bash")
+    st.code(codegen.reproduce_commands(dataset, zip_name, lang=i18n.language()), language="bash")
 
 
 def default_run(infos: list[runs.RunInfo]) -> str:

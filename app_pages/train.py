@@ -66,7 +66,9 @@ def settings_form(dataset: Dataset, model_spec: ModelSpec) -> RunSpec:
         basics, augment = st.columns(2)
         with basics:
             batch_size = st.selectbox(t("train.batch_size"), BATCH_SIZES, key=state.TRAIN_BATCH, **KEEP)
-            optimizer = st.selectbox(t("train.optimizer"), OPTIMIZERS, key=state.TRAIN_OPTIMIZER, **KEEP)
+            optimizer = st.selectbox(
+                t("train.optimizer"), OPTIMIZERS, format_func=i18n.optimizer_label, key=state.TRAIN_OPTIMIZER, **KEEP
+            )
             learning_rate = st.select_slider(
                 t("train.learning_rate"), LEARNING_RATES, format_func=i18n.rate, key=state.TRAIN_LR, **KEEP
             )
@@ -166,7 +168,7 @@ def run_monitor(run_id: str, status_shown: str) -> None:
             st.error(i18n.error_text(exc))
     heading_col.markdown(
         f"### {names.md(info.name)}  \n{i18n.status_badge(info.status)}",
-        help=names.full(info.name) if names.is_shortened(info.name) else None,
+        help=names.tooltip(info.name),
     )
     if info.spec is not None:
         heading_col.caption(i18n.run_settings(info.spec))
@@ -177,7 +179,7 @@ def run_monitor(run_id: str, status_shown: str) -> None:
     st.progress(info.progress, text=i18n.progress_text(info, datetime.now(UTC)))
     if info.error:
         notice = st.warning if info.status in (RunState.STOPPED, RunState.INTERRUPTED) else st.error
-        notice(f"{t('train.run_error')} {i18n.say(info.error)}")
+        notice(f"{t('train.run_error')} {i18n.say_md(info.error)}")
     if info.best_val_accuracy is not None:
         accuracy(info)
     metrics = cached.metrics(workspace, run_id)
@@ -210,7 +212,7 @@ def accuracy(info: runs.RunInfo) -> None:
     baseline_col.metric(
         t("train.baseline"),
         f"{baseline.accuracy:.1%}",
-        help=t("train.baseline_help", name=names.plain(baseline.class_name)),
+        help=t("train.baseline_help", name=names.md(baseline.class_name)),
     )
     if not baseline.beaten_by(info.best_val_accuracy):
         st.warning(

@@ -164,8 +164,9 @@ def run_tlcore(
 
 
 def unescaped(markdown: str) -> str:
-    """Markdown source as it reads on the page: names are escaped (`ui.names.md`), the escapes show nothing."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """Markdown source as it reads on the page: names are escaped (`ui.names.md`), the escapes and the word
+    joiners that break autolinks show nothing."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
 def button(at: AppTest, label: str):

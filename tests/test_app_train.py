@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import button, tiny_model, wait_for
+from helpers import button, tiny_model, unescaped, wait_for
 from streamlit.testing.v1 import AppTest
 
 from tlcore import datasets, paths, runs
@@ -93,7 +93,8 @@ def live_trainer(info: runs.RunInfo):
 
 
 def captions(at: AppTest) -> list[str]:
-    return [caption.value for caption in at.main.caption]
+    """The main area's captions as they read (the values they quote are escaped Markdown)."""
+    return [unescaped(caption.value) for caption in at.main.caption]
 
 
 def test_the_train_page_asks_for_a_dataset_first(app):
@@ -229,7 +230,7 @@ def test_a_finished_run_shows_its_curves_and_best_accuracy(app, workspace, datas
 def test_a_failed_run_shows_its_error(app, workspace, dataset):
     trained_run(workspace, dataset, "failed", error="Training failed: out of memory")
     at = open_train_page(app)
-    assert at.error[0].value == "Message from the run: Training failed: out of memory"
+    assert unescaped(at.error[0].value) == "Message from the run: Training failed: out of memory"
 
 
 def test_the_run_selector_switches_the_run_shown_and_the_url(app, workspace, dataset):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from tlcore import __version__, runs
 from tlcore.backbones import Backbone, get_backbone
 from tlcore.errors import RunError, TLCoreError
-from tlcore.i18n import literal
+from tlcore.i18n import literal, msg
 from tlcore.models import Strategy
 from tlcore.predict import read_labels
 from tlcore.spec import Phase, RunSpec
@@ -55,11 +55,14 @@ OPTIMIZER_CODE = {
 DEFAULT_VAL_FRACTION = 0.2
 
 
-def reproduce_commands(dataset: Dataset, dataset_zip: str, spec_file: str = "spec.json") -> str:
+def reproduce_commands(
+    dataset: Dataset, dataset_zip: str, spec_file: str = "spec.json", lang: str | None = None
+) -> str:
     """The shell commands that train a run's spec again on another machine with tlcore (see docs/scaling.md).
 
     dataset_zip: the file name the dataset is downloaded as (`tlcore.datasets.export_zip`); a dataset
     registered from a server folder is named by its folder instead, which must exist there too.
+    lang: the language of the comments that say what each command does (default: the environment's).
     """
     if dataset.source_dir is None:
         data = f"--data {shlex.quote(dataset_zip)}"  # the zip holds the split in its train/ and val/ folders
@@ -70,11 +73,11 @@ def reproduce_commands(dataset: Dataset, dataset_zip: str, spec_file: str = "spe
     train = f"python -m tlcore train --spec {shlex.quote(spec_file)} {data}"
     return "\n".join(
         [
-            "# one device (a GPU when there is one)",
+            "# " + msg("codegen.reproduce_one_device").render(lang),
             train,
-            "# every GPU of the machine; the spec's batch size is the global batch",
+            "# " + msg("codegen.reproduce_mirrored").render(lang),
             f"{train} --distribute mirrored",
-            "# several machines: the same command on each, with TF_CONFIG naming the cluster and this worker",
+            "# " + msg("codegen.reproduce_multiworker").render(lang),
             f"{train} --distribute multiworker",
         ]
     )

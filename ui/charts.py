@@ -197,8 +197,13 @@ def training_curve(
     # Train and validation differ in colour and in dash; both channels share one field, so one legend.
     splits = [labels.train, labels.val]
     colours = alt.Scale(domain=splits, range=[TRAIN_COLOUR, VAL_LINE_COLOUR])
-    colour = alt.Color("split_label:N", title=None, scale=colours)
-    dash = alt.StrokeDash("split_label:N", title=None, scale=alt.Scale(domain=splits, range=[SOLID, DASHED]))
+    # The legend draws each split as a short line in its colour and dash: a filled point outlined with a
+    # dash (the layers' merged symbol) looked broken.
+    legend = alt.Legend(symbolType="stroke", symbolStrokeWidth=2.5, symbolSize=300)
+    colour = alt.Color("split_label:N", title=None, scale=colours, legend=legend)
+    dash = alt.StrokeDash(
+        "split_label:N", title=None, scale=alt.Scale(domain=splits, range=[SOLID, DASHED]), legend=legend
+    )
     tooltip = [
         alt.Tooltip("split_label:N", title=labels.split),
         alt.Tooltip("epoch:Q", title=labels.epoch),

@@ -78,9 +78,20 @@ def say(message: Message | str | None) -> str:
     return message
 
 
+def say_md(message: Message | str | None) -> str:
+    """`say` for a place that renders Markdown: the names and other values the sentence quotes are text."""
+    if isinstance(message, Message):
+        return say(names.md_message(message))
+    return names.md(message, limit=1000) if message else ""
+
+
 def error_text(exc: Exception) -> str:
-    """A tlcore error for `st.error`: a label, then tlcore's sentence, both in the session's language."""
-    sentence = exc.render(language()) if isinstance(exc, TLCoreError) else str(exc)
+    """A tlcore error for `st.error` (Markdown): a label, then tlcore's sentence, both in the session's
+    language, with the names it quotes shown as text."""
+    if isinstance(exc, TLCoreError):
+        sentence = type(exc).from_message(names.md_message(exc.message)).render(language())
+    else:
+        sentence = names.md(str(exc), limit=1000)
     return f"{t('error.prefix')} {sentence}"
 
 
@@ -112,6 +123,14 @@ def pooling_label(pooling: str) -> str:
 
 def weights_label(source: str) -> str:
     return {"imagenet": t("weights.imagenet"), "none": t("weights.none"), "file": t("weights.file")}[source]
+
+
+OPTIMIZER_NAMES = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adamw": "AdamW"}
+"""Keras's optimizers as their papers and the Keras docs write them (a spec keeps Keras's lowercase id)."""
+
+
+def optimizer_label(optimizer: str) -> str:
+    return OPTIMIZER_NAMES.get(optimizer, optimizer)
 
 
 def speed_label(speed: str) -> str:
@@ -183,7 +202,7 @@ def run_settings(spec: RunSpec) -> str:
             epochs=count("epochs", spec.epochs),
             batch=spec.batch_size,
             rate=rate(spec.learning_rate),
-            optimizer=spec.optimizer,
+            optimizer=optimizer_label(spec.optimizer),
             finetune_epochs=count("epochs", spec.finetune_epochs),
             finetune_rate=rate(spec.finetune_learning_rate),
             total=count("epochs", spec.total_epochs),
@@ -194,7 +213,7 @@ def run_settings(spec: RunSpec) -> str:
         epochs=count("epochs", spec.epochs),
         batch=spec.batch_size,
         rate=rate(spec.learning_rate),
-        optimizer=spec.optimizer,
+        optimizer=optimizer_label(spec.optimizer),
     )
 
 
@@ -301,7 +320,7 @@ def path_text(info: RunInfo) -> str:
     if info.path is not None:
         parts.append(f":{'gray' if info.path == 'full' else 'green'}-badge[{path_label(info.path)}]")
     if info.path_note:
-        parts.append(say(info.path_note))
+        parts.append(say_md(info.path_note))
     return " ".join(parts)
 
 

@@ -56,11 +56,12 @@ def layer_titles() -> dict[str, str]:
 
 
 def layer_columns() -> dict[str, Any]:
-    """Column labels and formats for the layer table; the names get room enough to be read whole."""
+    """Column labels and formats for the layer table; the names get room enough to be read whole, and the
+    table still fits a 1400-pixel window with its last column (learns or not) in view."""
     return {
         "index": st.column_config.NumberColumn(t("layers.index"), help=t("layers.index_help"), width="small"),
-        "part": st.column_config.TextColumn(t("layers.part"), width="small"),
-        "name": st.column_config.TextColumn(t("layers.name"), width="large"),
+        "part": st.column_config.TextColumn(t("layers.part")),
+        "name": st.column_config.TextColumn(t("layers.name"), width="medium"),
         "type": st.column_config.TextColumn(t("layers.type")),
         "output_shape": st.column_config.TextColumn(t("layers.output_shape")),
         "params": st.column_config.NumberColumn(t("layers.params"), format="localized"),
@@ -74,7 +75,7 @@ def run_table(infos: list[RunInfo]) -> pd.DataFrame:
     and what it cost; few columns, so none is cut off (the rest is in `run_details`)."""
     rows = [
         {
-            "name": info.name,
+            "name": names.plain(info.name),
             "best_val_accuracy": info.best_val_accuracy,
             "strategy": _strategy_words(info),
             "frozen_layers": info.frozen_layers,
@@ -95,7 +96,7 @@ def run_details(infos: list[RunInfo]) -> pd.DataFrame:
     epoch, id."""
     rows = [
         {
-            "name": info.name,
+            "name": names.plain(info.name),
             "backbone": info.spec.model.backbone if info.spec else None,
             "path": i18n.path_label(info.path) if info.path else None,
             "trainable_params": info.trainable_params,
