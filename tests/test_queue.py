@@ -175,3 +175,22 @@ def test_the_queue_takes_at_most_its_cap_and_says_so(workspace, dataset, monkeyp
         assert sorted(path.name for path in workspace.runs_dir.iterdir()) == before  # no folder was made
         runs.stop(workspace, waiting[0].id)
         assert runs.start(short_run(dataset.id), workspace).status == "queued"
+
+
+def test_the_next_spare_loads_tensorflow_only_once_the_run_ahead_has_its_first_epoch(tmp_path):
+    # On 2 cores, a spare importing TensorFlow beside a run's set-up would delay that run's first epoch.
+    workspace = Workspace(tmp_path / "ws")
+    ahead = workspace.runs_dir / "ahead"
+    ahead.mkdir(parents=True)
+    runs.update_status(ahead, status=runs.RunState.RUNNING, pid=os.getpid())
+    with open(ahead / runs.LOCK_FILE, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # its trainer is alive
+        pid = run_queue.ensure_spare(workspace, behind="ahead")
+        try:
+            time.sleep(3)
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert "tensorflow" not in maps and run_queue.warm_spare(workspace) is None
+            runs.update_status(ahead, epoch=1)
+            assert wait_for(lambda: run_queue.warm_spare(workspace), timeout=120, what="the spare to load") == pid
+        finally:
+            os.kill(pid, signal.SIGKILL)

@@ -202,21 +202,24 @@ def joining(workspace: Workspace) -> Iterator[None]:
         os.close(fd)
 
 
-def ensure_spare(workspace: Workspace) -> int | None:
+def ensure_spare(workspace: Workspace, behind: str | None = None) -> int | None:
     """Start a spare (`python -m tlcore spare`) for `workspace` unless one is waiting; its pid, or None.
 
     The spare lock is taken here and handed to the child, so two sessions starting runs at once start
     one spare between them, and a spare that is still importing TensorFlow already counts as waiting.
     Its output goes to `runs/.spare.log` until it claims a run, then to that run's `trainer.log`.
+    behind: a run just claimed by the spare that calls this; the new spare imports TensorFlow only once
+        that run has reached its first epoch (`spare.serve`).
     Raises `OSError` when no process can be started.
     """
     fd = _try_lock(workspace.runs_dir / SPARE_LOCK)
     if fd is None:
         return None
     try:
+        command = [sys.executable, "-m", "tlcore", "--workspace", str(workspace.root), "spare", "--lock-fd", str(fd)]
         with open(workspace.runs_dir / SPARE_LOG, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tlcore", "--workspace", str(workspace.root), "spare", "--lock-fd", str(fd)],
+                command + (["--behind", behind] if behind else []),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

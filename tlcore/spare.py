@@ -30,19 +30,28 @@ from tlcore.workspace import Workspace
 
 # How often a waiting spare looks at the queue: a run waits at most this long for it.
 POLL_SECONDS = 0.2
+# The longest a spare started behind a run waits for that run's first epoch before importing TensorFlow.
+BEHIND_SECONDS = 30.0
 
 
-def serve(workspace: Workspace, lock_fd: int | None = None, poll_seconds: float = POLL_SECONDS) -> int:
+def serve(
+    workspace: Workspace, lock_fd: int | None = None, poll_seconds: float = POLL_SECONDS, behind: str | None = None
+) -> int:
     """Wait for the next run of `workspace`'s queue, train it, and return the exit status (1: it failed).
 
     lock_fd: the spare lock, already held (handed over by `run_queue.ensure_spare`); None takes it
         here, and a spare started by hand while another waits is refused (`TLCoreError`).
+    behind: the run the spare before this one has just claimed. This spare imports TensorFlow only once
+        that run has written its first epoch, has ended or lost its trainer, or `BEHIND_SECONDS` have
+        passed: on a machine with few cores, an import beside the run's set-up delays its first epoch.
     Returns 0 without training when the workspace's runs folder is removed while it waits.
     """
     spare_lock = lock_fd if lock_fd is not None else run_queue.take_spare_lock(workspace)
     if spare_lock is None:
         raise TLCoreError("spare.already_waiting", workspace=str(workspace.root))
     try:
+        if behind:
+            _let_start(workspace.run_dir(behind), poll_seconds)
         trainer = _load_trainer()
         run_queue.describe_spare(spare_lock, os.getpid(), ready=True)
         claim = _wait_for_turn(workspace, poll_seconds)
@@ -53,7 +62,7 @@ def serve(workspace: Workspace, lock_fd: int | None = None, poll_seconds: float 
     finally:
         os.close(spare_lock)
     try:
-        run_queue.ensure_spare(workspace)
+        run_queue.ensure_spare(workspace, behind=claim.run_id)
     except OSError:  # no process could be started: the next `runs.start` tries again
         traceback.print_exc()
     if isinstance(trainer, BaseException):
@@ -102,6 +111,17 @@ def _warm_up() -> None:
     model.fit(images, labels, batch_size=2, epochs=1, validation_data=(images, labels), verbose=0)
     model.predict(images, verbose=0)
     keras.backend.clear_session()
+
+
+def _let_start(run_dir: Path, poll_seconds: float) -> None:
+    """Wait until the run in `run_dir` has written its first epoch, has ended or lost its trainer, or
+    `BEHIND_SECONDS` have passed."""
+    deadline = time.monotonic() + BEHIND_SECONDS
+    while time.monotonic() < deadline:
+        status = runs.RunStatus.read(run_dir)
+        if (status.epoch or 0) >= 1 or status.status not in runs.ACTIVE_STATUSES or not runs.lock_is_held(run_dir):
+            return
+        time.sleep(poll_seconds)
 
 
 def _wait_for_turn(workspace: Workspace, poll_seconds: float) -> run_queue.Claim | None:

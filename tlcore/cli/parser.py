@@ -109,6 +109,7 @@ def build_parser(lang: str = "en") -> argparse.ArgumentParser:
 
     p = sub.add_parser("spare", parents=[common], help=h(msg("cli.help.spare")))
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the spare lock, from `run_queue.ensure_spare`
+    p.add_argument("--behind", metavar="RUN", help=argparse.SUPPRESS)  # the run its starter claimed
 
     p = sub.add_parser("runs", parents=[common], help=h(msg("cli.help.runs")))
     p.add_argument("--dataset", metavar="ID", help=h(msg("cli.help.runs_dataset")))

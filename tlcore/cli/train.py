@@ -94,7 +94,7 @@ def cmd_spare(args: argparse.Namespace, workspace: Workspace) -> int:
     """Wait for the workspace's next queued run with TensorFlow loaded, train it, exit (`tlcore.spare`)."""
     from tlcore import spare  # TensorFlow comes once the spare lock is held: a second spare leaves at once
 
-    return spare.serve(workspace, args.lock_fd)
+    return spare.serve(workspace, args.lock_fd, behind=args.behind)
 
 
 def _check_sources(args: argparse.Namespace) -> None:
