@@ -141,6 +141,16 @@ def test_compare_curve_gives_each_run_a_colour_and_each_split_a_dash():
     assert data.groupby("run")["epoch"].max().to_dict() == {"scratch": 3, "transfer": 2}
 
 
+def test_epoch_axes_count_in_whole_epochs_even_for_a_one_epoch_run():
+    # Vega labels a single-valued axis "1.000000" unless told the epochs are whole numbers.
+    one_epoch = metrics(epochs=1)
+    axes = [
+        layers_of(charts.training_curve(one_epoch, "loss"))[1]["encoding"]["x"]["axis"],
+        layers_of(charts.compare_curve({"only": one_epoch}, "loss"))[0]["encoding"]["x"]["axis"],
+    ]
+    assert all(axis["format"] == "d" and axis["tickMinStep"] == 1 for axis in axes)
+
+
 def test_compare_curve_copes_with_a_run_that_has_no_metrics_yet():
     empty = pd.DataFrame(columns=list(METRIC_COLUMNS))
     chart = charts.compare_curve({"queued": empty, "done": metrics()}, "loss")

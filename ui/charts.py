@@ -113,7 +113,7 @@ def class_counts_chart(counts: pd.DataFrame, labels: ChartLabels = ChartLabels()
         .mark_bar()
         .encode(
             y=alt.Y("class:N", sort=list(counts["class"]), title=labels.class_),
-            x=alt.X("images:Q", stack="zero", title=labels.images),
+            x=alt.X("images:Q", stack="zero", title=labels.images, axis=alt.Axis(tickMinStep=1, format="d")),
             color=alt.Color(
                 "split_label:N",
                 title=labels.split,
@@ -192,7 +192,7 @@ def training_curve(
     frame = frame[frame["metric"] == metric].copy()
     frame["split_label"] = frame["split"].map(labels.split_label)
     frame["phase_label"] = frame["phase"].map(labels.phase_label)
-    x = alt.X("x:Q", title=labels.epoch, scale=alt.Scale(domainMin=0), axis=alt.Axis(tickMinStep=1))
+    x = alt.X("x:Q", title=labels.epoch, scale=alt.Scale(domainMin=0), axis=alt.Axis(tickMinStep=1, format="d"))
     y = alt.Y("value:Q", title=labels.metric_label(metric), scale=_metric_scale(metric))
     # Train and validation differ in colour and in dash; both channels share one field, so one legend.
     splits = [labels.train, labels.val]
@@ -261,7 +261,7 @@ def compare_curve(
         frame["run"] = pd.Series(dtype=str)
     frame["split_label"] = frame["split"].map(labels.split_label)
     encoding = {
-        "x": alt.X("x:Q", title=labels.epoch, axis=alt.Axis(tickMinStep=1)),
+        "x": alt.X("x:Q", title=labels.epoch, axis=alt.Axis(tickMinStep=1, format="d")),
         "y": alt.Y("value:Q", title=labels.metric_label(metric), scale=_metric_scale(metric)),
         # Long names are shortened in the middle, not at the end: names made from run ids share a long
         # beginning (the date) and differ at the end (tooltips and the table give the whole name).
@@ -467,7 +467,12 @@ def accuracy_by_frozen(
     From scratch sits at 0 frozen layers, transfer learning at all of them; the winner's point is ringed.
     """
     frame = frozen_frame(rows)
-    x = alt.X("frozen_layers:Q", title=labels.frozen_layers, scale=alt.Scale(domainMin=0))
+    x = alt.X(
+        "frozen_layers:Q",
+        title=labels.frozen_layers,
+        scale=alt.Scale(domainMin=0),
+        axis=alt.Axis(tickMinStep=1, format="d"),
+    )
     y = alt.Y(
         "best_val_accuracy:Q", title=labels.best_accuracy, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")
     )
@@ -549,7 +554,7 @@ def study_curves(
     boundaries["phase"] = boundaries["phase"].map(labels.phase_label)
     title = labels.epoch if x == "epoch" else labels.wall_clock
     encoding = {
-        "x": alt.X("x:Q", title=title, axis=alt.Axis(tickMinStep=1) if x == "epoch" else alt.Axis()),
+        "x": alt.X("x:Q", title=title, axis=alt.Axis(tickMinStep=1, format="d") if x == "epoch" else alt.Axis()),
         "y": alt.Y("value:Q", title=labels.val_accuracy, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         "color": alt.Color(
             "member:N",
