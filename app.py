@@ -23,6 +23,7 @@ ICON = str(Path(__file__).parent / "ui" / "icon.png")
 st.set_page_config(page_title="Transfer Learning Studio", page_icon=ICON, layout="wide")
 cached.leave_keras_alone()
 state.init_state()
+state.heal_choices()
 
 navigation = st.navigation(
     [

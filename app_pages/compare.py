@@ -232,7 +232,9 @@ def study_charts(found: study.StudyResult, rows: pd.DataFrame) -> None:
     axis = st.segmented_control(
         t("study.curves_against"),
         ["epoch", "time"],
-        format_func={"epoch": t("study.against_epochs"), "time": t("study.against_time")}.get,
+        format_func=state.worded(
+            state.COMPARE_CURVE_X, {"epoch": t("study.against_epochs"), "time": t("study.against_time")}.get
+        ),
         key=state.COMPARE_CURVE_X,
         required=True,
     )
@@ -256,7 +258,12 @@ def studies_section(all_studies: list[study.Study]) -> None:
     options = {s.id: i18n.study_option(s, dataset_names.get(s.dataset)) for s in all_studies}
     if st.session_state.get(state.COMPARE_STUDY) not in options:
         st.session_state[state.COMPARE_STUDY] = next(iter(options))
-    chosen = st.selectbox(t("study.choose"), list(options), format_func=options.get, key=state.COMPARE_STUDY)
+    chosen = st.selectbox(
+        t("study.choose"),
+        list(options),
+        format_func=state.worded(state.COMPARE_STUDY, options.get),
+        key=state.COMPARE_STUDY,
+    )
     active = study.result(workspace, study.load_study(workspace, chosen)).active
     st.fragment(run_every=POLL_SECONDS if active else None)(study_view)(chosen, active)
 
@@ -291,7 +298,12 @@ def runs_section(all_runs: list[RunInfo], labels: dict[str, str]) -> None:
     group_labels = {key: group_label(key) for key in groups}
     if st.session_state.get(state.COMPARE_DATASET) not in groups:
         st.session_state[state.COMPARE_DATASET] = next(iter(groups))
-    chosen = st.selectbox(t("compare.dataset"), list(groups), format_func=group_labels.get, key=state.COMPARE_DATASET)
+    chosen = st.selectbox(
+        t("compare.dataset"),
+        list(groups),
+        format_func=state.worded(state.COMPARE_DATASET, group_labels.get),
+        key=state.COMPARE_DATASET,
+    )
     if len(groups) > 1:
         st.caption(t("compare.one_dataset_note"))
     side_by_side({info.id: info for info in groups[chosen]}, labels)
@@ -376,7 +388,7 @@ def manage(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
         st.selectbox(
             t("compare.target"),
             list(by_id),
-            format_func=labels.get,
+            format_func=state.worded(state.COMPARE_TARGET, labels.get),
             key=state.COMPARE_TARGET,
             on_change=lambda: st.session_state.update({state.COMPARE_NEW_NAME: target_name(by_id)}),
         )
@@ -413,7 +425,9 @@ state.default(state.COMPARE_BY, "study" if all_studies else "dataset")
 st.segmented_control(
     t("compare.by"),
     ["study", "dataset"],
-    format_func={"study": t("compare.by_study"), "dataset": t("compare.by_dataset")}.get,
+    format_func=state.worded(
+        state.COMPARE_BY, {"study": t("compare.by_study"), "dataset": t("compare.by_dataset")}.get
+    ),
     key=state.COMPARE_BY,
     required=True,
 )

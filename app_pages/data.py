@@ -174,7 +174,7 @@ with upload_col.container(border=True):
     source = st.segmented_control(
         t("data.source"),
         list(SOURCES),
-        format_func=lambda source: t(SOURCES[source]),
+        format_func=state.worded(state.DATA_SOURCE, lambda source: t(SOURCES[source])),
         key=state.DATA_SOURCE,
         default="zip",
         required=True,
@@ -199,5 +199,11 @@ else:
         choose_dataset(next(iter(known)))
     st.session_state[state.DATA_PICK] = st.session_state[state.DATASET_ID]
     options = i18n.labelled(known, lambda dataset_id: i18n.dataset_option(known[dataset_id]))
-    st.selectbox(t("data.pick"), list(known), format_func=options.get, key=state.DATA_PICK, on_change=on_dataset_picked)
+    st.selectbox(
+        t("data.pick"),
+        list(known),
+        format_func=state.worded(state.DATA_PICK, options.get),
+        key=state.DATA_PICK,
+        on_change=on_dataset_picked,
+    )
     show_dataset(known[st.session_state[state.DATASET_ID]])

@@ -426,7 +426,7 @@ else:
         st.selectbox(
             t("evaluate.run"),
             list(options),
-            format_func=options.get,
+            format_func=state.worded(RUN, options.get),
             key=RUN,
             on_change=lambda: st.session_state.update({state.RUN_ID: st.session_state[RUN]}),
         )

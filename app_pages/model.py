@@ -50,7 +50,13 @@ def apply_article_preset() -> None:
 
 def choose_backbone() -> backbones.Backbone:
     names = i18n.labelled(backbones.list_backbones(), lambda name: i18n.backbone_label(backbones.get_backbone(name)))
-    name = st.selectbox(t("model.backbone"), list(names), format_func=names.get, key=state.MODEL_BACKBONE, **KEEP)
+    name = st.selectbox(
+        t("model.backbone"),
+        list(names),
+        format_func=state.worded(state.MODEL_BACKBONE, names.get),
+        key=state.MODEL_BACKBONE,
+        **KEEP,
+    )
     return backbones.get_backbone(name)
 
 
@@ -60,7 +66,7 @@ def choose_strategy() -> Strategy:
         list(Strategy),
         required=True,
         key=state.MODEL_STRATEGY,
-        format_func=i18n.labelled(Strategy, i18n.strategy_label).get,
+        format_func=state.worded(state.MODEL_STRATEGY, i18n.labelled(Strategy, i18n.strategy_label).get),
         **KEEP,
     )
     st.caption(i18n.strategy_hint(strategy))
@@ -84,7 +90,7 @@ def advanced(backbone: backbones.Backbone, strategy: Strategy) -> dict:
         POOLINGS,
         required=True,
         key=state.MODEL_POOLING,
-        format_func=i18n.labelled(POOLINGS, i18n.pooling_label).get,
+        format_func=state.worded(state.MODEL_POOLING, i18n.labelled(POOLINGS, i18n.pooling_label).get),
         **KEEP,
     )
     dropout = size_col.slider(t("model.dropout"), 0.0, 0.9, step=0.05, key=state.MODEL_DROPOUT, **KEEP)
@@ -105,7 +111,12 @@ def advanced(backbone: backbones.Backbone, strategy: Strategy) -> dict:
         weights = "none"
     else:
         source = st.radio(
-            t("model.weights"), WEIGHT_SOURCES, key=state.MODEL_WEIGHTS, format_func=labels.get, horizontal=True, **KEEP
+            t("model.weights"),
+            WEIGHT_SOURCES,
+            key=state.MODEL_WEIGHTS,
+            format_func=state.worded(state.MODEL_WEIGHTS, labels.get),
+            horizontal=True,
+            **KEEP,
         )
         weights = source if source != "file" else weights_file(backbone, int(image_size))
     return {

@@ -266,7 +266,11 @@ else:
     st.session_state[state.TRAIN_RUN] = shown
     run_names = {info.id: i18n.run_option(info) for info in all_runs}
     st.selectbox(
-        t("train.run"), list(run_names), format_func=run_names.get, key=state.TRAIN_RUN, on_change=on_run_selected
+        t("train.run"),
+        list(run_names),
+        format_func=state.worded(state.TRAIN_RUN, run_names.get),
+        key=state.TRAIN_RUN,
+        on_change=on_run_selected,
     )
     status = next(info.status for info in all_runs if info.id == shown)
     st.fragment(run_every=POLL_SECONDS if status in runs.ACTIVE_STATUSES else None)(run_monitor)(shown, status)

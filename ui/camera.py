@@ -60,7 +60,12 @@ def start_form(workspace: Workspace, known: dict[str, datasets.Dataset]) -> None
     options = {NEW: t("camera.new_dataset")} | {
         dataset_id: t("camera.extend", name=names.plain(dataset.name)) for dataset_id, dataset in known.items()
     }
-    base = st.selectbox(t("camera.start_from"), list(options), format_func=options.get, key=state.CAMERA_BASE)
+    base = st.selectbox(
+        t("camera.start_from"),
+        list(options),
+        format_func=state.worded(state.CAMERA_BASE, options.get),
+        key=state.CAMERA_BASE,
+    )
     if st.button(t("camera.start"), icon=":material/photo_camera:", type="primary"):
         draft = drafts.new_draft(workspace, base or None)
         st.session_state[state.CAMERA_DRAFT] = draft.id

@@ -42,6 +42,7 @@ created with `persist_state="session"`, so coming back to a page finds it as it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -124,7 +125,8 @@ EVALUATE_RUN = "evaluate.run"
 # Choice widgets whose options are shown in words of the session's language. The browser sends such a
 # widget's choice back as its shown words; after a language switch those are the old language's, which
 # match no option, so on the next click the widget would fall back to its first option (a selectbox or
-# radio does; MobileNet became ResNet50). `reword_choices` tells the browser each choice again.
+# radio does; MobileNet became ResNet50). `reword_choices` tells the browser each choice again, and
+# `heal_choices` maps old words that still arrive back to their option.
 WORDED_CHOICES = (
     DATA_SOURCE,
     DATA_PICK,
@@ -142,6 +144,8 @@ WORDED_CHOICES = (
     EVALUATE_RUN,
 )
 
+_SHOWN_WORDS = "state.shown_words"
+
 _DEFAULTS: dict[str, Any] = {LANG: "en", DATASET_ID: None, MODEL_SPEC: None, RUN_ID: None}
 
 
@@ -149,6 +153,30 @@ def init_state() -> None:
     """Give the shared keys their defaults on a session's first run."""
     for key, value in _DEFAULTS.items():
         st.session_state.setdefault(key, value)
+
+
+def worded(key: str, format_func: Callable[[Any], str]) -> Callable[[Any], str]:
+    """The `format_func` of the worded choice `key`, remembering which option each label it shows stands for.
+
+    Setting a choice again (`reword_choices`) tells the browser its new words, but a click that reaches
+    the server before the browser has them still sends the old words; `heal_choices` maps those back.
+    """
+    shown = st.session_state.setdefault(_SHOWN_WORDS, {}).setdefault(key, {})
+
+    def label(option: Any) -> str:
+        words = format_func(option)
+        shown[words] = option
+        return words
+
+    return label
+
+
+def heal_choices() -> None:
+    """Give every worded choice that came back as the words of an earlier run its option again."""
+    for key, shown in st.session_state.get(_SHOWN_WORDS, {}).items():
+        value = st.session_state.get(key)
+        if isinstance(value, str) and value in shown and all(value != option for option in shown.values()):
+            st.session_state[key] = shown[value]
 
 
 def reword_choices() -> None:
