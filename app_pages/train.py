@@ -198,13 +198,15 @@ def accuracy(info: runs.RunInfo) -> None:
         baseline = majority_baseline(cached.dataset(workspace, info.spec.dataset))
     except TLCoreError:
         baseline = None
+    points = f"{(info.best_val_accuracy - baseline.accuracy) * 100:+.1f}" if baseline is not None else None
+    level = points in ("+0.0", "-0.0")  # neither up nor down: no green arrow for a model that only guesses
     value_col, baseline_col = st.columns(2)
     value_col.metric(
         t("train.best_val_accuracy"),
         f"{info.best_val_accuracy:.1%}",
-        delta=t("train.vs_baseline", points=f"{(info.best_val_accuracy - baseline.accuracy) * 100:+.1f}")
-        if baseline is not None
-        else None,
+        delta=t("train.vs_baseline", points=points.replace("-", "") if level else points) if points else None,
+        delta_color="off" if level else "normal",
+        delta_arrow="off" if level else "auto",
         help=t("train.best_epoch", epoch=info.best_epoch),
     )
     if baseline is None:

@@ -168,6 +168,8 @@ def test_the_compare_page_speaks_japanese(app, workspace, dataset):
     at = open_compare_page(app)
     assert at.title[0].value == "実行の比較"
     assert at.dataframe[0].value["status"].tolist() == ["完了"]
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["total_seconds"]["type_config"]["format"] == "%.0f 秒"
 
 
 def test_a_damaged_run_folder_is_listed_not_fatal(app, workspace, dataset):

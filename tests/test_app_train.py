@@ -16,6 +16,7 @@ from helpers import button, tiny_model, unescaped, wait_for
 from streamlit.testing.v1 import AppTest
 
 from tlcore import datasets, paths, runs
+from tlcore.baseline import majority_baseline
 from tlcore.errors import RunError
 from tlcore.models import ModelSpec
 from tlcore.spec import Augmentation, RunSpec
@@ -227,6 +228,19 @@ def test_a_finished_run_shows_its_curves_and_best_accuracy(app, workspace, datas
     assert titles == ["loss", "accuracy"]
 
 
+def test_the_best_accuracy_is_set_against_guessing_and_a_level_run_gets_no_arrow_of_gain(app, workspace, dataset):
+    info = trained_run(workspace, dataset, "completed")  # 50 % on three classes of equal size
+    best = {m.label: m for m in open_train_page(app).metric}["Best validation accuracy"]
+    assert best.proto.delta == "+16.7 points against guessing the largest class"
+    assert (best.proto.direction, best.proto.color) == (best.proto.MetricDirection.UP, best.proto.MetricColor.GREEN)
+
+    runs.update_status(info.dir, best_val_accuracy=majority_baseline(dataset).accuracy)
+    best = {m.label: m for m in app.run().metric}["Best validation accuracy"]
+    assert best.proto.delta == "+0.0 points against guessing the largest class"
+    assert (best.proto.direction, best.proto.color) == (best.proto.MetricDirection.NONE, best.proto.MetricColor.GRAY)
+    assert app.warning[0].value.startswith("No better than guessing")
+
+
 def test_a_failed_run_shows_its_error(app, workspace, dataset):
     trained_run(workspace, dataset, "failed", error="Training failed: out of memory")
     at = open_train_page(app)
@@ -321,7 +335,7 @@ def test_a_run_in_the_feature_pass_shows_its_own_progress_with_the_counts(app, w
         assert features.text == "Computing the frozen base's features: 312 / 495 images · about 4s left"
         assert epochs.value == 0 and epochs.text.startswith("Epoch 1 / 2")  # the epoch under way, counted from 1
         assert "left" not in epochs.text
-        assert f":green-badge[Fast path: cached features] {note}" in captions(at)
+        assert f":green-badge[Fast path] {note}" in captions(at)
 
         at.session_state["lang"] = "ja"
         features = at.run().get("progress")[0].proto
@@ -349,7 +363,7 @@ def test_a_finished_fast_path_run_shows_its_path_and_why(app, workspace, dataset
         features_seconds=3.2,
     )
     at = open_train_page(app)
-    assert f":green-badge[Fast path: cached features] {note}" in captions(at)
+    assert f":green-badge[Fast path] {note}" in captions(at)
     assert len(at.get("progress")) == 1
 
 

@@ -318,7 +318,9 @@ def path_text(info: RunInfo) -> str:
     """The run's training path as a badge, then the trainer's reason."""
     parts = []
     if info.path is not None:
-        parts.append(f":{'gray' if info.path == 'full' else 'green'}-badge[{path_label(info.path)}]")
+        # The trainer's note names the path itself; the badge then only says whether it is the fast one.
+        label = t("path.fast") if info.path_note and info.path != "full" else path_label(info.path)
+        parts.append(f":{'gray' if info.path == 'full' else 'green'}-badge[{label}]")
     if info.path_note:
         parts.append(say_md(info.path_note))
     return " ".join(parts)

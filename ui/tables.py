@@ -131,7 +131,7 @@ def run_columns() -> dict[str, Any]:
         "best_val_accuracy": st.column_config.NumberColumn(t("runs.best_val_accuracy"), format="percent"),
         "strategy": st.column_config.TextColumn(t("runs.strategy")),
         "frozen_layers": st.column_config.NumberColumn(t("runs.frozen_layers")),
-        "total_seconds": st.column_config.NumberColumn(t("runs.total_seconds"), format="%.0f s"),
+        "total_seconds": st.column_config.NumberColumn(t("runs.total_seconds"), format=t("units.seconds_whole")),
         "status": st.column_config.TextColumn(t("runs.status")),
     }
 
@@ -144,7 +144,9 @@ def run_detail_columns() -> dict[str, Any]:
         "path": st.column_config.TextColumn(t("runs.path"), help=t("runs.path_help")),
         "trainable_params": st.column_config.NumberColumn(t("runs.trainable_params"), format="localized"),
         "best_epoch": st.column_config.NumberColumn(t("runs.best_epoch")),
-        "seconds_per_epoch": st.column_config.NumberColumn(t("runs.seconds_per_epoch"), format="%.1f s"),
+        "seconds_per_epoch": st.column_config.NumberColumn(
+            t("runs.seconds_per_epoch"), format=t("units.seconds_tenth")
+        ),
         "id": st.column_config.TextColumn(t("runs.id")),
     }
 
@@ -239,7 +241,7 @@ def study_columns() -> dict[str, Any]:
             t("study.col_frozen"), help=t("study.col_frozen_help"), width="small"
         ),
         "train_seconds": st.column_config.NumberColumn(
-            t("study.col_seconds"), help=t("study.col_seconds_help"), format="%.0f s", width="small"
+            t("study.col_seconds"), help=t("study.col_seconds_help"), format=t("units.seconds_whole"), width="small"
         ),
         "train_images": st.column_config.NumberColumn(t("study.col_images"), width="small"),
         "status": st.column_config.TextColumn(t("study.col_status"), width="small"),
@@ -256,7 +258,9 @@ def study_detail_columns() -> dict[str, Any]:
         "member": st.column_config.TextColumn(t("study.col_member")),
         "best_epoch": st.column_config.NumberColumn(t("runs.best_epoch")),
         "epochs": st.column_config.NumberColumn(t("study.col_epochs")),
-        "seconds_per_epoch": st.column_config.NumberColumn(t("runs.seconds_per_epoch"), format="%.1f s"),
+        "seconds_per_epoch": st.column_config.NumberColumn(
+            t("runs.seconds_per_epoch"), format=t("units.seconds_tenth")
+        ),
         "feature_passes": st.column_config.NumberColumn(
             t("study.col_feature_passes"), help=t("study.col_feature_passes_help")
         ),
