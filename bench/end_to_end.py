@@ -329,6 +329,8 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
                 str(args.learning_rate),
                 "--seed",
                 "0",
+                "--dropout",  # plain Keras's head has none: the same model on both sides
+                "0",
                 "--workspace",
                 folder,
                 "--json",

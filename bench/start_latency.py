@@ -136,7 +136,15 @@ def _measure(page: Any, address: str, workspace: Any, runs: Any, name: str) -> d
     page.get_by_role("button", name="Start training").click()
     shown = f"""() => [...document.querySelectorAll('[data-testid="stMain"] h3')]
         .some(heading => !heading.closest('[data-stale="true"]') && heading.textContent.includes({json.dumps(name)}))"""
-    page.wait_for_function(f"({shown})() && ({COUNT_POINTS})() >= 1", polling=50)
+    try:
+        page.wait_for_function(f"({shown})() && ({COUNT_POINTS})() >= 1", polling=50)
+    except Exception:
+        shot = ROOT / "test-artifacts" / "bench" / f"start-latency-{name.replace(' ', '-')}-FAILED.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=shot, full_page=True)
+        statuses = {info.name: str(info.status) for info in runs.list_runs(workspace)}
+        print(f"{name}: the first epoch never reached the chart; runs {statuses}; page {shot}", flush=True)
+        raise
     drawn = time.time()
     (info,) = [info for info in runs.list_runs(workspace) if info.id not in before]
     info = _wait(lambda: (now := runs.load_run(workspace, info.id)).status in runs.FINISHED_STATUSES and now, 300)
