@@ -122,28 +122,12 @@ STUDY_REFUSED = "study.refused"
 
 EVALUATE_RUN = "evaluate.run"
 
-# Choice widgets whose options are shown in words of the session's language. The browser sends such a
-# widget's choice back as its shown words; after a language switch those are the old language's, which
-# match no option, so on the next click the widget would fall back to its first option (a selectbox or
-# radio does; MobileNet became ResNet50). `reword_choices` tells the browser each choice again, and
-# `heal_choices` maps old words that still arrive back to their option.
-WORDED_CHOICES = (
-    DATA_SOURCE,
-    DATA_PICK,
-    CAMERA_BASE,
-    MODEL_BACKBONE,
-    MODEL_POOLING,
-    MODEL_WEIGHTS,
-    MODEL_STRATEGY,
-    TRAIN_RUN,
-    COMPARE_BY,
-    COMPARE_STUDY,
-    COMPARE_DATASET,
-    COMPARE_CURVE_X,
-    COMPARE_TARGET,
-    EVALUATE_RUN,
-)
-
+# Choice widgets whose options are shown in words of the session's language (their `format_func` comes
+# from `worded`). The browser sends such a widget's choice back as its shown words; after a language
+# switch those are the old language's, which match no option, so on the next click the widget would
+# fall back to its first option (a selectbox or radio does; MobileNet became ResNet50).
+# `reword_choices` tells the browser each choice again, and `heal_choices` maps old words that still
+# arrive back to their option. This key holds, for each such widget key, the option of every label shown.
 _SHOWN_WORDS = "state.shown_words"
 
 _DEFAULTS: dict[str, Any] = {LANG: "en", DATASET_ID: None, MODEL_SPEC: None, RUN_ID: None}
@@ -181,7 +165,7 @@ def heal_choices() -> None:
 
 def reword_choices() -> None:
     """After a language switch or a rename: set every worded choice to itself, so the browser gets its new words."""
-    for key in WORDED_CHOICES:
+    for key in st.session_state.get(_SHOWN_WORDS, {}):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
 
