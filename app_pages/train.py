@@ -188,8 +188,10 @@ def run_monitor(run_id: str, status_shown: str) -> None:
         return
     labels = i18n.chart_labels()
     loss_col, accuracy_col = st.columns(2)
-    loss_col.altair_chart(charts.training_curve(metrics, "loss", info.steps_per_epoch, labels), width="stretch")
-    accuracy_col.altair_chart(charts.training_curve(metrics, "accuracy", info.steps_per_epoch, labels), width="stretch")
+    for column, metric in ((loss_col, "loss"), (accuracy_col, "accuracy")):
+        column.vega_lite_chart(
+            spec=charts.training_curve(metrics, metric, info.steps_per_epoch, labels), width="stretch"
+        )
 
 
 def accuracy(info: runs.RunInfo) -> None:

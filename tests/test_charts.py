@@ -49,8 +49,8 @@ def metrics(epochs: int = 2, steps: int = 4, phase: str = "transfer") -> pd.Data
     return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
 
 
-def layers_of(chart: alt.LayerChart) -> list[dict]:
-    return chart.to_dict()["layer"]
+def layers_of(chart: alt.LayerChart | dict) -> list[dict]:
+    return (chart if isinstance(chart, dict) else chart.to_dict())["layer"]
 
 
 def test_class_counts_chart_stacks_train_and_val_per_class():
@@ -121,7 +121,7 @@ def test_accuracy_curve_is_drawn_on_zero_to_one():
 
 
 def test_training_curve_data_holds_only_the_chosen_metric():
-    spec = charts.training_curve(metrics(), "accuracy").to_dict()
+    spec = charts.training_curve(metrics(), "accuracy")
     data = altair_data(spec)
     assert set(data["metric"]) == {"accuracy"}
     val = data[data["split"] == "val"].sort_values("x")

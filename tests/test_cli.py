@@ -106,6 +106,18 @@ def test_train_then_runs_reports_best_val_accuracy(demo_zip, tmp_path):
         assert listed[0]["features_done"] == listed[0]["features_total"] > 0
 
 
+@pytest.mark.parametrize("command", [["train"], ["study", "--backbone", "mobilenet_0.25"]])
+def test_a_dataset_refused_while_tensorflow_loads_still_gets_its_one_line(command, tmp_path):
+    # Both commands ingest their dataset in a thread while TensorFlow is imported, its banner kept off
+    # stderr; the refusal must reach stderr whole, once the import is over.
+    bogus = tmp_path / "photos.zip"
+    bogus.write_bytes(b"this is not a zip file at all")
+    result = run_tlcore(*command, "--data", str(bogus), workspace=tmp_path / "ws")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "photos.zip" in result.stderr and "zip" in result.stderr.lower()
+
+
 def test_train_with_unavailable_imagenet_weights_says_where_to_put_the_file(demo_zip, tmp_path):
     keras_home = tmp_path / "kh"
     result = run_tlcore(

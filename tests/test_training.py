@@ -15,7 +15,7 @@ from helpers import tiny_spec
 from tlcore import metrics_log, runs
 from tlcore.datasets import ingest_zip
 from tlcore.errors import RunError, TLCoreError
-from tlcore.models import build_model, get_base
+from tlcore.models import build_base_ahead, build_model, get_base, keep_built_ahead_for
 from tlcore.spec import Phase
 from tlcore.training import compile_for_phase, train_run
 from tlcore.workspace import Workspace
@@ -63,6 +63,28 @@ def test_the_same_spec_trains_the_same_curve(trained):
     b = metrics_log.read_metrics(workspace, second.id)
     np.testing.assert_allclose(a["loss"].to_numpy(), b["loss"].to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(a["val_accuracy"].to_numpy(), b["val_accuracy"].to_numpy())
+
+
+def test_a_base_built_ahead_is_taken_by_its_run_which_trains_what_a_cold_run_trains(trained, calibrated_weights):
+    # The warm trainer builds the latest run's pretrained base while it waits (`tlcore.spare`).
+    workspace, dataset, _ = trained
+    spec = tiny_spec(dataset.id, weights=str(calibrated_weights), epochs=2, batch_size=8)
+    cold = train_run(workspace, runs.create_run(spec, workspace).id)
+    assert build_base_ahead(spec.model, workspace)
+    assert keep_built_ahead_for(spec.model, workspace)
+    warm = train_run(workspace, runs.create_run(spec, workspace).id)
+    assert not keep_built_ahead_for(spec.model, workspace)  # the run took it
+    a, b = metrics_log.read_metrics(workspace, cold.id), metrics_log.read_metrics(workspace, warm.id)
+    np.testing.assert_array_equal(a["loss"].to_numpy(), b["loss"].to_numpy())
+    np.testing.assert_array_equal(a["val_accuracy"].to_numpy(), b["val_accuracy"].to_numpy())
+
+
+def test_a_base_built_ahead_for_another_model_is_dropped(trained, calibrated_weights):
+    workspace, dataset, _ = trained
+    assert not build_base_ahead(tiny_spec(dataset.id).model, workspace)  # random weights: nothing to build
+    assert build_base_ahead(tiny_spec(dataset.id, weights=str(calibrated_weights)).model, workspace)
+    assert not keep_built_ahead_for(tiny_spec(dataset.id, weights=str(calibrated_weights), image_size=48).model)
+    assert not keep_built_ahead_for(tiny_spec(dataset.id, weights=str(calibrated_weights)).model)  # dropped
 
 
 def test_two_phase_recipe_freezes_then_unfreezes_the_top_of_the_base():

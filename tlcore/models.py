@@ -34,12 +34,21 @@ classifier as its own small model, which the fast path can train alone on cached
 from __future__ import annotations
 
 import math
+import random
 import re
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlcore.backbones import Backbone, check_image_size, get_backbone, load_base, resolve_weights
+from tlcore.backbones import (
+    Backbone,
+    check_image_size,
+    find_cached_weights,
+    get_backbone,
+    load_base,
+    resolve_weights,
+)
 from tlcore.errors import SpecError
 
 if TYPE_CHECKING:
@@ -199,7 +208,9 @@ def build_model(
     spec = spec.validated()
     backbone = get_backbone(spec.backbone)
     weights_path = resolve_weights(backbone, spec.weights, spec.image_size, workspace) if load_weights else None
-    base = load_base(backbone, spec.image_size, weights_path)
+    base = _take_built_ahead(backbone, spec.image_size, weights_path) or _pretrained_base(
+        backbone, spec.image_size, weights_path
+    )
     base.name = BASE_LAYER_NAME
 
     inputs = keras.Input(shape=(spec.image_size, spec.image_size, 3), name="image")
@@ -209,6 +220,86 @@ def build_model(
     model = keras.Model(inputs, outputs, name=f"{backbone.name}_{spec.strategy}")
     apply_strategy(model, spec.strategy, spec.frozen_layers)
     return model
+
+
+# A base built before the run that takes it (`build_base_ahead`), with what it was built from.
+_built_ahead: dict[tuple[str, int, str, int, int], keras.Model] = {}
+
+
+def build_base_ahead(spec: ModelSpec, workspace: Workspace | None = None) -> bool:
+    """Build the pretrained base `build_model(spec)` will ask for, before it asks; False when there is none.
+
+    The warm trainer (`tlcore.spare`) calls this while it waits for its run, with the spec of the
+    workspace's latest run: building MobileNetV2 with its ImageNet weights takes over a second on a
+    2-core machine, which would otherwise come between a click on Start and the first epoch. Only
+    weights already on disk are used (nothing is downloaded), and only pretrained bases: a random
+    base's values depend on the run's seed. A base that no run asks for is dropped by the next call.
+    """
+    _built_ahead.clear()
+    key = _ahead_key_for(spec, workspace)
+    if key is None:
+        return False
+    backbone, image_size, weights_path = get_backbone(key[0]), key[1], Path(key[2])
+    _built_ahead[key] = _pretrained_base(backbone, image_size, weights_path)
+    return True
+
+
+def keep_built_ahead_for(spec: ModelSpec, workspace: Workspace | None = None) -> bool:
+    """True when the base built ahead is the one `build_model(spec)` will take; otherwise drop it and
+    Keras's global state with it (the layer names it used), as a fresh process would have them."""
+    if not _built_ahead:
+        return False
+    if _ahead_key_for(spec, workspace) in _built_ahead:
+        return True
+    import keras
+
+    _built_ahead.clear()
+    keras.backend.clear_session()
+    return False
+
+
+def _ahead_key_for(spec: ModelSpec, workspace: Workspace | None) -> tuple[str, int, str, int, int] | None:
+    """What a base built ahead for `spec` is filed under; None when it has no weights file at hand."""
+    try:
+        spec = spec.validated()
+        backbone = get_backbone(spec.backbone)
+    except SpecError:
+        return None
+    if spec.weights == "imagenet":
+        weights_path = find_cached_weights(backbone, spec.image_size, workspace)
+    elif spec.weights != "none" and Path(spec.weights).expanduser().is_file():
+        weights_path = Path(spec.weights).expanduser()
+    else:
+        return None
+    return None if weights_path is None else _ahead_key(backbone, spec.image_size, weights_path)
+
+
+def _take_built_ahead(backbone: Backbone, image_size: int, weights_path: Path | None) -> keras.Model | None:
+    if weights_path is None or not _built_ahead:
+        return None
+    return _built_ahead.pop(_ahead_key(backbone, image_size, weights_path), None)
+
+
+def _ahead_key(backbone: Backbone, image_size: int, weights_path: Path) -> tuple[str, int, str, int, int]:
+    stat = weights_path.stat()  # a file replaced at the same path is another file
+    return backbone.name, image_size, str(weights_path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def _pretrained_base(backbone: Backbone, image_size: int, weights_path: Path | None) -> keras.Model:
+    """`load_base`; with weights, leaving Python's random state as it found it.
+
+    Keras draws a seed from Python's `random` for every initializer a layer creates. A loaded base's
+    initial values are overwritten by its weights, so its draws would only shift the head's: leaving
+    the state untouched gives a run's head the same start whether its base is built now or was built
+    ahead (`build_base_ahead`).
+    """
+    if weights_path is None:
+        return load_base(backbone, image_size, None)
+    state = random.getstate()
+    try:
+        return load_base(backbone, image_size, weights_path)
+    finally:
+        random.setstate(state)
 
 
 def base_training_mode(strategy: str) -> bool | None:

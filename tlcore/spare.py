@@ -26,7 +26,8 @@ from types import ModuleType
 from tlcore import run_queue, runs
 from tlcore.errors import TLCoreError
 from tlcore.i18n import msg
-from tlcore.workspace import Workspace
+from tlcore.spec import RunSpec
+from tlcore.workspace import Workspace, read_json
 
 # How often a waiting spare looks at the queue: a run waits at most this long for it.
 POLL_SECONDS = 0.2
@@ -53,6 +54,8 @@ def serve(
         if behind:
             _let_start(workspace.run_dir(behind), poll_seconds)
         trainer = _load_trainer()
+        if not isinstance(trainer, BaseException):
+            _build_ahead(workspace)
         run_queue.describe_spare(spare_lock, os.getpid(), ready=True)
         claim = _wait_for_turn(workspace, poll_seconds)
         if claim is None:
@@ -68,6 +71,7 @@ def serve(
     if isinstance(trainer, BaseException):
         return _fail(workspace, claim, trainer)
     try:
+        _keep_built_ahead_for(workspace, claim.run_id)
         info = trainer.train_run(workspace, claim.run_id, lock_fd=claim.lock_fd, slot=claim.slot_fd)
     finally:
         os.close(claim.lock_fd)
@@ -111,6 +115,38 @@ def _warm_up() -> None:
     model.fit(images, labels, batch_size=2, epochs=1, validation_data=(images, labels), verbose=0)
     model.predict(images, verbose=0)
     keras.backend.clear_session()
+
+
+def _build_ahead(workspace: Workspace) -> None:
+    """Build the pretrained base of the workspace's latest run (`models.build_base_ahead`): the next run
+    most often asks for the same one, and then starts without building it."""
+    from tlcore.models import build_base_ahead
+
+    try:
+        latest = _latest_spec(workspace)
+        if latest is not None:
+            build_base_ahead(latest.model, workspace)
+    except Exception:  # the run builds its own base, as a cold one does
+        traceback.print_exc()
+
+
+def _keep_built_ahead_for(workspace: Workspace, run_id: str) -> None:
+    from tlcore.models import keep_built_ahead_for
+
+    try:
+        keep_built_ahead_for(_read_spec(workspace.run_dir(run_id)).model, workspace)
+    except Exception:  # a damaged spec: the run reports it itself
+        traceback.print_exc()
+
+
+def _latest_spec(workspace: Workspace) -> RunSpec | None:
+    folder = workspace.root / "runs"  # not `runs_dir`, which would make it
+    named = sorted((p for p in folder.iterdir() if (p / runs.SPEC_FILE).is_file()), key=lambda p: p.name)
+    return _read_spec(named[-1]) if named else None
+
+
+def _read_spec(run_dir: Path) -> RunSpec:
+    return RunSpec.from_dict(read_json(run_dir / runs.SPEC_FILE))
 
 
 def _let_start(run_dir: Path, poll_seconds: float) -> None:

@@ -35,6 +35,7 @@ from tlcore.callbacks import EpochRow, PhaseStart, run_folder_write
 from tlcore.datasets import Dataset, load_dataset, stratified_rows
 from tlcore.decoded import DecodedCache, DecodedImages
 from tlcore.distribute import Distribution, prepare_for_fit, shard_by_data, without_starving_batch
+from tlcore.epoch_calls import fit_in_epoch_calls
 from tlcore.errors import RunError, TLCoreError
 from tlcore.features import Budget, feature_batches, shuffled_order
 from tlcore.i18n import Message, msg
@@ -42,7 +43,7 @@ from tlcore.models import apply_strategy, base_training_mode, build_model, param
 from tlcore.paths import FeaturePassStopped, cached_features, plan_path
 from tlcore.pipeline import make_pipelines
 from tlcore.run_queue import end_before_training, wait_for_turn
-from tlcore.runs import Activity, RunState
+from tlcore.runs import Activity, RunState, TrainingPath
 from tlcore.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -389,15 +390,18 @@ def _train_phases(
         for callback in run_callbacks:
             callback.begin_phase(start)
         try:
-            view.fit(
-                train_data,
-                validation_data=val_data,
-                initial_epoch=first_epoch,
-                epochs=first_epoch + phase.epochs,
-                callbacks=run_callbacks,
-                verbose=0,
-                shuffle=False,  # both pipelines reshuffle every epoch themselves
-            )
+            if path == TrainingPath.FEATURES and distribution.kind == "none" and not starved:
+                fit_in_epoch_calls(view, train_data, val_data, first_epoch, first_epoch + phase.epochs, run_callbacks)
+            else:
+                view.fit(
+                    train_data,
+                    validation_data=val_data,
+                    initial_epoch=first_epoch,
+                    epochs=first_epoch + phase.epochs,
+                    callbacks=run_callbacks,
+                    verbose=0,
+                    shuffle=False,  # both pipelines reshuffle every epoch themselves
+                )
         except BaseException:
             callbacks.keep_best_after_fault(run_callbacks)
             raise

@@ -1,16 +1,18 @@
 """Altair charts built from DataFrames by plain functions, so they can be tested without a browser.
 
 Every function takes the data tlcore returns (a dataset's class counts, a run's metrics) and a
-`ChartLabels` with the words to show, and returns an Altair chart; pages only call
-`st.altair_chart`. Conventions shared by the training charts: x is the epoch as a number (a batch
-at step 30 of 60 in epoch 2 sits at 1.5), train and validation are told apart by the line's dash,
-per-batch values are a thin faint line and per-epoch values are points joined by a line.
+`ChartLabels` with the words to show, and returns an Altair chart for `st.altair_chart`; the one
+redrawn every second while a run trains, `training_curve`, returns its Vega-Lite spec instead.
+Conventions shared by the training charts: x is the epoch as a number (a batch at step 30 of 60 in
+epoch 2 sits at 1.5), train and validation are told apart by the line's dash, per-batch values are a
+thin faint line and per-epoch values are points joined by a line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -182,8 +184,13 @@ def training_curve(
     metric: str,
     steps_per_epoch: int | None = None,
     labels: ChartLabels = ChartLabels(),
-) -> alt.LayerChart:
+) -> dict[str, Any]:
     """Loss or accuracy of one run: train per batch (thin), train and validation per epoch.
+
+    Returns a Vega-Lite spec for `st.vega_lite_chart`, its data as DataFrames under `datasets`. The
+    Train page redraws this chart every second for each session watching a run train; building it
+    with Altair and checking it against the Vega-Lite schema takes about 0.1 s, so that is done once
+    per metric and wording (`_curve_template`) and each call only adds the data.
 
     metrics: `tlcore.metrics_log.read_metrics(...)`. metric: "loss" or "accuracy".
     steps_per_epoch: the run's, to place batches between epochs; inferred from the data when None.
@@ -192,6 +199,25 @@ def training_curve(
     frame = frame[frame["metric"] == metric].copy()
     frame["split_label"] = frame["split"].map(labels.split_label)
     frame["phase_label"] = frame["phase"].map(labels.phase_label)
+    starts = phase_starts(metrics)
+    starts["phase"] = starts["phase"].map(labels.phase_label)
+    return {**_curve_template(metric, labels), "datasets": {CURVE_DATA: frame, PHASES_DATA: starts}}
+
+
+CURVE_DATA, PHASES_DATA = "curve", "phases"
+_curve_templates: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _curve_template(metric: str, labels: ChartLabels) -> dict[str, Any]:
+    key = (metric, repr(labels))
+    if key not in _curve_templates:
+        spec = _curve_chart(metric, labels).to_dict()
+        spec.pop("config", None)  # Altair's default theme's 300-px view; Streamlit applies its own theme
+        _curve_templates[key] = spec
+    return _curve_templates[key]
+
+
+def _curve_chart(metric: str, labels: ChartLabels) -> alt.LayerChart:
     x = alt.X("x:Q", title=labels.epoch, scale=alt.Scale(domainMin=0), axis=alt.Axis(tickMinStep=1, format="d"))
     y = alt.Y("value:Q", title=labels.metric_label(metric), scale=_metric_scale(metric))
     # Train and validation differ in colour and in dash; both channels share one field, so one legend.
@@ -210,7 +236,7 @@ def training_curve(
         alt.Tooltip("value:Q", title=labels.metric_label(metric), format=".4f"),
         alt.Tooltip("phase_label:N", title=labels.phase),
     ]
-    base = alt.Chart(frame)
+    base = alt.Chart(alt.NamedData(name=CURVE_DATA))
     per_batch = (
         base.transform_filter(alt.datum.kind == "batch")
         .mark_line(strokeWidth=1, opacity=0.45, color=TRAIN_COLOUR)
@@ -220,7 +246,8 @@ def training_curve(
     lines = per_epoch.mark_line(strokeWidth=2.5).encode(x=x, y=y, color=colour, strokeDash=dash)
     points = per_epoch.mark_point(filled=True, size=50).encode(x=x, y=y, color=colour, tooltip=tooltip)
     title = alt.Title(labels.metric_label(metric), subtitle=labels.batch_note)
-    return alt.layer(per_batch, lines, points, _phase_rules(metrics, labels)).properties(title=title, height=280)
+    phases = alt.Chart(alt.NamedData(name=PHASES_DATA)).encode(x="x:Q")
+    return alt.layer(per_batch, lines, points, _phase_rules(phases)).properties(title=title, height=280)
 
 
 def phase_starts(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -230,10 +257,8 @@ def phase_starts(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"x": (firsts.iloc[1:] - 1).astype(float).to_numpy(), "phase": firsts.index[1:]})
 
 
-def _phase_rules(metrics: pd.DataFrame, labels: ChartLabels) -> alt.LayerChart:
-    starts = phase_starts(metrics)
-    starts["phase"] = starts["phase"].map(labels.phase_label)
-    base = alt.Chart(starts).encode(x="x:Q")
+def _phase_rules(base: alt.Chart) -> alt.LayerChart:
+    """A dotted rule, named, where each phase after the first begins (`phase_starts`)."""
     rule = base.mark_rule(color="#6b7280", strokeDash=[2, 2])
     text = base.mark_text(align="left", baseline="top", dx=4, dy=4, color="#6b7280", fontSize=11).encode(
         text="phase:N", y=alt.value(0)

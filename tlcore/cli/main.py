@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
 from tlcore.cli import commands, study, train
 from tlcore.cli.output import fail
 from tlcore.cli.parser import EXIT_BAD_INPUT, build_parser, language_in
+from tlcore.cli.tensorflow_import import import_tensorflow_quietly
 from tlcore.errors import TLCoreError
 from tlcore.i18n import msg
 from tlcore.workspace import Workspace
 
-NEEDS_TENSORFLOW = ("layers", "train", "evaluate", "predict", "export")
+# `train` and `study` import it themselves, beside their ingestion (`tensorflow_import.while_importing`).
+NEEDS_TENSORFLOW = ("layers", "evaluate", "predict", "export")
 
 COMMANDS = {
     "inspect": commands.cmd_inspect,
@@ -51,27 +52,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return fail(args, msg("cli.interrupted").render(args.lang), EXIT_BAD_INPUT)
     return result if isinstance(result, int) else 0
-
-
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up banner (oneDNN, CPU features, and on a machine without a
-    GPU the failed `cuInit` when devices are first listed) kept off stderr.
-
-    Those lines are printed before TensorFlow's logging is configured, so `TF_CPP_MIN_LOG_LEVEL` does
-    not silence them, and they would bury the one line a failing command prints.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow
-
-        tensorflow.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tlcore import runs
 from tlcore.cli.output import emit, say, status_word
+from tlcore.cli.tensorflow_import import while_importing
 from tlcore.cli.train import EXIT_RUN_FAILED, dataset_from_options, epoch_printer
 from tlcore.errors import StudyError, TLCoreError
 from tlcore.i18n import Message, msg
@@ -39,10 +40,7 @@ def cmd_study(args: argparse.Namespace, workspace: Workspace) -> int:
         raise StudyError("study.no_data")
     if args.val and not args.data:
         raise TLCoreError("cli.val_without_data")
-    from tlcore.cli.main import import_tensorflow_quietly  # once the options are known to be usable
-
-    import_tensorflow_quietly()
-    dataset = dataset_from_options(args, workspace)
+    dataset = while_importing(lambda: dataset_from_options(args, workspace))
     options = StudyOptions(
         backbone=args.backbone,
         weights=_weights(args.weights),

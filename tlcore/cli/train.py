@@ -12,6 +12,7 @@ from typing import Any
 from tlcore import distribute, runs
 from tlcore.cli.output import emit, say, status_word
 from tlcore.cli.parser import build_parser
+from tlcore.cli.tensorflow_import import while_importing
 from tlcore.datasets import Dataset, ingest_folder, ingest_zip, load_dataset
 from tlcore.errors import TLCoreError
 from tlcore.i18n import msg
@@ -47,7 +48,8 @@ SPEC_FLAGS = (
 
 def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
     _check_sources(args)
-    from tlcore import training  # imports TensorFlow, seconds that only this command should pay
+    dataset = while_importing(lambda: None if args.run else dataset_from_options(args, workspace))
+    from tlcore import training  # TensorFlow, imported by now
 
     # Before anything else runs in TensorFlow: a multi-worker strategy configures its runtime.
     distribution = distribute.create(args.distribute, scale_batch=args.scale_batch)
@@ -56,7 +58,7 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
     if args.run:
         info = training.train_run(workspace, args.run, distribution=distribution)
         return EXIT_RUN_FAILED if info.status == runs.RunState.FAILED else 0
-    spec = _train_spec(args, workspace)
+    spec = _train_spec(args, workspace, dataset)
     lang = args.lang
     if not distribution.is_chief:
         if not args.json:
@@ -139,8 +141,7 @@ def epoch_printer(lang: str) -> Any:
     return print_epoch
 
 
-def _train_spec(args: argparse.Namespace, workspace: Workspace) -> RunSpec:
-    dataset = dataset_from_options(args, workspace)
+def _train_spec(args: argparse.Namespace, workspace: Workspace, dataset: Dataset | None) -> RunSpec:
     if args.spec:
         spec = read_spec_file(Path(args.spec))
         if args.name:

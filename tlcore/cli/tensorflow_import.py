@@ -1,0 +1,52 @@
+"""Importing TensorFlow for a command: quietly, and beside the work that does not need it.
+
+The import takes seconds (about 5 on a 2-core machine). `train` and `study` start by ingesting their
+dataset, which needs only Pillow and NumPy: `while_importing` runs that in a thread while this one
+imports TensorFlow, so a command pays the longer of the two instead of their sum.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up banner (oneDNN, CPU features, and on a machine without a
+    GPU the failed `cuInit` when devices are first listed) kept off stderr.
+
+    Those lines are printed before TensorFlow's logging is configured, so `TF_CPP_MIN_LOG_LEVEL` does
+    not silence them, and they would bury the one line a failing command prints.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def while_importing(work: Callable[[], T]) -> T:
+    """What `work()` returns (or raises), run in a thread while this thread imports TensorFlow.
+
+    `work` must not import TensorFlow itself: two threads importing its circular modules at once find
+    them half initialised.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="tlcore-beside-import") as pool:
+        done = pool.submit(work)
+        import_tensorflow_quietly()
+        return done.result()
