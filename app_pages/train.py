@@ -20,8 +20,8 @@ from tlcore.runs import RunState
 from tlcore.spec import OPTIMIZERS, Augmentation, RunSpec, field_defaults
 from ui import cached, charts, i18n, names, state
 from ui.i18n import t
+from ui.pace import poll_seconds
 
-POLL_SECONDS = 1.0
 LEARNING_RATES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
 BATCH_SIZES = (8, 16, 32, 64, 128)
 KEEP = {"persist_state": "session"}
@@ -146,7 +146,7 @@ def current_run(infos: list[runs.RunInfo]) -> str:
     return active[-1] if active else ids[0]
 
 
-def run_monitor(run_id: str, status_shown: str) -> None:
+def run_monitor(run_id: str, status_shown: str, poll_shown: float | None) -> None:
     """Status, progress, Stop and live curves of one run; polled while the run is active."""
     try:
         info = runs.load_run(workspace, run_id)
@@ -185,13 +185,15 @@ def run_monitor(run_id: str, status_shown: str) -> None:
     metrics = cached.metrics(workspace, run_id)
     if metrics.empty:
         st.caption(t("train.no_metrics"))
-        return
-    labels = i18n.chart_labels()
-    loss_col, accuracy_col = st.columns(2)
-    for column, metric in ((loss_col, "loss"), (accuracy_col, "accuracy")):
-        column.vega_lite_chart(
-            spec=charts.training_curve(metrics, metric, info.steps_per_epoch, labels), width="stretch"
-        )
+    else:
+        labels = i18n.chart_labels()
+        loss_col, accuracy_col = st.columns(2)
+        for column, metric in ((loss_col, "loss"), (accuracy_col, "accuracy")):
+            column.vega_lite_chart(
+                spec=charts.training_curve(metrics, metric, info.steps_per_epoch, labels), width="stretch"
+            )
+    if poll_seconds(info, not metrics.empty) != poll_shown:
+        st.rerun()  # the whole page once, which sets the fragment's new pace
 
 
 def accuracy(info: runs.RunInfo) -> None:
@@ -276,5 +278,6 @@ else:
         key=state.TRAIN_RUN,
         on_change=on_run_selected,
     )
-    status = next(info.status for info in all_runs if info.id == shown)
-    st.fragment(run_every=POLL_SECONDS if status in runs.ACTIVE_STATUSES else None)(run_monitor)(shown, status)
+    shown_info = next(info for info in all_runs if info.id == shown)
+    poll = poll_seconds(shown_info, not cached.metrics(workspace, shown).empty)
+    st.fragment(run_every=poll)(run_monitor)(shown, shown_info.status, poll)

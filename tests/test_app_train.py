@@ -19,6 +19,7 @@ from tlcore import datasets, paths, runs
 from tlcore.baseline import majority_baseline
 from tlcore.errors import RunError
 from tlcore.models import ModelSpec
+from tlcore.runs import RunState
 from tlcore.spec import Augmentation, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -416,3 +417,18 @@ def test_reruns_leave_keras_alone(app, workspace, dataset, monkeypatch):
     at = open_train_page(app, dataset)
     at.run()
     assert not at.exception and resets == []
+
+
+def test_a_run_just_started_is_looked_at_often_until_its_curves_are_drawn(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from ui.pace import FIRST_CURVES_POLL_SECONDS, FIRST_CURVES_WINDOW_SECONDS, POLL_SECONDS, poll_seconds
+
+    created = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    info = runs.RunInfo(id="r", dir=tmp_path, name="r", spec=None, status=RunState.RUNNING, created=created.isoformat())
+    soon, later = created + timedelta(seconds=2), created + timedelta(seconds=FIRST_CURVES_WINDOW_SECONDS + 1)
+    assert poll_seconds(info, has_curves=False, now=soon) == FIRST_CURVES_POLL_SECONDS
+    assert poll_seconds(info, has_curves=True, now=soon) == POLL_SECONDS  # the curves are there: usual pace
+    assert poll_seconds(info, has_curves=False, now=later) == POLL_SECONDS  # a long queue or feature pass
+    ended = runs.RunInfo(id="r", dir=tmp_path, name="r", spec=None, status=RunState.COMPLETED)
+    assert poll_seconds(ended, has_curves=True, now=soon) is None
