@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.errors import TLCoreError
-from ui import cached, i18n, links, sidebar, state
+from ui import cached, collector, i18n, links, sidebar, state
 from ui.i18n import t
 
 # The tab's icon is a file of our own: a Material icon name here makes every browser fetch its picture
@@ -48,3 +48,4 @@ sidebar.controls(workspace)
 navigation.run()
 links.publish()
 sidebar.summary(workspace)
+collector.settle()

@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from tlcore import metrics_log, run_queue, runs
 from tlcore.datasets import ingest_zip
-from tlcore.errors import RunError
+from tlcore.errors import RunError, TLCoreError
 from tlcore.workspace import Workspace
 
 # Transfer learning trains on cached features: a stop is seen within a batch of the feature pass or of
@@ -194,3 +194,22 @@ def test_the_next_spare_loads_tensorflow_only_once_the_run_ahead_has_its_first_e
             assert wait_for(lambda: run_queue.warm_spare(workspace), timeout=120, what="the spare to load") == pid
         finally:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_trainers_run_below_the_app_and_the_spare_behind_a_run_no_lower(workspace, dataset, monkeypatch):
+    # Pages stay quick while a run trains: the app's trainers take the CPU the app leaves idle.
+    monkeypatch.setenv("TLCORE_TRAINER_NICE", "5")
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
+    first = warm_spare(workspace)
+    assert os.getpriority(os.PRIO_PROCESS, first) == expected
+    info = runs.start(short_run(dataset.id, name="trains below the app"), workspace)
+    assert wait_for(lambda: finished(workspace, info.id), timeout=240, what="the run to end").status == "completed"
+    second = wait_for(lambda: run_queue.warm_spare(workspace), timeout=120, what="the spare behind it to load")
+    assert second != first and os.getpriority(os.PRIO_PROCESS, second) == expected
+
+
+def test_a_trainer_priority_that_is_not_one_is_refused_where_start_is_clicked(workspace, dataset, monkeypatch):
+    monkeypatch.setenv("TLCORE_TRAINER_NICE", "lowest")
+    with pytest.raises(TLCoreError, match="TLCORE_TRAINER_NICE.*'lowest'"):
+        runs.start(short_run(dataset.id), workspace)
+    assert runs.list_runs(workspace) == []  # refused before the run existed: nothing waits for a trainer

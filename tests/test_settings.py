@@ -54,6 +54,8 @@ def test_the_pipeline_memory_takes_a_unit(monkeypatch, dataset):
         ("TLCORE_FAST_PATH", "2", settings.fast_path),
         ("TLCORE_MAX_CONCURRENT", "0", settings.max_concurrent),
         ("TLCORE_MAX_CONCURRENT", "two", settings.max_concurrent),
+        ("TLCORE_TRAINER_NICE", "20", settings.trainer_niceness),
+        ("TLCORE_TRAINER_NICE", "-5", settings.trainer_niceness),
     ],
 )
 def test_a_value_that_cannot_be_understood_is_refused_naming_the_setting_and_the_value(monkeypatch, name, value, read):
@@ -68,6 +70,7 @@ def test_unset_or_blank_settings_take_their_defaults(monkeypatch):
     assert (settings.offline(), settings.fast_path(), settings.max_concurrent()) == (False, True, 1)
     assert Budget.from_env() == Budget()
     assert settings.data_dirs() == []
+    assert settings.trainer_niceness() == 19
 
 
 def test_the_readme_lists_every_setting():

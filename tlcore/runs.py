@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tlcore import settings
 from tlcore.errors import RunError, SpecError, TLCoreError
 from tlcore.i18n import DEFAULT_LANGUAGE, Message, msg
 from tlcore.run_folder import (
@@ -319,6 +320,7 @@ def start(spec: RunSpec, workspace: Workspace) -> RunInfo:
     """
     from tlcore import run_queue  # the queue builds on this module
 
+    settings.trainer_niceness()  # a bad value is refused here, before the run exists, not in its trainer
     with run_queue.joining(workspace):
         info = _create_run(spec, workspace, RunStatus(awaiting_trainer=True))
     try:

@@ -55,6 +55,11 @@ SETTINGS = (
         "the most the decoded-image cache may hold on disk; a larger dataset is decoded as it streams from disk",
     ),
     Setting("TLCORE_DATA_DIRS", "", "folders on the server the app may register datasets from (os.pathsep-separated)"),
+    Setting(
+        "TLCORE_TRAINER_NICE",
+        "19",
+        "how far below the app's the CPU priority of the trainers it starts is (0 to 19, as `nice`): pages stay quick",
+    ),
 )
 
 
@@ -86,6 +91,17 @@ def parse_positive_int(text: str, name: str | None = None) -> int:
         value = 0
     if value < 1:
         raise SettingError("setting.bad_positive_int", name=_named(name), value=text)
+    return value
+
+
+def parse_niceness(text: str, name: str | None = None) -> int:
+    """A `nice` increment: a whole number from 0 to 19."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 19:
+        raise SettingError("setting.bad_niceness", name=_named(name), value=text)
     return value
 
 
@@ -146,6 +162,10 @@ def features_disk_budget() -> int:
 
 def decoded_cache_budget() -> int:
     return _read("TLCORE_DECODED_CACHE_BUDGET", parse_size, 4 * 2**30)
+
+
+def trainer_niceness() -> int:
+    return _read("TLCORE_TRAINER_NICE", parse_niceness, 19)
 
 
 def data_dirs() -> list[Path]:

@@ -7,6 +7,9 @@ imports the trainer ahead of time, waits for the next queued run whose turn has 
 (`run_queue.claim_next`: creation order, a free slot), claims it, starts the next spare behind it,
 trains exactly that run with `tlcore.training` and exits.
 
+A spare runs at a lower CPU priority than the app (`TLCORE_TRAINER_NICE`, 19 unless set): it still takes
+every core the app leaves idle, and a page's rerun does not wait behind an epoch.
+
 One run per process keeps every run as it was in a process of its own: no Keras or TensorFlow state
 lives from one run to the next (seeds, graphs, memory), and the memory a run took is returned when it
 ends. A spare that dies before its claim loses nothing (the runs stay queued; the next `runs.start`
@@ -23,7 +26,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from tlcore import run_queue, runs
+from tlcore import run_queue, runs, settings
 from tlcore.errors import TLCoreError
 from tlcore.i18n import msg
 from tlcore.spec import RunSpec
@@ -47,6 +50,10 @@ def serve(
         passed: on a machine with few cores, an import beside the run's set-up delays its first epoch.
     Returns 0 without training when the workspace's runs folder is removed while it waits.
     """
+    # Below the app's pages (`TLCORE_TRAINER_NICE`), before TensorFlow starts its threads, which inherit
+    # it; a spare started behind another inherits that one's lowered priority already.
+    if behind is None:
+        os.nice(settings.trainer_niceness())
     spare_lock = lock_fd if lock_fd is not None else run_queue.take_spare_lock(workspace)
     if spare_lock is None:
         raise TLCoreError("spare.already_waiting", workspace=str(workspace.root))

@@ -1,8 +1,9 @@
 """Altair charts built from DataFrames by plain functions, so they can be tested without a browser.
 
 Every function takes the data tlcore returns (a dataset's class counts, a run's metrics) and a
-`ChartLabels` with the words to show, and returns an Altair chart for `st.altair_chart`; the one
-redrawn every second while a run trains, `training_curve`, returns its Vega-Lite spec instead.
+`ChartLabels` with the words to show, and returns an Altair chart for `st.altair_chart`; the
+learning curves, redrawn every second while a run trains (`training_curve`) or on every rerun of the
+Compare page (`compare_curve`), return their Vega-Lite spec instead.
 Conventions shared by the training charts: x is the epoch as a number (a batch at step 30 of 60 in
 epoch 2 sits at 1.5), train and validation are told apart by the line's dash, per-batch values are a
 thin faint line and per-epoch values are points joined by a line.
@@ -270,21 +271,60 @@ def compare_curve(
     curves: Mapping[str, pd.DataFrame],
     metric: str,
     labels: ChartLabels = ChartLabels(),
-) -> alt.LayerChart:
+) -> dict[str, Any]:
     """Per-epoch loss or accuracy of several runs overlaid: a colour per run, a dash per split.
 
+    Returns a Vega-Lite spec for `st.vega_lite_chart`, its data as a DataFrame under `datasets`; as
+    for `training_curve`, the Altair chart and its schema check are made once per metric, wording and
+    set of runs (`_compare_template`), not on every rerun of the Compare page.
     curves: run label -> that run's metrics (`tlcore.metrics_log.read_metrics`).
     """
     parts = []
     for run_label, metrics in curves.items():
-        frame = curve_frame(metrics)
-        frame = frame[(frame["metric"] == metric) & (frame["kind"] == "epoch")].copy()
+        frame = _epoch_points(metrics, metric)
         frame["run"] = run_label
         parts.append(frame)
-    frame = pd.concat(parts, ignore_index=True) if parts else curve_frame(pd.DataFrame())
+    frame = pd.concat(parts, ignore_index=True) if parts else _epoch_points(pd.DataFrame(), metric)
     if "run" not in frame:
         frame["run"] = pd.Series(dtype=str)
     frame["split_label"] = frame["split"].map(labels.split_label)
+    return {**_compare_template(metric, labels, tuple(curves)), "datasets": {CURVES_DATA: frame}}
+
+
+def _epoch_points(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """`curve_frame`'s epoch rows of one metric (train and validation), without its per-batch rows."""
+    if metrics.empty:
+        return pd.DataFrame(columns=["x", "metric", "split", "kind", "value", "phase", "epoch"])
+    epochs = metrics[metrics["kind"] == "epoch"]
+    frame = pd.concat(
+        [
+            _points(epochs, epochs["epoch"], metric, "train", "epoch", metric),
+            _points(epochs, epochs["epoch"], metric, "val", "epoch", f"val_{metric}"),
+        ],
+        ignore_index=True,
+    ).dropna(subset=["value"])
+    frame["x"] = frame["x"].astype(float)
+    frame["value"] = frame["value"].astype(float)
+    return frame
+
+
+CURVES_DATA = "curves"
+_compare_templates: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
+_COMPARE_TEMPLATES_KEPT = 256
+
+
+def _compare_template(metric: str, labels: ChartLabels, runs: tuple[str, ...]) -> dict[str, Any]:
+    key = (metric, repr(labels), runs)
+    if key not in _compare_templates:
+        if len(_compare_templates) >= _COMPARE_TEMPLATES_KEPT:
+            _compare_templates.clear()
+        spec = _compare_chart(metric, labels, list(runs)).to_dict()
+        spec.pop("config", None)  # as in `_curve_template`
+        _compare_templates[key] = spec
+    return _compare_templates[key]
+
+
+def _compare_chart(metric: str, labels: ChartLabels, runs: list[str]) -> alt.LayerChart:
     encoding = {
         "x": alt.X("x:Q", title=labels.epoch, axis=alt.Axis(tickMinStep=1, format="d")),
         "y": alt.Y("value:Q", title=labels.metric_label(metric), scale=_metric_scale(metric)),
@@ -293,7 +333,7 @@ def compare_curve(
         "color": alt.Color(
             "run:N",
             title=labels.run,
-            scale=alt.Scale(domain=list(curves), range=RUN_COLOURS),
+            scale=alt.Scale(domain=runs, range=RUN_COLOURS),
             legend=alt.Legend(labelExpr=LEGEND_NAME_EXPR, labelLimit=220),
         ),
         "detail": alt.Detail("split_label:N"),
@@ -304,7 +344,7 @@ def compare_curve(
         alt.Tooltip("epoch:Q", title=labels.epoch),
         alt.Tooltip("value:Q", title=labels.metric_label(metric), format=".4f"),
     ]
-    base = alt.Chart(frame)
+    base = alt.Chart(alt.NamedData(name=CURVES_DATA))
     lines = base.mark_line(strokeWidth=2).encode(
         **encoding,
         strokeDash=alt.StrokeDash(
