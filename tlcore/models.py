@@ -208,9 +208,9 @@ def build_model(
     spec = spec.validated()
     backbone = get_backbone(spec.backbone)
     weights_path = resolve_weights(backbone, spec.weights, spec.image_size, workspace) if load_weights else None
-    base = _take_built_ahead(backbone, spec.image_size, weights_path) or _pretrained_base(
-        backbone, spec.image_size, weights_path
-    )
+    base = _take_built_ahead(backbone, spec.image_size, weights_path)
+    if base is None:
+        base = _pretrained_base(backbone, spec.image_size, weights_path)
     base.name = BASE_LAYER_NAME
 
     inputs = keras.Input(shape=(spec.image_size, spec.image_size, 3), name="image")

@@ -147,9 +147,12 @@ def _keep_built_ahead_for(workspace: Workspace, run_id: str) -> None:
 
 
 def _latest_spec(workspace: Workspace) -> RunSpec | None:
+    """The spec of the run created last (run ids begin with their creation time), or None."""
     folder = workspace.root / "runs"  # not `runs_dir`, which would make it
-    named = sorted((p for p in folder.iterdir() if (p / runs.SPEC_FILE).is_file()), key=lambda p: p.name)
-    return _read_spec(named[-1]) if named else None
+    if not folder.is_dir():
+        return None
+    latest = max((p for p in folder.iterdir() if (p / runs.SPEC_FILE).is_file()), key=lambda p: p.name, default=None)
+    return _read_spec(latest) if latest is not None else None
 
 
 def _read_spec(run_dir: Path) -> RunSpec:

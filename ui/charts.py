@@ -11,6 +11,7 @@ thin faint line and per-epoch values are points joined by a line.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -202,7 +203,8 @@ def training_curve(
     frame["phase_label"] = frame["phase"].map(labels.phase_label)
     starts = phase_starts(metrics)
     starts["phase"] = starts["phase"].map(labels.phase_label)
-    return {**_curve_template(metric, labels), "datasets": {CURVE_DATA: frame, PHASES_DATA: starts}}
+    spec = copy.deepcopy(_curve_template(metric, labels))  # a few kilobytes; the template stays as made
+    return {**spec, "datasets": {CURVE_DATA: frame, PHASES_DATA: starts}}
 
 
 CURVE_DATA, PHASES_DATA = "curve", "phases"
@@ -288,7 +290,8 @@ def compare_curve(
     if "run" not in frame:
         frame["run"] = pd.Series(dtype=str)
     frame["split_label"] = frame["split"].map(labels.split_label)
-    return {**_compare_template(metric, labels, tuple(curves)), "datasets": {CURVES_DATA: frame}}
+    spec = copy.deepcopy(_compare_template(metric, labels, tuple(curves)))
+    return {**spec, "datasets": {CURVES_DATA: frame}}
 
 
 def _epoch_points(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
