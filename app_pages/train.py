@@ -192,7 +192,7 @@ def run_monitor(run_id: str, status_shown: str, poll_shown: float | None) -> Non
             column.vega_lite_chart(
                 spec=charts.training_curve(metrics, metric, info.steps_per_epoch, labels), width="stretch"
             )
-    if poll_seconds(info, not metrics.empty) != poll_shown:
+    if poll_seconds(info) != poll_shown:
         st.rerun()  # the whole page once, which sets the fragment's new pace
 
 
@@ -279,5 +279,5 @@ else:
         on_change=on_run_selected,
     )
     shown_info = next(info for info in all_runs if info.id == shown)
-    poll = poll_seconds(shown_info, not cached.metrics(workspace, shown).empty)
+    poll = poll_seconds(shown_info)
     st.fragment(run_every=poll)(run_monitor)(shown, shown_info.status, poll)

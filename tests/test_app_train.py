@@ -420,15 +420,17 @@ def test_reruns_leave_keras_alone(app, workspace, dataset, monkeypatch):
 
 
 def test_a_run_just_started_is_looked_at_often_until_its_curves_are_drawn(tmp_path):
+    from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
     from ui.pace import FIRST_CURVES_POLL_SECONDS, FIRST_CURVES_WINDOW_SECONDS, POLL_SECONDS, poll_seconds
 
     created = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     info = runs.RunInfo(id="r", dir=tmp_path, name="r", spec=None, status=RunState.RUNNING, created=created.isoformat())
+    with_curves = replace(info, epoch=1)  # a batch trained: its first curves are drawn
     soon, later = created + timedelta(seconds=2), created + timedelta(seconds=FIRST_CURVES_WINDOW_SECONDS + 1)
-    assert poll_seconds(info, has_curves=False, now=soon) == FIRST_CURVES_POLL_SECONDS
-    assert poll_seconds(info, has_curves=True, now=soon) == POLL_SECONDS  # the curves are there: usual pace
-    assert poll_seconds(info, has_curves=False, now=later) == POLL_SECONDS  # a long queue or feature pass
-    ended = runs.RunInfo(id="r", dir=tmp_path, name="r", spec=None, status=RunState.COMPLETED)
-    assert poll_seconds(ended, has_curves=True, now=soon) is None
+    assert poll_seconds(info, now=soon) == FIRST_CURVES_POLL_SECONDS
+    assert poll_seconds(with_curves, now=soon) == POLL_SECONDS  # the curves are there: usual pace
+    assert poll_seconds(info, now=later) == POLL_SECONDS  # a long queue or feature pass
+    ended = replace(with_curves, status=RunState.COMPLETED)
+    assert poll_seconds(ended, now=soon) is None

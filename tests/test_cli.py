@@ -112,7 +112,7 @@ def test_a_dataset_refused_while_tensorflow_loads_still_gets_its_one_line(comman
     # stderr; the refusal must reach stderr whole, once the import is over.
     bogus = tmp_path / "photos.zip"
     bogus.write_bytes(b"this is not a zip file at all")
-    result = run_tlcore(*command, "--data", str(bogus), workspace=tmp_path / "ws")
+    result = run_tlcore(*command, "--weights", "none", "--data", str(bogus), workspace=tmp_path / "ws")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "photos.zip" in result.stderr and "zip" in result.stderr.lower()

@@ -29,8 +29,8 @@ from types import ModuleType
 from tlcore import run_queue, runs, settings
 from tlcore.errors import TLCoreError
 from tlcore.i18n import msg
-from tlcore.spec import RunSpec
-from tlcore.workspace import Workspace, read_json
+from tlcore.spec import RunSpec, read_spec_file
+from tlcore.workspace import Workspace
 
 # How often a waiting spare looks at the queue: a run waits at most this long for it.
 POLL_SECONDS = 0.2
@@ -141,7 +141,7 @@ def _keep_built_ahead_for(workspace: Workspace, run_id: str) -> None:
     from tlcore.models import keep_built_ahead_for
 
     try:
-        keep_built_ahead_for(_read_spec(workspace.run_dir(run_id)).model, workspace)
+        keep_built_ahead_for(read_spec_file(workspace.run_dir(run_id) / runs.SPEC_FILE).model, workspace)
     except Exception:  # a damaged spec: the run reports it itself
         traceback.print_exc()
 
@@ -152,11 +152,7 @@ def _latest_spec(workspace: Workspace) -> RunSpec | None:
     if not folder.is_dir():
         return None
     latest = max((p for p in folder.iterdir() if (p / runs.SPEC_FILE).is_file()), key=lambda p: p.name, default=None)
-    return _read_spec(latest) if latest is not None else None
-
-
-def _read_spec(run_dir: Path) -> RunSpec:
-    return RunSpec.from_dict(read_json(run_dir / runs.SPEC_FILE))
+    return read_spec_file(latest / runs.SPEC_FILE) if latest is not None else None
 
 
 def _let_start(run_dir: Path, poll_seconds: float) -> None:

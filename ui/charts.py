@@ -12,7 +12,7 @@ thin faint line and per-epoch values are points joined by a line.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,13 +145,11 @@ def curve_frame(metrics: pd.DataFrame, steps_per_epoch: int | None = None) -> pd
     if metrics.empty:
         return pd.DataFrame(columns=columns)
     batches = _thin(metrics[metrics["kind"] == "batch"], MAX_BATCH_POINTS)
-    epochs = metrics[metrics["kind"] == "epoch"]
     steps = steps_per_epoch or (int(batches["step"].max()) if not batches.empty else 1)
     parts = []
     for metric in METRICS:
         parts.append(_points(batches, batches["global_step"] / steps, metric, "train", "batch", metric))
-        parts.append(_points(epochs, epochs["epoch"], metric, "train", "epoch", metric))
-        parts.append(_points(epochs, epochs["epoch"], metric, "val", "epoch", f"val_{metric}"))
+        parts.append(_epoch_points(metrics, metric))
     frame = pd.concat(parts, ignore_index=True)
     frame = frame.dropna(subset=["value"])
     frame["x"] = frame["x"].astype(float)
@@ -192,7 +190,7 @@ def training_curve(
     Returns a Vega-Lite spec for `st.vega_lite_chart`, its data as DataFrames under `datasets`. The
     Train page redraws this chart every second for each session watching a run train; building it
     with Altair and checking it against the Vega-Lite schema takes about 0.1 s, so that is done once
-    per metric and wording (`_curve_template`) and each call only adds the data.
+    per metric and wording (`_from_template`) and each call only adds the data.
 
     metrics: `tlcore.metrics_log.read_metrics(...)`. metric: "loss" or "accuracy".
     steps_per_epoch: the run's, to place batches between epochs; inferred from the data when None.
@@ -203,21 +201,24 @@ def training_curve(
     frame["phase_label"] = frame["phase"].map(labels.phase_label)
     starts = phase_starts(metrics)
     starts["phase"] = starts["phase"].map(labels.phase_label)
-    spec = copy.deepcopy(_curve_template(metric, labels))  # a few kilobytes; the template stays as made
+    spec = _from_template(("curve", metric, repr(labels)), lambda: _curve_chart(metric, labels))
     return {**spec, "datasets": {CURVE_DATA: frame, PHASES_DATA: starts}}
 
 
-CURVE_DATA, PHASES_DATA = "curve", "phases"
-_curve_templates: dict[tuple[str, str], dict[str, Any]] = {}
+CURVE_DATA, PHASES_DATA, CURVES_DATA = "curve", "phases", "curves"
+_templates: dict[tuple[Any, ...], dict[str, Any]] = {}
+_TEMPLATES_KEPT = 256
 
 
-def _curve_template(metric: str, labels: ChartLabels) -> dict[str, Any]:
-    key = (metric, repr(labels))
-    if key not in _curve_templates:
-        spec = _curve_chart(metric, labels).to_dict()
+def _from_template(key: tuple[Any, ...], chart: Callable[[], alt.TopLevelMixin]) -> dict[str, Any]:
+    """A copy of the Vega-Lite spec of `chart()`, made (and checked against the schema) once per `key`."""
+    if key not in _templates:
+        if len(_templates) >= _TEMPLATES_KEPT:
+            _templates.clear()
+        spec = chart().to_dict()
         spec.pop("config", None)  # Altair's default theme's 300-px view; Streamlit applies its own theme
-        _curve_templates[key] = spec
-    return _curve_templates[key]
+        _templates[key] = spec
+    return copy.deepcopy(_templates[key])  # a few kilobytes; the template stays as made
 
 
 def _curve_chart(metric: str, labels: ChartLabels) -> alt.LayerChart:
@@ -278,7 +279,7 @@ def compare_curve(
 
     Returns a Vega-Lite spec for `st.vega_lite_chart`, its data as a DataFrame under `datasets`; as
     for `training_curve`, the Altair chart and its schema check are made once per metric, wording and
-    set of runs (`_compare_template`), not on every rerun of the Compare page.
+    set of runs (`_from_template`), not on every rerun of the Compare page.
     curves: run label -> that run's metrics (`tlcore.metrics_log.read_metrics`).
     """
     parts = []
@@ -290,7 +291,8 @@ def compare_curve(
     if "run" not in frame:
         frame["run"] = pd.Series(dtype=str)
     frame["split_label"] = frame["split"].map(labels.split_label)
-    spec = copy.deepcopy(_compare_template(metric, labels, tuple(curves)))
+    runs = list(curves)
+    spec = _from_template(("compare", metric, repr(labels), *runs), lambda: _compare_chart(metric, labels, runs))
     return {**spec, "datasets": {CURVES_DATA: frame}}
 
 
@@ -309,22 +311,6 @@ def _epoch_points(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
     frame["x"] = frame["x"].astype(float)
     frame["value"] = frame["value"].astype(float)
     return frame
-
-
-CURVES_DATA = "curves"
-_compare_templates: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
-_COMPARE_TEMPLATES_KEPT = 256
-
-
-def _compare_template(metric: str, labels: ChartLabels, runs: tuple[str, ...]) -> dict[str, Any]:
-    key = (metric, repr(labels), runs)
-    if key not in _compare_templates:
-        if len(_compare_templates) >= _COMPARE_TEMPLATES_KEPT:
-            _compare_templates.clear()
-        spec = _compare_chart(metric, labels, list(runs)).to_dict()
-        spec.pop("config", None)  # as in `_curve_template`
-        _compare_templates[key] = spec
-    return _compare_templates[key]
 
 
 def _compare_chart(metric: str, labels: ChartLabels, runs: list[str]) -> alt.LayerChart:

@@ -14,12 +14,13 @@ FIRST_CURVES_POLL_SECONDS = 0.25
 FIRST_CURVES_WINDOW_SECONDS = 15.0
 
 
-def poll_seconds(info: runs.RunInfo, has_curves: bool, now: datetime | None = None) -> float | None:
+def poll_seconds(info: runs.RunInfo, now: datetime | None = None) -> float | None:
     """Seconds between redraws of `info`'s view: None once the run has ended (nothing changes), often
-    in the first seconds after it was created while it has no curves yet, else once a second."""
+    in the first seconds after it was created while it has no curves yet (its status names no epoch
+    until a batch has been trained), else once a second."""
     if info.status not in runs.ACTIVE_STATUSES:
         return None
-    if has_curves or info.created is None:
+    if info.epoch > 0 or info.created is None:
         return POLL_SECONDS
     age = ((now or datetime.now(UTC)) - datetime.fromisoformat(info.created)).total_seconds()
     return FIRST_CURVES_POLL_SECONDS if age < FIRST_CURVES_WINDOW_SECONDS else POLL_SECONDS
