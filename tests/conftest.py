@@ -8,7 +8,9 @@ happen to be in this machine's Keras cache (a test that wants the shared ImageNe
 English ones whatever this machine's locale is.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 os.environ["TLCORE_OFFLINE"] = "1"
 os.environ["TLCORE_LANG"] = "en"  # the tests read the English sentences; the Japanese ones are tested by name
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="empty-keras-home-")
+atexit.register(shutil.rmtree, os.environ["KERAS_HOME"], ignore_errors=True)
 
 import pytest
 

@@ -113,16 +113,21 @@ def test_pictures_from_the_camera_build_a_dataset_class_by_class(server, page): 
             for count in range(1, 4):
                 # A busy machine can hand the fake camera's same frame over twice: the page says the
                 # picture is kept once, and a person takes another.
+                kept = page.get_by_text(f"{class_name} ({count})")
+                same = page.get_by_text("the same picture is kept once")
                 for attempt in range(5):
                     # The fake stream restarts with each new picture, so the same delay gives the same
                     # frame: wait a different time before each shot.
                     page.wait_for_timeout(300 * count + 700 * attempt)
                     take_picture(page)
-                    if not page.get_by_text("the same picture is kept once").count():
+                    # The picture reaches the server after the button has changed: wait for its answer.
+                    kept.or_(same).first.wait_for()
+                    if kept.count():
                         break
                     page.get_by_role("button", name="Clear photo").click()
-                    page.wait_for_timeout(500)
-                page.get_by_text(f"{class_name} ({count})").wait_for()
+                    wait_until_idle(page)
+                else:
+                    pytest.fail(f"the fake camera gave the same frame five times for {class_name} ({count})")
                 page.get_by_role("button", name="Clear photo").click()
                 wait_until_idle(page)
         steps.shot("taken")
