@@ -1,7 +1,14 @@
-"""Entry point for `python -m tlcore`."""
+"""Entry point for `python -m tlcore` and the `tlcore` command."""
 
-import sys
+from tlcore.cli import quick_exit
 
-from tlcore.cli import main
 
-sys.exit(main())
+def run() -> None:
+    quick_exit.arm()
+    from tlcore.cli import main
+
+    quick_exit.finish(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -7,6 +7,7 @@ an export whose file does not predict what the app predicts, ends with exit stat
 imported only by the subcommands that need it.
 
 - `parser`: the arguments, their help in the chosen language;
+- `quick_exit`: ending a process that loaded TensorFlow without tearing TensorFlow down;
 - `output`: printing results as text or JSON, and failures as one line;
 - `commands`: one function per subcommand; `train`: the `train` and `spare` subcommands; `study`: `study` and
   `studies`.
