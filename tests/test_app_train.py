@@ -427,9 +427,11 @@ def test_a_run_just_started_is_looked_at_often_until_its_curves_are_drawn(tmp_pa
 
     created = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     info = runs.RunInfo(id="r", dir=tmp_path, name="r", spec=None, status=RunState.RUNNING, created=created.isoformat())
-    with_curves = replace(info, epoch=1)  # a batch trained: its first curves are drawn
+    validating = replace(info, epoch=1, step=8)  # the first epoch validates: its row is not written yet
+    with_curves = replace(validating, seconds_per_epoch=0.05)  # it has ended: its curves are drawn
     soon, later = created + timedelta(seconds=2), created + timedelta(seconds=FIRST_CURVES_WINDOW_SECONDS + 1)
     assert poll_seconds(info, now=soon) == FIRST_CURVES_POLL_SECONDS
+    assert poll_seconds(validating, now=soon) == FIRST_CURVES_POLL_SECONDS
     assert poll_seconds(with_curves, now=soon) == POLL_SECONDS  # the curves are there: usual pace
     assert poll_seconds(info, now=later) == POLL_SECONDS  # a long queue or feature pass
     ended = replace(with_curves, status=RunState.COMPLETED)

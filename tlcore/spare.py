@@ -65,8 +65,8 @@ def serve(
         if not isinstance(trainer, BaseException):
             _build_ahead(workspace)
         # What is loaded now lives as long as the process: the run's full garbage collections skip it
-        # (about 0.1 s each, several a run, over TensorFlow's objects).
-        gc.collect()
+        # (about 0.1 s each, several a run, over TensorFlow's objects). The warm-up's garbage is gone
+        # already: `keras.backend.clear_session` collects it.
         gc.freeze()
         run_queue.describe_spare(spare_lock, os.getpid(), ready=True)
         claim = _wait_for_turn(workspace, poll_seconds)
