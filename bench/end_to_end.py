@@ -8,7 +8,8 @@ to its exit (its imports included), with its peak resident memory (`wait4`'s `ru
 - plain: `bench/plain_keras.py`, the same model trained the plain Keras way from the same zips
   (`image_dataset_from_directory` and `fit` with a frozen base);
 - the physical floor, in three parts that any program doing this job pays at least once:
-  - import: `python -c "import tensorflow, keras"`;
+  - import: `python -c "import os, tensorflow, keras; os._exit(0)"` (ended without TensorFlow's teardown,
+    as `python -m tlcore` ends);
   - decode: every image decoded once at the scale it needs (a JPEG's DCT scaling, then the resize to
     the input size), on every core, from bytes already in memory (`--part decode`, no TensorFlow);
   - forward: one pass of the frozen base over every image, float32 batches already in memory,
@@ -279,7 +280,8 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     python = sys.executable
     result: dict[str, Any] = {"images": data.images, "load_average_before": os.getloadavg()[0]}
 
-    floor_import = measured([python, "-c", "import tensorflow, keras"])
+    # Ended without TensorFlow's teardown, as `python -m tlcore` ends (`tlcore.cli.quick_exit`).
+    floor_import = measured([python, "-c", "import os, tensorflow, keras; os._exit(0)"])
     decode = measured(
         [python, __file__, "--part", "decode", "--train", str(data.train_zip), "--val", str(data.val_zip), *common]
     )
