@@ -427,11 +427,16 @@ def test_a_run_just_started_is_looked_at_often_until_its_curves_are_drawn(tmp_pa
 
     created = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     info = runs.RunInfo(id="r", dir=tmp_path, name="r", spec=None, status=RunState.RUNNING, created=created.isoformat())
-    validating = replace(info, epoch=1, step=8)  # the first epoch validates: its row is not written yet
-    with_curves = replace(validating, seconds_per_epoch=0.05)  # it has ended: its curves are drawn
+    # On cached features the first epoch validates before its rows are written; once it has ended,
+    # its curves are drawn.
+    validating = replace(info, path=runs.TrainingPath.FEATURES, epoch=1, step=8)
+    with_curves = replace(validating, seconds_per_epoch=0.05)
     soon, later = created + timedelta(seconds=2), created + timedelta(seconds=FIRST_CURVES_WINDOW_SECONDS + 1)
     assert poll_seconds(info, now=soon) == FIRST_CURVES_POLL_SECONDS
     assert poll_seconds(validating, now=soon) == FIRST_CURVES_POLL_SECONDS
+    # Through the full model, each batch's row is written as it trains: curves from the first batch.
+    full_path_batch = replace(info, path=runs.TrainingPath.FULL, epoch=1, step=1)
+    assert poll_seconds(full_path_batch, now=soon) == POLL_SECONDS
     assert poll_seconds(with_curves, now=soon) == POLL_SECONDS  # the curves are there: usual pace
     assert poll_seconds(info, now=later) == POLL_SECONDS  # a long queue or feature pass
     ended = replace(with_curves, status=RunState.COMPLETED)

@@ -1,12 +1,13 @@
 """Entry point for `python -m tlcore` and the `tlcore` command."""
 
-from tlcore.cli import quick_exit
+from typing import NoReturn
+
+from tlcore.cli import main, quick_exit
 
 
-def run() -> None:
+def run() -> NoReturn:
+    """Run the command line and exit with its status, without TensorFlow's teardown (`cli.quick_exit`)."""
     quick_exit.arm()
-    from tlcore.cli import main
-
     quick_exit.finish(main())
 
 

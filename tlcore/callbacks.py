@@ -495,14 +495,17 @@ class TensorBoardLog(RunCallback):
 
 
 def keep_best_after_fault(run_callbacks: list[RunCallback]) -> None:
-    """After `fit` raised (Keras then skips `on_train_end`): finish the write under way, write the best model
-    still held in memory, and the status that names it.
+    """After `fit` raised (Keras then skips `on_train_end`): flush the TensorBoard events, finish the write
+    under way, write the best model still held in memory, and the status that names it.
 
     Best effort: the fault being reported matters more than a second one from these writes.
     """
     keepers = [c for c in run_callbacks if isinstance(c, BestModelKeeper)]
     before = [keeper.saved for keeper in keepers]
     try:
+        for log in (c for c in run_callbacks if isinstance(c, TensorBoardLog)):
+            with suppress(Exception):
+                log.on_train_end()  # the batches since the last epoch's end, to disk
         for keeper in keepers:
             with suppress(Exception):
                 keeper.wait_for_writes()

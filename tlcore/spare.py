@@ -143,12 +143,18 @@ def _build_ahead(workspace: Workspace) -> None:
 
 
 def _keep_built_ahead_for(workspace: Workspace, run_id: str) -> None:
+    """Keep the base built ahead if the claimed run asks for it, else drop it. Its objects were frozen
+    out of the garbage collector with the rest (`serve`): they are let back in while Keras clears a
+    dropped base away, so that its reference cycles are collected, then frozen again."""
     from tlcore.models import keep_built_ahead_for
 
+    gc.unfreeze()
     try:
         keep_built_ahead_for(read_spec_file(workspace.run_dir(run_id) / runs.SPEC_FILE).model, workspace)
     except Exception:  # a damaged spec: the run reports it itself
         traceback.print_exc()
+    finally:
+        gc.freeze()
 
 
 def _latest_spec(workspace: Workspace) -> RunSpec | None:

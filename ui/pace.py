@@ -16,14 +16,21 @@ FIRST_CURVES_WINDOW_SECONDS = 15.0
 
 def poll_seconds(info: runs.RunInfo, now: datetime | None = None) -> float | None:
     """Seconds between redraws of `info`'s view: None once the run has ended (nothing changes), often
-    in the first seconds after it was created until its first epoch has ended (its status then gives
-    the seconds an epoch takes, written after the epoch's row of metrics), else once a second.
-
-    Not until its first batch: on cached features an epoch's batches are reported when its validation
-    is done, and the status names the epoch while it validates, before its row is written."""
+    in the first seconds after it was created while it has no curves yet, else once a second."""
     if info.status not in runs.ACTIVE_STATUSES:
         return None
-    if info.seconds_per_epoch is not None or info.created is None:
+    if has_curves(info) or info.created is None:
         return POLL_SECONDS
     age = ((now or datetime.now(UTC)) - datetime.fromisoformat(info.created)).total_seconds()
     return FIRST_CURVES_POLL_SECONDS if age < FIRST_CURVES_WINDOW_SECONDS else POLL_SECONDS
+
+
+def has_curves(info: runs.RunInfo) -> bool:
+    """Whether the run has written rows of metrics to draw. On cached features an epoch's batches are
+    reported once its validation is done (`tlcore.epoch_calls`), and the status names the epoch while
+    it validates, before its rows are written: there, once the first epoch has ended (the status then
+    gives the seconds an epoch takes, written after the epoch's row). Elsewhere, once a batch has
+    trained (the status names no epoch before)."""
+    if info.path == runs.TrainingPath.FEATURES:
+        return info.seconds_per_epoch is not None
+    return info.epoch > 0

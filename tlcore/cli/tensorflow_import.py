@@ -47,6 +47,8 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    # Without a collection first: the import leaves about 2,000 unreachable objects among its 400,000,
+    # kept for good, where a full collection would cost 0.2 s.
     gc.freeze()
 
 
