@@ -324,11 +324,11 @@ def side_by_side(by_id: dict[str, RunInfo], labels: dict[str, str]) -> None:
     )
     if not chosen:
         return
-    curves = {labels[run_id]: cached.metrics(workspace, run_id) for run_id in chosen}
+    run_ids = {labels[run_id]: run_id for run_id in chosen}
     chart_labels = i18n.chart_labels()
     loss_col, accuracy_col = st.columns(2)
-    loss_col.vega_lite_chart(spec=charts.compare_curve(curves, "loss", chart_labels), width="stretch")
-    accuracy_col.vega_lite_chart(spec=charts.compare_curve(curves, "accuracy", chart_labels), width="stretch")
+    for column, metric in ((loss_col, "loss"), (accuracy_col, "accuracy")):
+        column.vega_lite_chart(spec=cached.compare_curve(workspace, run_ids, metric, chart_labels), width="stretch")
     infos = [by_id[run_id] for run_id in chosen]
     st.dataframe(tables.run_table(infos), column_config=tables.run_columns(), hide_index=True, placeholder="–")
     with st.expander(t("study.details"), icon=":material/list:"):

@@ -97,6 +97,21 @@ def test_choosing_fewer_runs_narrows_the_curves_and_the_table(app, workspace, da
     assert at.dataframe[0].value["name"].tolist() == ["keep"]
 
 
+def test_the_curves_follow_a_run_as_it_writes_new_epochs(app, workspace, dataset):
+    """The curves are kept between reruns (`ui.cached.compare_curve`) only while no metrics file changes."""
+    growing = make_run(workspace, dataset, "growing", val_accuracy=(0.5, 0.6))
+    at = open_compare_page(app)
+    assert sorted(set(chart_data(at)[1]["x"])) == [1.0, 2.0]
+    row = {"kind": "epoch", "phase": "transfer", "epoch": 3, "step": 2, "global_step": 6, "loss": 0.3}
+    row |= {"accuracy": 0.7, "val_loss": 0.35, "val_accuracy": 0.7, "elapsed": 3}
+    with open(growing.dir / runs.METRICS_FILE, "a") as metrics:
+        metrics.write(json.dumps(row) + "\n")
+    at.run()
+    accuracy = chart_data(at)[1]
+    assert sorted(set(accuracy["x"])) == [1.0, 2.0, 3.0]
+    assert accuracy[accuracy["x"] == 3.0]["value"].tolist() == [0.7, 0.7]  # train and validation
+
+
 def test_the_table_says_which_path_each_run_trained_on(app, workspace, dataset):
     fast = make_run(workspace, dataset, "cached features")
     runs.update_status(fast.dir, path="features", path_note="Cached features: the frozen base ran once over …")

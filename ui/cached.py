@@ -5,7 +5,8 @@
   frozen layers are then computed from that model by tlcore and kept (`st.cache_data`).
 - Datasets are content-addressed and never change once ingested, so a loaded one is kept, and the
   list of them is read again only when the datasets folder changes.
-- Metrics are re-read only when the run's metrics file has changed size or time.
+- Metrics are re-read only when the run's metrics file has changed size or time, and so are the
+  Compare page's curves made from them.
 
 Keras is imported into this process to build those layer-table models and to predict (Evaluate). After
 every script run (every click, and every poll of a training run) Streamlit calls
@@ -33,6 +34,7 @@ from tlcore.errors import WeightsUnavailableError
 from tlcore.i18n import Message
 from tlcore.models import ModelSpec, Strategy
 from tlcore.workspace import Workspace
+from ui import charts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -181,3 +183,22 @@ def _stamp(path: Path) -> tuple[int, int]:
 @st.cache_data(max_entries=64, show_spinner=False)
 def _metrics(root: str, run_id: str, stamp: tuple[int, int]) -> pd.DataFrame:
     return metrics_log.read_metrics(Workspace(root), run_id)
+
+
+def compare_curve(
+    workspace: Workspace, run_ids: dict[str, str], metric: str, labels: charts.ChartLabels
+) -> dict[str, Any]:
+    """`charts.compare_curve` of these runs (label -> run id), made again only when one of their
+    metrics files has changed: the Compare page's curves otherwise cost half of its rerun."""
+    stamps = tuple(
+        (label, run_id, _stamp(workspace.run_dir(run_id) / runs.METRICS_FILE)) for label, run_id in run_ids.items()
+    )
+    return _compare_curve(str(workspace.root), stamps, metric, labels)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _compare_curve(
+    root: str, stamps: tuple[tuple[str, str, tuple[int, int]], ...], metric: str, labels: charts.ChartLabels
+) -> dict[str, Any]:
+    workspace = Workspace(root)
+    return charts.compare_curve({label: metrics(workspace, run_id) for label, run_id, _ in stamps}, metric, labels)
