@@ -200,5 +200,5 @@ def compare_curve(
 def _compare_curve(
     root: str, stamps: tuple[tuple[str, str, tuple[int, int]], ...], metric: str, labels: charts.ChartLabels
 ) -> dict[str, Any]:
-    workspace = Workspace(root)
-    return charts.compare_curve({label: metrics(workspace, run_id) for label, run_id, _ in stamps}, metric, labels)
+    curves = {label: _metrics(root, run_id, stamp) for label, run_id, stamp in stamps}
+    return charts.compare_curve(curves, metric, labels)
